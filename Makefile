@@ -1,0 +1,51 @@
+# Veritrail: the two commands a new machine needs are `make run` and `make test`.
+# Each installs what is missing first (see .ci/install-deps).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+PYTHON ?= python3
+
+.PHONY: help deps build test test-rust test-format lint fmt bench run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install missing build prerequisites (Debian packages, Python cryptography)
+	@.ci/install-deps
+
+build: deps ## build every crate
+	$(CARGO) build --workspace --all-targets
+
+# The format check and doc tests run first so that the test runner's summary is the
+# last thing printed: CI reads the closing lines.
+test: deps test-format test-rust ## the whole suite, as CI runs it
+
+test-rust:
+	$(CARGO) test --workspace --doc --quiet
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  echo "cargo-nextest not found; using cargo test"; \
+	  $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+test-format: ## verify the golden vectors with the independent Python verifier
+	$(PYTHON) tests/format/verify_vectors.py crates/core/testdata/vectors.json
+
+lint: deps ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: deps ## run the benchmarks and print their figures
+	$(CARGO) bench -p veritrail-core --bench core
+
+run: deps ## start a local three-node cluster (arrives with the server, issue #4)
+	@echo "make run: the cluster binary veritraild is not built yet (issue #4)." >&2
+	@exit 2
+
+clean:
+	$(CARGO) clean
