@@ -8,7 +8,7 @@ frontiers, proofs, keys, checkpoints, signatures, the evidence bundle) and check
 tampered inputs are rejected. Section numbers below refer to docs/FORMAT.md.
 Dependencies: Python 3.11 standard library and the `cryptography` package (Ed25519).
 """
-import base64, binascii, functools, hashlib, json, re, sys
+import base64, binascii, functools, hashlib, json, re, sys, unicodedata
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -53,21 +53,22 @@ def u64(n): return n.to_bytes(8, "big")
 def sha256(b): return hashlib.sha256(b).digest()
 
 def b64_strict(s, want_len=None):
-    """Standard padded base64; only the canonical spelling is accepted.
-    ASSUMPTION: FORMAT.md demands canonical base64 only for checkpoint hashes (section 5);
-    we apply it to signature lines, key strings and bundle entry lines too."""
+    """FORMAT.md conventions: base64 everywhere is RFC 4648 section 4 in its canonical spelling only
+    (padding present, unused bits zero, no white space), so decode-then-re-encode must give `s` back."""
     try:
         raw = base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError):
         raise Reject("bad base64")
-    if base64.b64encode(raw).decode() != s or (want_len is not None and len(raw) != want_len):
+    if base64.b64encode(raw).decode() != s:
         raise Reject("non-canonical base64")
+    if want_len is not None and len(raw) != want_len:
+        raise Reject(f"base64 of {len(raw)} bytes, want {want_len}")
     return raw
 
 def hex_hash(s):
-    """JSON hashes are exactly 64 lowercase hex characters."""
-    if not isinstance(s, str) or not re.fullmatch(r"[0-9a-f]{64}", s):
-        raise Reject(f"not a lowercase hex hash: {s!r}")
+    """FORMAT.md conventions, section 7: JSON hashes are 64 hex characters, read in either case."""
+    if not isinstance(s, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", s):
+        raise Reject(f"not a hex hash: {s!r}")
     return bytes.fromhex(s)
 
 
@@ -99,24 +100,24 @@ def encode_entry(e):
 
 class Reader:
     def __init__(self, data): self.data, self.pos = data, 0
-    def take(self, n):
+    def take(self, n, what):
         if n > len(self.data) - self.pos:
-            raise Reject("input ends inside a field")
+            raise Reject(f"input ends inside {what}")
         self.pos += n
         return self.data[self.pos - n:self.pos]
-    def int(self, size): return int.from_bytes(self.take(size), "big")
+    def int(self, size, what): return int.from_bytes(self.take(size, what), "big")
     def blob(self, limit, what):
-        n = self.int(4)
+        n = self.int(4, what)
         if n > limit:
             raise Reject(f"{what} longer than {limit} bytes")
-        return self.take(n)
+        return self.take(n, what)
     def string(self, what):
         try:
             return self.blob(MAX_STRING, what).decode("utf-8")  # strict: no surrogates, no overlongs
         except UnicodeDecodeError:
             raise Reject(f"{what} is not valid UTF-8")
     def presence(self, what):
-        tag = self.int(1)
+        tag = self.int(1, what)
         if tag > 1:
             raise Reject(f"presence tag {tag} for {what}")
         return tag == 1
@@ -126,14 +127,14 @@ def decode_entry(data):
     if len(data) > MAX_ENTRY:
         raise Reject("input longer than 4 MiB")
     r = Reader(data)
-    if r.int(1) != 0x01:
+    if r.int(1, "version") != 0x01:
         raise Reject("unknown version byte")
-    e = {"seq": r.int(8), "timestamp_ns": r.int(8), "prev_hash": r.take(32)}
+    e = {"seq": r.int(8, "seq"), "timestamp_ns": r.int(8, "timestamp_ns"), "prev_hash": r.take(32, "prev_hash")}
     for f in STRING_FIELDS:
         e[f] = r.string(f)
-    e["event_time_ns"] = r.int(8) if r.presence("event_time_ns") else None
+    e["event_time_ns"] = r.int(8, "event_time_ns") if r.presence("event_time_ns") else None
     e["trace_id"] = r.string("trace_id") if r.presence("trace_id") else None
-    count = r.int(4)
+    count = r.int(4, "attribute count")
     if count > MAX_ATTRS:
         raise Reject("more than 256 attributes")
     e["attributes"], last_key = [], None
@@ -149,12 +150,13 @@ def decode_entry(data):
     return e
 
 def entry_from_vector(v):
-    """Build the structured entry from a vector's top-level fields and its `event`."""
+    """Build the structured entry from a vector's top-level fields and its `event`
+    (FORMAT.md appendix: absent optional fields are null; attribute member order means nothing)."""
     ev = v["event"]
     e = {"seq": v["seq"], "timestamp_ns": v["timestamp_ns"], "prev_hash": hex_hash(v["prev_hash"]),
          "principal": v["principal"], "event_time_ns": ev["event_time_ns"], "trace_id": ev["trace_id"],
-         "attributes": sorted(ev["attributes"].items(), key=lambda kv: kv[0].encode()),
-         "payload": bytes.fromhex(ev["payload_hex"])}
+         "attributes": sorted((ev["attributes"] or {}).items(), key=lambda kv: kv[0].encode()),
+         "payload": bytes.fromhex(ev["payload_hex"] or "")}
     for f in STRING_FIELDS[1:]:
         e[f] = ev[f]
     return e
@@ -244,14 +246,12 @@ def verify_inclusion(index, size, leaf, path, root):
     return sn == 0 and r == root
 
 def verify_consistency(m, n, root_m, root_n, proof):
-    """RFC 9162 section 2.1.4.2 plus the two extra rules of section 4 (m = n, m = 0)."""
+    """RFC 9162 section 2.1.4.2 plus the edge-case rules of FORMAT.md section 4."""
     if m > n:
         return False
-    if m == n:  # ASSUMPTION (here and for m = 0): a non-empty proof is rejected, not ignored
-        return not proof and root_m == root_n
-    if m == 0:
-        return not proof and root_m == EMPTY_ROOT  # ASSUMPTION: the size-0 root must be SHA-256("")
-    if not proof:
+    if m == 0 or m == n:  # FORMAT.md §4: the proof must be empty; m = 0 needs the empty root,
+        return not proof and (m > 0 or root_m == EMPTY_ROOT) and (m < n or root_m == root_n)  # m = n equal roots
+    if not proof:  # FORMAT.md §4: 0 < m < n needs a non-empty proof
         return False
     if m & (m - 1) == 0:  # m is an exact power of two
         proof = [root_m] + proof
@@ -307,24 +307,42 @@ ED25519 = b"\x01"  # signature type byte
 def verifier_key(name, pub): return f"{name}+{key_id(name, pub):08x}+{b64(ED25519 + pub)}"
 def signer_key(name, seed, pub): return f"PRIVATE+KEY+{name}+{key_id(name, pub):08x}+{b64(ED25519 + seed)}"
 
-def valid_key_name(name):
-    # ASSUMPTION: "white space" means Unicode white space (Python str.isspace).
-    return name != "" and "+" not in name and not any(c.isspace() for c in name)
+# Unicode White_Space property (PropList.txt; unchanged since Unicode 6.3).
+WHITE_SPACE = set("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | {chr(c) for c in range(0x2000, 0x200B)}
 
-def parse_verifier_key(s):
-    """<name>+<8 hex>+<base64(0x01 || pub)>; split on the first two '+' only."""
-    parts = s.split("+", 2)
-    if len(parts) != 3 or not valid_key_name(parts[0]) or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
-        raise Reject(f"malformed verifier key {s!r}")
+def valid_key_name(name):
+    """FORMAT.md §6: non-empty, no White_Space character, no '+', no control character (Cc)."""
+    return name != "" and not any(c in WHITE_SPACE or c == "+" or unicodedata.category(c) == "Cc" for c in name)
+
+def parse_key_string(s, what):
+    """FORMAT.md §6 steps 1-4, for verifier and signer keys: <name>+<8 hex, either case>+<base64(0x01 || 32 bytes)>."""
+    parts = s.split("+", 2)  # the first two '+' only
+    if len(parts) != 3 or not valid_key_name(parts[0]) or not re.fullmatch(r"[0-9a-fA-F]{8}", parts[1]):
+        raise Reject(f"malformed {what} {s!r}")
     raw = b64_strict(parts[2])
     if len(raw) != 33 or raw[0] != 0x01:
-        raise Reject("verifier key is not an Ed25519 key")
-    name, kid, pub = parts[0], int(parts[1], 16), raw[1:]
-    if key_id(name, pub) != kid:  # ASSUMPTION: the stated id must match the computed one
+        raise Reject(f"{what} is not an Ed25519 key")
+    return parts[0], int(parts[1], 16), raw[1:]
+
+def parse_verifier_key(s):
+    name, kid, pub = parse_key_string(s, "verifier key")
+    if decode_point(pub) is None:  # FORMAT.md §6 step 5
+        raise Reject("verifier key is not a valid Ed25519 point")
+    if key_id(name, pub) != kid:  # FORMAT.md §6 step 6
         raise Reject("verifier key id does not match its name and key")
     return name, kid, pub
 
-# Minimal RFC 8032 point decoding, only to reject small-order points as `verify_strict` does.
+def parse_signer_key(s):
+    """FORMAT.md §6: 'PRIVATE+KEY+' then a key string holding the seed; the id is checked
+    against the public key derived from the seed."""
+    if not s.startswith("PRIVATE+KEY+"):
+        raise Reject("signer key without PRIVATE+KEY+ prefix")
+    name, kid, seed = parse_key_string(s[len("PRIVATE+KEY+"):], "signer key")
+    if key_id(name, public_key(seed)) != kid:
+        raise Reject("signer key id does not match its name and key")
+    return name, kid, seed
+
+# Minimal RFC 8032 point decoding: to validate verifier keys and to reject small-order R and A.
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493
 D = -121665 * pow(121666, P - 2, P) % P
@@ -332,8 +350,10 @@ D = -121665 * pow(121666, P - 2, P) % P
 def decode_point(enc):
     y = int.from_bytes(enc, "little")
     sign, y = y >> 255, y & ((1 << 255) - 1)
-    if y >= P:
-        return None  # ASSUMPTION: non-canonical point encodings (y >= p) are rejected too
+    if y >= P:  # RFC 8032 section 5.1.3 decoding fails here.
+        # ASSUMPTION: FORMAT.md §6 step 5's "valid Ed25519 point encoding" is RFC 8032 decoding,
+        # so non-canonical encodings (y >= p) are refused, including some of large-order points.
+        return None
     u, v = (y * y - 1) % P, (D * y * y + 1) % P
     x = u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P) % P
     if v * x * x % P == (-u) % P:
@@ -356,10 +376,15 @@ def strict_point(enc):
     return pt is not None and not is_small_order(pt)
 
 def ed25519_verify_strict(pub, msg, sig):
+    """FORMAT.md §6 step 3 (ed25519-dalek's verify_strict): a 64-byte signature, S < L, R and A not
+    of small order, then the cofactorless [S]B = R + [k]A comparing the computed R's encoding with
+    the given R byte for byte. That last step is the RFC 8032 verify of `cryptography` (OpenSSL),
+    which is cofactorless and compares R encodings; it lacks the small-order rule, added here.
+    strict_point also refuses an R that is not canonical, which the R comparison would refuse anyway."""
     if len(sig) != 64 or int.from_bytes(sig[32:], "little") >= L:
         return False  # wrong length, or S not canonical
     if not strict_point(pub) or not strict_point(sig[:32]):
-        return False  # OpenSSL alone accepts small-order forgeries, so this check is needed
+        return False  # R or A undecodable or of small order
     try:
         Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)
         return True
@@ -375,8 +400,8 @@ def checkpoint_body(origin, size, root, head, ts):
     return f"{origin}\n{size}\n{b64(root)}\nveritrail-head {b64(head)} {ts}\n"
 
 def parse_decimal(s):
-    # ASSUMPTION: size and timestamp must also fit in a u64.
-    if not DECIMAL_RE.fullmatch(s) or int(s) >= 1 << 64:
+    """FORMAT.md §5: no sign, no leading zeros, at most 2^64 - 1 (also used for JSON integers, §7)."""
+    if len(s) > 20 or not DECIMAL_RE.fullmatch(s) or int(s) >= 1 << 64:
         raise Reject(f"non-canonical decimal {s!r}")
     return int(s)
 
@@ -397,18 +422,23 @@ def parse_checkpoint(text):
 
 # ---------------------------------------------------------------- section 6: signed note
 SIG_PREFIX = "\u2014 "  # em dash U+2014 and one space
+BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 def open_checkpoint(note, keys, quorum, origin):
     """Parse a signed note, verify it strictly against `keys` [(name, id, pub)] and `quorum`,
     then parse its text as a checkpoint of `origin`. Returns the parsed checkpoint."""
-    if not 1 <= quorum <= len(keys):  # ASSUMPTION: an out-of-range quorum is an error, not clamped
+    if not 1 <= quorum <= len(keys):  # FORMAT.md §6: rejected at once, not clamped
         raise Reject("quorum out of range")
-    raw = note.encode("utf-8") if isinstance(note, str) else note
-    try:
+    if len({(name, kid) for name, kid, _ in keys}) != len(keys):  # FORMAT.md §6: same name and key id
+        raise Reject("duplicate trusted key")
+    try:  # FORMAT.md §6 parsing rules, all before any signature is checked
+        raw = note.encode("utf-8") if isinstance(note, str) else note
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeError:
         raise Reject("note is not valid UTF-8")
-    if any(ord(c) < 0x20 and c != "\n" for c in text):
+    if len(raw) > 65536:
+        raise Reject("note longer than 65536 bytes")
+    if any(ord(c) < 0x20 and c != "\n" for c in text):  # DEL and C1 pass this rule
         raise Reject("note contains a control character")
     cut = text.rfind("\n\n")
     if cut < 0:
@@ -452,30 +482,47 @@ def open_checkpoint(note, keys, quorum, origin):
 BUNDLE_MEMBERS = {"format": str, "origin": str, "start": int, "count": int, "checkpoint": str,
                   "keys": list, "quorum": int, "left_frontier": list, "consistency_proof": list}
 
-def no_duplicate_members(pairs):
+def no_duplicate_members(pairs):  # FORMAT.md §7: duplicate member names are an error
     if len({k for k, _ in pairs}) != len(pairs):
-        raise Reject("bundle header: duplicate member")  # ASSUMPTION: duplicate members are an error
+        raise Reject("bundle header: duplicate member")
     return dict(pairs)
 
+def json_u64(s):  # FORMAT.md conventions, §7: exact integers in [0, 2^64 - 1]
+    try:
+        return parse_decimal(s)  # ASSUMPTION: "-0" counts as a negative number, so it is refused
+    except Reject:
+        raise Reject(f"bundle header: number {s!r} is not a u64")
+
+def json_not_integer(s):  # FORMAT.md conventions: fractions and exponents are errors (and NaN, Infinity)
+    raise Reject(f"bundle header: number {s!r} is not an integer")
+
 def verify_bundle(text, keys, quorum, origin):
-    """Section 7, steps 1 to 7. Returns (start, count, N) or raises Reject."""
+    """Section 7, steps 1 to 7. `keys` are the trusted keys; if there are none, the bundle's own keys are
+    used (FORMAT.md §7). Returns (start, count, N, whether the bundle's own keys were used)."""
     if not text.endswith("\n"):
         raise Reject("bundle: last line does not end in a newline")
     lines = text[:-1].split("\n")
-    try:  # step 1
-        hdr = json.loads(lines[0], object_pairs_hook=no_duplicate_members)
-    except ValueError:
+    try:  # step 1. ASSUMPTION: JSON white space (RFC 8259, including \r) is allowed around the header.
+        hdr = json.loads(lines[0], object_pairs_hook=no_duplicate_members, parse_int=json_u64,
+                         parse_float=json_not_integer, parse_constant=json_not_integer)
+        json.dumps(hdr, ensure_ascii=False).encode()  # ASSUMPTION: lone surrogate escapes are an error
+    except (ValueError, UnicodeError):
         raise Reject("bundle header: not JSON")
     if not isinstance(hdr, dict) or set(hdr) != set(BUNDLE_MEMBERS):
         raise Reject("bundle header: wrong members")
-    for k, t in BUNDLE_MEMBERS.items():  # ASSUMPTION: numbers are non-negative integers (not 3.0)
-        if not isinstance(hdr[k], t) or isinstance(hdr[k], bool) or (t is int and hdr[k] < 0):
+    for k, t in BUNDLE_MEMBERS.items():
+        if not isinstance(hdr[k], t) or isinstance(hdr[k], bool):
             raise Reject(f"bundle header: bad type for {k}")
+    if not all(isinstance(k, str) for k in hdr["keys"]):
+        raise Reject("bundle header: keys must be strings")
     if hdr["format"] != "veritrail-evidence-bundle/1" or hdr["origin"] != origin:
         raise Reject("bundle header: wrong format or origin")
     start, count = hdr["start"], hdr["count"]
     left = [hex_hash(h) for h in hdr["left_frontier"]]
     proof = [hex_hash(h) for h in hdr["consistency_proof"]]
+    own_keys = not keys  # FORMAT.md §7: the bundle's keys and quorum only when no trusted keys are given
+    if own_keys:
+        keys, quorum = [parse_verifier_key(k) for k in hdr["keys"]], hdr["quorum"]
     cp = open_checkpoint(hdr["checkpoint"], keys, quorum, origin)  # step 2
     n_cp = cp["size"]
     if start + count > n_cp:  # step 3
@@ -486,6 +533,8 @@ def verify_bundle(text, keys, quorum, origin):
         raise Reject(f"bundle: {len(lines) - 1} entry lines, header says {count}")
     raws = []
     for i, line in enumerate(lines[1:]):
+        if line == "" or "\r" in line:
+            raise Reject(f"seq {start + i}: empty line or \\r")
         try:
             raws.append(b64_strict(line))
         except Reject as e:
@@ -499,7 +548,7 @@ def verify_bundle(text, keys, quorum, origin):
     if size == n_cp and count > 0 and (hashes[-1] != cp["head"] or entries[-1]["timestamp_ns"]
                                        != cp["timestamp_ns"]):  # step 7
         raise Reject(f"seq {size - 1}: last entry does not match the checkpoint head")
-    return start, count, n_cp
+    return start, count, n_cp, own_keys
 
 
 # ---------------------------------------------------------------- the checks
@@ -517,23 +566,29 @@ def check_entries(vec):
             check_eq(f"entry {v['seq']} decoding", decode_entry(bytes.fromhex(v["canonical_hex"])), fields)
         except Reject as e:
             check(f"entry {v['seq']} decodes", False, str(e))
+    # Each invalid entry must be rejected for the reason its words give (first keyword that matches).
+    expected = [("truncated inside the principal", "input ends inside principal"),
+                ("payload runs past", "input ends inside payload"), ("empty input", "input ends inside version"),
+                ("trailing", "bytes remain"), ("version", "unknown version"), ("presence tag", "presence tag"),
+                ("ascending", "attribute keys not strictly"), ("same attribute key", "attribute keys not strictly"),
+                ("actor is not valid UTF-8", "actor is not valid UTF-8"), ("4097 bytes", "actor longer than 4096"),
+                ("257 attributes", "more than 256")]
     for bad in vec["invalid_entries"]:
-        check_rejects(f"invalid entry '{bad['reason']}'", decode_entry, bytes.fromhex(bad["hex"]))
-    # Rules no vector exercises: inputs at, and just past, each hard maximum.
+        want = next((r for words, r in expected if words in bad["reason"]), None)
+        check_rejects(f"invalid entry '{bad['reason']}'", decode_entry, bytes.fromhex(bad["hex"]), reason=want)
+    # Each hard maximum is accepted; one past it is rejected (vectors cover the last two past-max cases).
     base = entry_from_vector(vec["entries"][1])
     def variant(**kw): return encode_entry({**base, **kw})
-    for what, field, at_max, past_max in [
-            ("a 4096/4097-byte string", "actor", "a" * 4096, "a" * 4097),
-            ("a 1 MiB/1 MiB+1 payload", "payload", bytes(MAX_PAYLOAD), bytes(MAX_PAYLOAD + 1)),
+    for what, field, at_max, past_max, why in [
+            ("a 4096/4097-byte string", "actor", "a" * 4096, "a" * 4097, "actor longer"),
+            ("a 1 MiB/1 MiB+1 payload", "payload", bytes(MAX_PAYLOAD), bytes(MAX_PAYLOAD + 1), "payload longer"),
             ("256/257 attributes", "attributes", [(f"k{i:03}", "") for i in range(256)],
-             [(f"k{i:03}", "") for i in range(257)])]:
+             [(f"k{i:03}", "") for i in range(257)], "more than 256")]:
         check(f"accepts {what}", decode_entry(variant(**{field: at_max})) is not None)
-        check_rejects(f"rejects {what}", decode_entry, variant(**{field: past_max}))
-    # encode_entry sorts stably, so two equal keys stay adjacent: a duplicate.
-    check_rejects("rejects duplicate attribute keys", decode_entry, variant(attributes=[("env", "a"), ("env", "b")]))
+        check_rejects(f"rejects {what}", decode_entry, variant(**{field: past_max}), reason=why)
     canon0 = bytes.fromhex(vec["entries"][0]["canonical_hex"])
-    check_rejects("rejects input over 4 MiB", decode_entry, canon0 + bytes(MAX_ENTRY))
-    check_rejects("rejects a length prefix past the end", decode_entry, canon0[:-4] + u32(1))
+    check_rejects("rejects input over 4 MiB", decode_entry, canon0 + bytes(MAX_ENTRY), reason="input longer")
+    check_rejects("rejects a length prefix past the end", decode_entry, canon0[:-4] + u32(1), reason="input ends")
     group_done("entries: canonical encoding and decoding (2.1, 2.2)")
 
 def check_hashes(vec):
@@ -592,6 +647,11 @@ def check_merkle(vec, leaves):
                 check(f"{tag} as ({m2}, {n2}) fails", not verify_consistency(m2, n2, roots[m2], roots[n2], pr))
         if 0 < m < n:
             check(f"{tag} with a wrong new root fails", not verify_consistency(m, n, rm, roots[m], pr))
+    for what, args in [("(0, 0) with a non-empty old root", (0, 0, leaves[0], leaves[0], [])),
+                       ("(0, 5) with a non-empty old root", (0, 5, leaves[0], roots[5], [])),
+                       ("(0, 5) with a non-empty proof", (0, 5, roots[0], roots[5], [leaves[0]])),
+                       ("(6, 5)", (6, 5, roots[6], roots[5], []))]:
+        check(f"consistency {what} fails", not verify_consistency(*args))
     group_done("merkle: roots, frontiers, inclusion and consistency proofs (4)")
     return roots
 
@@ -612,6 +672,15 @@ def check_notes(vec, leaves, roots):
         check_eq(f"{name} public key, key id, verifier key, signer key", got,
                  (k["public_key_hex"], k["key_id"], k["verifier_key"], k["signer_key"]))
         check_eq(f"{name} verifier key parses", parse_verifier_key(k["verifier_key"]), (name, key_id(name, pub), pub))
+        check_eq(f"{name} signer key parses", parse_signer_key(k["signer_key"]), (name, key_id(name, pub), seed))
+        vk = k["verifier_key"]
+        check_eq(f"{name} verifier key with an upper-case id parses",
+                 parse_verifier_key(vk.replace(k["key_id"], k["key_id"].upper())), parse_verifier_key(vk))
+        for what, bad, why in [("a wrong id", vk.replace(k["key_id"], f"{key_id(name, pub) ^ 1:08x}"), "verifier key id"),
+                               ("a no-break space in the name", vk.replace("/", "\xa0", 1), "malformed"),
+                               ("a point not on the curve", verifier_key(name, (2).to_bytes(32, "little")),
+                                "verifier key is not a valid")]:
+            check_rejects(f"{name} verifier key with {what}", parse_verifier_key, bad, reason=why)
         keys.append((name, key_id(name, pub), pub))
         seeds[name] = seed
     check_eq("quorum is the default floor(n/2)+1", quorum, len(keys) // 2 + 1)
@@ -642,6 +711,16 @@ def check_notes(vec, leaves, roots):
         rejects(f"{tag} with a bad signature", body + "\n" + sig_line(name0, public_key(seed0), flip(sig0, 5)),
                 "bad signature", quorum=1)
         rejects(f"{tag} for another origin", c["signed_note"], origin=origin + "x")
+        rejects(f"{tag} over 65536 bytes", c["signed_note"] + lines[0] * (65536 // len(lines[0])), "note longer")
+        rejects(f"{tag} with a duplicate trusted key", c["signed_note"], "duplicate trusted key", keys=keys + keys[:1])
+        for q in (0, len(keys) + 1):
+            rejects(f"{tag} with quorum {q}", c["signed_note"], "quorum out of range", quorum=q)
+        sig64 = lines[0].rstrip("\n").rsplit(" ", 1)[1]  # 68 bytes: one '=', two unused bits
+        noncanon = sig64[:-2] + BASE64[BASE64.index(sig64[-2]) ^ 1] + "="
+        rejects(f"{tag} with a non-canonical signature line", body + "\n" + lines[0].replace(sig64, noncanon),
+                "non-canonical")
+        rejects(f"{tag} with DEL in the body (passes the character rule)",  # then fails its signature
+                body.replace("\n", "\x7f\n", 1) + "\n" + "".join(lines), "bad signature")
         rejects(f"{tag} with node-3 untrusted", c["signed_note"], keys=keys[:2],
                 reason="unknown key" if f"{origin}/node-3" in c["signers"] else "quorum not met")
     # The body rules of section 5, on the size-10 body.
@@ -659,6 +738,14 @@ def check_notes(vec, leaves, roots):
     # accepts any message. It must be rejected.
     ident = bytes([1]) + bytes(31)
     check("small-order forgery rejected", not ed25519_verify_strict(ident, b"any", ident + bytes(32)))
+    # R = [r]B + (a point of order 8), S = r + k*a for the seed 0x01..01: only a cofactored check accepts it.
+    pub1 = public_key(bytes([1]) * 32)
+    check("mixed-order R rejected (cofactorless equation)", not ed25519_verify_strict(pub1, b"cofactorless", bytes.fromhex(
+        "6999d5cb5126005c325892f1c6eab824b310708befff12fbaf45dda050cb12f0"
+        "8afcf2b0fe9a9ee4b707c7e3044ef5d1b206f285ae1f4a2f79ba1a65a2edaa07")))
+    good_sig = Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32).sign(b"m")
+    check("S + L rejected (S must be canonical)", ed25519_verify_strict(pub1, b"m", good_sig) and not ed25519_verify_strict(
+        pub1, b"m", good_sig[:32] + (int.from_bytes(good_sig[32:], "little") + L).to_bytes(32, "little")))
     group_done("keys and checkpoints: key ids, key strings, bodies, signed notes, quorum (5, 6)")
     return keys
 
@@ -666,18 +753,22 @@ def check_bundle(vec, keys, leaves):
     """Section 7: the bundle verifies with the trusted keys; every tampered variant fails."""
     origin, quorum, b = vec["origin"], vec["quorum"], vec["bundle"]
     text = b["text"]
-    try:
-        got = verify_bundle(text, keys, quorum, origin)
-        check_eq("bundle verifies", got, (b["start"], b["count"], b["checkpoint_size"]))
-    except Reject as e:
-        check("bundle verifies", False, str(e))
+    def result(text, keys=keys, quorum=quorum):
+        try:
+            return verify_bundle(text, keys, quorum, origin)
+        except Reject as e:
+            return f"rejected: {e}"
+    want = (b["start"], b["count"], b["checkpoint_size"], False)
+    check_eq("bundle verifies", result(text), want)
+    check_eq("bundle verifies with its own keys, and says so", result(text, None, None), want[:3] + (True,))
     hdr_line, *lines = text[:-1].split("\n")
     hdr = json.loads(hdr_line)
     check_eq("bundle's own keys are the trusted keys", hdr["keys"], [k["verifier_key"] for k in vec["keys"]])
     def rebuild(h, ls): return json.dumps(h, separators=(",", ":"), ensure_ascii=False) + "\n" + "".join(l + "\n" for l in ls)
     check_eq("bundle re-serializes identically", rebuild(hdr, lines), text)  # so the variants differ only as intended
-    def must_fail(what, h, ls):
-        check_rejects(f"bundle with {what}", verify_bundle, rebuild(h, ls), keys, quorum, origin)
+    def must_fail(what, h, ls, reason=None, keys=keys, quorum=quorum):
+        check_rejects(f"bundle with {what}", verify_bundle, rebuild(h, ls), keys, quorum, origin, reason=reason)
+    def with_header(hdr_text): return hdr_text + "\n" + "".join(l + "\n" for l in lines)
     for i, line in enumerate(lines):
         raw = base64.b64decode(line)
         for j in range(len(raw)):  # every byte of every entry
@@ -701,6 +792,21 @@ def check_bundle(vec, keys, leaves):
     must_fail("an unknown member", {**hdr, "extra": 1}, lines)
     must_fail("another origin", {**hdr, "origin": origin + "x"}, lines)
     must_fail("a trailing empty line", hdr, lines + [""])
+    must_fail("an empty entry line", hdr, lines[:1] + [""] + lines[2:], "seq 4: empty line")
+    must_fail("a \\r in an entry line", hdr, lines[:1] + [lines[1] + "\r"] + lines[2:], "seq 4: empty line or")
+    upper = {**hdr, "left_frontier": [h.upper() for h in hdr["left_frontier"]],
+             "consistency_proof": [h.upper() for h in hdr["consistency_proof"]]}
+    check_eq("bundle with upper-case hex verifies", result(rebuild(upper, lines)), want)
+    bad_key = {**hdr, "keys": hdr["keys"][:2] + [hdr["keys"][2].replace("+", " ", 1)]}
+    check_eq("bundle's own keys are not read when keys are trusted", result(rebuild(bad_key, lines)), want)
+    must_fail("a malformed key of its own, used", bad_key, lines, "malformed verifier key", keys=None)
+    must_fail("an invalid quorum of its own, used", {**hdr, "quorum": 4}, lines, "quorum out of range", keys=None)
+    start_json = f'"start":{hdr["start"]},'
+    for what, number in [("a fraction", "3.0"), ("an exponent", "3e0"), ("minus zero", "-0"), ("2^64", str(1 << 64))]:
+        bad = with_header(hdr_line.replace(start_json, f'"start":{number},'))
+        check_rejects(f"bundle with {what} as start", verify_bundle, bad, keys, quorum, origin, reason="bundle header: number")
+    check_rejects("bundle with a duplicate member", verify_bundle, with_header(hdr_line.replace(start_json, start_json * 2)),
+                  keys, quorum, origin, reason="bundle header: duplicate member")
     check_rejects("bundle without final newline", verify_bundle, text[:-1], keys, quorum, origin)
     check_rejects("bundle against another trusted origin", verify_bundle, text, keys, quorum, origin + "x")
     group_done("bundle: section 7 verification and tampered variants (7)")

@@ -113,7 +113,10 @@ fn checkpoints(c: &mut Criterion) {
     let signers: Vec<NoteSigner> = (1u8..=3)
         .map(|i| NoteSigner::from_seed(&format!("{origin}/node-{i}"), &[i; 32]).expect("signer"))
         .collect();
-    let checkpoint = Checkpoint { size: LEAVES, ..Checkpoint::empty(origin) };
+    let checkpoint = Checkpoint {
+        size: LEAVES,
+        ..Checkpoint::empty(origin)
+    };
     let mut group = c.benchmark_group("checkpoint");
     group.bench_function("sign_one", |b| b.iter(|| checkpoint.sign(&signers[0])));
     let mut note = checkpoint.to_note().expect("note");
@@ -121,8 +124,9 @@ fn checkpoints(c: &mut Criterion) {
         note.sign(s).expect("sign");
     }
     let text = note.to_string();
-    let trust = CheckpointVerifier::majority(origin, signers.iter().map(|s| s.public().clone()).collect())
-        .expect("trust");
+    let trust =
+        CheckpointVerifier::majority(origin, signers.iter().map(|s| s.public().clone()).collect())
+            .expect("trust");
     group.bench_function("verify_3_signatures", |b| {
         b.iter_batched(|| text.clone(), |t| trust.verify(&t), BatchSize::SmallInput)
     });

@@ -104,11 +104,17 @@ pub struct BundleFailure {
 
 impl BundleFailure {
     fn at(seq: u64, reason: impl Into<String>) -> Self {
-        BundleFailure { seq: Some(seq), reason: reason.into() }
+        BundleFailure {
+            seq: Some(seq),
+            reason: reason.into(),
+        }
     }
 
     fn whole(reason: impl Into<String>) -> Self {
-        BundleFailure { seq: None, reason: reason.into() }
+        BundleFailure {
+            seq: None,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -118,7 +124,10 @@ impl From<Error> for BundleFailure {
             Error::ChainBroken { seq, .. } => Some(*seq),
             _ => None,
         };
-        BundleFailure { seq, reason: error.to_string() }
+        BundleFailure {
+            seq,
+            reason: error.to_string(),
+        }
     }
 }
 
@@ -183,24 +192,37 @@ impl BundleVerifier {
                 header.start, checkpoint.size
             )));
         }
-        checks.push(format!("range [{}, {end}) lies within the checkpoint", header.start));
+        checks.push(format!(
+            "range [{}, {end}) lies within the checkpoint",
+            header.start
+        ));
         let chain = if header.start == 0 {
             if !header.left_frontier.is_empty() {
-                return Err(BundleFailure::whole("a bundle starting at 0 has an empty frontier"));
+                return Err(BundleFailure::whole(
+                    "a bundle starting at 0 has an empty frontier",
+                ));
             }
             ChainVerifier::from_genesis(&header.origin)
         } else {
             let frontier = Frontier::from_parts(header.start, header.left_frontier.clone())?;
             ChainVerifier::resume(header.start, None, None, Some(frontier))?
         };
-        Ok(BundleVerifier { header, verified, chain, checks })
+        Ok(BundleVerifier {
+            header,
+            verified,
+            chain,
+            checks,
+        })
     }
 
     /// Checks the next entry line (with or without its newline).
     pub fn push_line(&mut self, line: &str) -> Result<(), BundleFailure> {
         let seq = self.chain.next_seq();
         if seq - self.header.start >= self.header.count {
-            return Err(BundleFailure::at(seq, "more entry lines than the header's count"));
+            return Err(BundleFailure::at(
+                seq,
+                "more entry lines than the header's count",
+            ));
         }
         let bytes = BASE64
             .decode(line.trim_end_matches('\n'))
@@ -216,7 +238,9 @@ impl BundleVerifier {
         if end != expected_end {
             return Err(BundleFailure::at(
                 end,
-                format!("bundle ends at seq {end}; the header promises entries up to {expected_end}"),
+                format!(
+                    "bundle ends at seq {end}; the header promises entries up to {expected_end}"
+                ),
             ));
         }
         if self.header.count > 0 {
@@ -227,19 +251,28 @@ impl BundleVerifier {
         }
         let checkpoint = &self.verified.checkpoint;
         let root = self.chain.root().unwrap_or_else(crate::merkle::empty_root);
-        verify_consistency(end, checkpoint.size, &root, &checkpoint.root, &self.header.consistency_proof)
-            .map_err(|e| {
-                BundleFailure::whole(format!(
-                    "entries up to seq {end} do not lead to the checkpoint's root: {e}"
-                ))
-            })?;
+        verify_consistency(
+            end,
+            checkpoint.size,
+            &root,
+            &checkpoint.root,
+            &self.header.consistency_proof,
+        )
+        .map_err(|e| {
+            BundleFailure::whole(format!(
+                "entries up to seq {end} do not lead to the checkpoint's root: {e}"
+            ))
+        })?;
         self.checks.push(format!(
             "Merkle root at size {end} is consistent with the checkpoint's root at size {}",
             checkpoint.size
         ));
         if end == checkpoint.size && self.header.count > 0 {
             if self.chain.head() != Some(checkpoint.head) {
-                return Err(BundleFailure::at(end - 1, "last entry's hash is not the checkpoint's head"));
+                return Err(BundleFailure::at(
+                    end - 1,
+                    "last entry's hash is not the checkpoint's head",
+                ));
             }
             if self.chain.last_timestamp_ns() != Some(checkpoint.timestamp_ns) {
                 return Err(BundleFailure::at(
@@ -247,7 +280,8 @@ impl BundleVerifier {
                     "last entry's timestamp is not the checkpoint's timestamp",
                 ));
             }
-            self.checks.push("last entry is the checkpoint's chain head".to_owned());
+            self.checks
+                .push("last entry is the checkpoint's chain head".to_owned());
         }
         Ok((self.checks, self.verified))
     }

@@ -33,7 +33,10 @@ impl fmt::Display for ChainFault {
                 "prev_hash {found} is not the hash {expected} of the entry before it \
                  (this entry or the one before was altered, or one is missing)"
             ),
-            ChainFault::TimestampBackwards { previous_ns, found_ns } => write!(
+            ChainFault::TimestampBackwards {
+                previous_ns,
+                found_ns,
+            } => write!(
                 f,
                 "timestamp {found_ns} ns is older than the previous entry's {previous_ns} ns"
             ),
@@ -73,16 +76,21 @@ impl ChainVerifier {
         last_timestamp_ns: Option<u64>,
         frontier: Option<Frontier>,
     ) -> Result<Self, Error> {
-        if let Some(f) = &frontier {
-            if f.size() != next_seq {
-                return Err(Error::FrontierShape {
-                    size: next_seq,
-                    expected: next_seq.count_ones() as usize,
-                    found: f.nodes().len(),
-                });
-            }
+        if let Some(f) = &frontier
+            && f.size() != next_seq
+        {
+            return Err(Error::FrontierShape {
+                size: next_seq,
+                expected: next_seq.count_ones() as usize,
+                found: f.nodes().len(),
+            });
         }
-        Ok(ChainVerifier { next_seq, head, last_timestamp_ns, frontier })
+        Ok(ChainVerifier {
+            next_seq,
+            head,
+            last_timestamp_ns,
+            frontier,
+        })
     }
 
     /// Checks the next entry, given its canonical bytes, and returns it decoded.
@@ -90,29 +98,37 @@ impl ChainVerifier {
         let seq = self.next_seq;
         let entry = Entry::decode(canonical).map_err(|e| Error::ChainBroken {
             seq,
-            fault: ChainFault::Undecodable { reason: e.to_string() },
+            fault: ChainFault::Undecodable {
+                reason: e.to_string(),
+            },
         })?;
         if entry.seq != seq {
-            return Err(Error::ChainBroken { seq, fault: ChainFault::SeqMismatch { found: entry.seq } });
+            return Err(Error::ChainBroken {
+                seq,
+                fault: ChainFault::SeqMismatch { found: entry.seq },
+            });
         }
-        if let Some(expected) = self.head {
-            if entry.prev_hash != expected {
-                return Err(Error::ChainBroken {
-                    seq,
-                    fault: ChainFault::PrevHashMismatch { expected, found: entry.prev_hash },
-                });
-            }
+        if let Some(expected) = self.head
+            && entry.prev_hash != expected
+        {
+            return Err(Error::ChainBroken {
+                seq,
+                fault: ChainFault::PrevHashMismatch {
+                    expected,
+                    found: entry.prev_hash,
+                },
+            });
         }
-        if let Some(previous_ns) = self.last_timestamp_ns {
-            if entry.timestamp_ns < previous_ns {
-                return Err(Error::ChainBroken {
-                    seq,
-                    fault: ChainFault::TimestampBackwards {
-                        previous_ns,
-                        found_ns: entry.timestamp_ns,
-                    },
-                });
-            }
+        if let Some(previous_ns) = self.last_timestamp_ns
+            && entry.timestamp_ns < previous_ns
+        {
+            return Err(Error::ChainBroken {
+                seq,
+                fault: ChainFault::TimestampBackwards {
+                    previous_ns,
+                    found_ns: entry.timestamp_ns,
+                },
+            });
         }
         let hash = entry_hash(canonical);
         if let Some(frontier) = &mut self.frontier {
@@ -200,13 +216,19 @@ mod tests {
             .expect_err("gap");
         assert_eq!(
             err,
-            Error::ChainBroken { seq: 2, fault: ChainFault::SeqMismatch { found: 3 } }
+            Error::ChainBroken {
+                seq: 2,
+                fault: ChainFault::SeqMismatch { found: 3 }
+            }
         );
         // An entry from another log breaks at seq 0.
         let mut v = ChainVerifier::from_genesis("other");
         assert!(matches!(
             v.push(&entries[0]),
-            Err(Error::ChainBroken { seq: 0, fault: ChainFault::PrevHashMismatch { .. } })
+            Err(Error::ChainBroken {
+                seq: 0,
+                fault: ChainFault::PrevHashMismatch { .. }
+            })
         ));
     }
 }

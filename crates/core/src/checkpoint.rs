@@ -89,7 +89,8 @@ impl Checkpoint {
             )));
         };
         validate_origin(origin)?;
-        let size = parse_decimal(size).ok_or_else(|| bad(format!("tree size {size:?} is not a canonical decimal")))?;
+        let size = parse_decimal(size)
+            .ok_or_else(|| bad(format!("tree size {size:?} is not a canonical decimal")))?;
         let root = Hash::from_base64(root).map_err(|e| bad(format!("root hash: {e}")))?;
         let mut words = extension.split(' ');
         let (Some(EXTENSION_KEYWORD), Some(head), Some(timestamp), None) =
@@ -100,9 +101,18 @@ impl Checkpoint {
             )));
         };
         let head = Hash::from_base64(head).map_err(|e| bad(format!("chain head: {e}")))?;
-        let timestamp_ns = parse_decimal(timestamp)
-            .ok_or_else(|| bad(format!("timestamp {timestamp:?} is not a canonical decimal")))?;
-        Ok(Checkpoint { origin: (*origin).to_owned(), size, root, head, timestamp_ns })
+        let timestamp_ns = parse_decimal(timestamp).ok_or_else(|| {
+            bad(format!(
+                "timestamp {timestamp:?} is not a canonical decimal"
+            ))
+        })?;
+        Ok(Checkpoint {
+            origin: (*origin).to_owned(),
+            size,
+            root,
+            head,
+            timestamp_ns,
+        })
     }
 
     /// An unsigned note over this checkpoint's body.
@@ -159,9 +169,16 @@ impl CheckpointVerifier {
     pub fn new(origin: &str, keys: Vec<NoteKey>, quorum: usize) -> Result<Self, Error> {
         validate_origin(origin)?;
         if quorum == 0 || quorum > keys.len() {
-            return Err(Error::InvalidQuorum { quorum, keys: keys.len() });
+            return Err(Error::InvalidQuorum {
+                quorum,
+                keys: keys.len(),
+            });
         }
-        Ok(CheckpointVerifier { origin: origin.to_owned(), keys, quorum })
+        Ok(CheckpointVerifier {
+            origin: origin.to_owned(),
+            keys,
+            quorum,
+        })
     }
 
     /// Trust checkpoints signed by a majority of `keys`: the quorum that makes two
@@ -194,7 +211,11 @@ impl CheckpointVerifier {
                 found: checkpoint.origin,
             });
         }
-        Ok(VerifiedCheckpoint { checkpoint, note, signers })
+        Ok(VerifiedCheckpoint {
+            checkpoint,
+            note,
+            signers,
+        })
     }
 }
 
@@ -254,19 +275,28 @@ mod tests {
         let mut note = checkpoint().sign(&signers[0]).expect("sign");
         assert_eq!(
             verifier.verify(&note.to_string()).map(|v| v.signers),
-            Err(Error::QuorumNotMet { valid: 1, quorum: 2 })
+            Err(Error::QuorumNotMet {
+                valid: 1,
+                quorum: 2
+            })
         );
         note.sign(&signers[2]).expect("sign");
         let verified = verifier.verify(&note.to_string()).expect("quorum met");
         assert_eq!(verified.checkpoint, checkpoint());
-        assert_eq!(verified.signers, vec!["node-1".to_owned(), "node-3".to_owned()]);
+        assert_eq!(
+            verified.signers,
+            vec!["node-1".to_owned(), "node-3".to_owned()]
+        );
 
         let other = CheckpointVerifier::majority(
             "other.example.com/log",
             signers.iter().map(|s| s.public().clone()).collect(),
         )
         .expect("v");
-        assert!(matches!(other.verify(&note.to_string()), Err(Error::WrongOrigin { .. })));
+        assert!(matches!(
+            other.verify(&note.to_string()),
+            Err(Error::WrongOrigin { .. })
+        ));
     }
 
     #[test]
@@ -285,7 +315,10 @@ mod tests {
             let mut flipped = bytes.to_vec();
             flipped[i / 8] ^= 1 << (i % 8);
             if let Ok(s) = std::str::from_utf8(&flipped) {
-                assert!(verifier.verify(s).is_err(), "bit {i} flipped and still verified");
+                assert!(
+                    verifier.verify(s).is_err(),
+                    "bit {i} flipped and still verified"
+                );
             }
         }
     }

@@ -37,7 +37,10 @@ impl<'a> Writer<'a> {
     /// field is bounded far below 4 GiB by the format maxima.
     pub(crate) fn bytes(&mut self, bytes: &[u8]) {
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        debug_assert!((len as usize) == bytes.len(), "field longer than u32::MAX bytes");
+        debug_assert!(
+            (len as usize) == bytes.len(),
+            "field longer than u32::MAX bytes"
+        );
         self.u32(len);
         self.raw(bytes);
     }
@@ -52,7 +55,10 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(input: &'a [u8]) -> Self {
-        Reader { input, offset_bytes: 0 }
+        Reader {
+            input,
+            offset_bytes: 0,
+        }
     }
 
     pub(crate) fn offset_bytes(&self) -> usize {
@@ -60,7 +66,10 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn error(&self, reason: &'static str) -> Error {
-        Error::Decode { offset_bytes: self.offset_bytes, reason }
+        Error::Decode {
+            offset_bytes: self.offset_bytes,
+            reason,
+        }
     }
 
     fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], Error> {

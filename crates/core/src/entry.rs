@@ -118,7 +118,11 @@ impl Entry {
         let resource = r.string(FORMAT_FIELD_MAX_BYTES)?;
         let outcome = r.string(FORMAT_FIELD_MAX_BYTES)?;
         let event_time_ns = if r.presence()? { Some(r.u64()?) } else { None };
-        let trace_id = if r.presence()? { Some(r.string(FORMAT_FIELD_MAX_BYTES)?) } else { None };
+        let trace_id = if r.presence()? {
+            Some(r.string(FORMAT_FIELD_MAX_BYTES)?)
+        } else {
+            None
+        };
         let count = r.u32()? as usize;
         if count > FORMAT_ATTRIBUTES_MAX_COUNT {
             return Err(r.error("attribute count exceeds the format maximum"));
@@ -128,7 +132,10 @@ impl Entry {
         for _ in 0..count {
             let key_offset = r.offset_bytes();
             let key = r.string(FORMAT_FIELD_MAX_BYTES)?;
-            if previous_key.as_ref().is_some_and(|p| p.as_bytes() >= key.as_bytes()) {
+            if previous_key
+                .as_ref()
+                .is_some_and(|p| p.as_bytes() >= key.as_bytes())
+            {
                 return Err(Error::Decode {
                     offset_bytes: key_offset,
                     reason: "attribute keys must be unique and in ascending byte order",
@@ -169,13 +176,29 @@ impl Entry {
 
     /// The receipt an append of this entry answers with.
     pub fn receipt(&self) -> Receipt {
-        Receipt { seq: self.seq, entry_hash: self.hash(), timestamp_ns: self.timestamp_ns }
+        Receipt {
+            seq: self.seq,
+            entry_hash: self.hash(),
+            timestamp_ns: self.timestamp_ns,
+        }
     }
 
     fn encoded_len_hint(&self) -> usize {
         let e = &self.event;
-        let attributes: usize = e.attributes.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-        1 + 8 + 8 + 32 + 4 * 8 + 1 + 8 + 1 + 4 + 4
+        let attributes: usize = e
+            .attributes
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum();
+        1 + 8
+            + 8
+            + 32
+            + 4 * 8
+            + 1
+            + 8
+            + 1
+            + 4
+            + 4
             + self.principal.len()
             + e.source.len()
             + e.event_id.len()
@@ -238,7 +261,10 @@ mod tests {
         assert!(matches!(Entry::decode(&bytes), Err(Error::Decode { .. })));
         bytes.pop();
         for len in 0..bytes.len() {
-            assert!(Entry::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
+            assert!(
+                Entry::decode(&bytes[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
         }
     }
 
@@ -248,7 +274,10 @@ mod tests {
         bytes[0] = 2;
         assert_eq!(
             Entry::decode(&bytes),
-            Err(Error::UnsupportedVersion { version: 2, supported: 1 })
+            Err(Error::UnsupportedVersion {
+                version: 2,
+                supported: 1
+            })
         );
     }
 
@@ -258,34 +287,56 @@ mod tests {
         let bytes = entry.encode();
         // The encoding writes "env" before "ip"; swapping the two keys' bytes (same
         // length is not needed: rebuild by hand) must be refused.
-        let env = bytes.windows(3).position(|w| w == b"env").expect("env key present");
-        let ip = bytes.windows(2).position(|w| w == b"ip").expect("ip key present");
+        let env = bytes
+            .windows(3)
+            .position(|w| w == b"env")
+            .expect("env key present");
+        let ip = bytes
+            .windows(2)
+            .position(|w| w == b"ip")
+            .expect("ip key present");
         assert!(env < ip);
         let mut swapped = bytes.clone();
         swapped[env..env + 3].copy_from_slice(b"zzz");
         assert!(matches!(
             Entry::decode(&swapped),
-            Err(Error::Decode { reason: "attribute keys must be unique and in ascending byte order", .. })
+            Err(Error::Decode {
+                reason: "attribute keys must be unique and in ascending byte order",
+                ..
+            })
         ));
         // The event-time presence tag sits right after the outcome string.
-        let tag = bytes.windows(7).position(|w| w == b"success").expect("outcome present") + 7;
+        let tag = bytes
+            .windows(7)
+            .position(|w| w == b"success")
+            .expect("outcome present")
+            + 7;
         let mut bad = bytes.clone();
         bad[tag] = 2;
         assert!(matches!(
             Entry::decode(&bad),
-            Err(Error::Decode { reason: "presence tag must be 0 or 1", .. })
+            Err(Error::Decode {
+                reason: "presence tag must be 0 or 1",
+                ..
+            })
         ));
     }
 
     #[test]
     fn rejects_invalid_utf8() {
         let bytes = sample().encode();
-        let at = bytes.windows(5).position(|w| w == b"alice").expect("actor present");
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"alice")
+            .expect("actor present");
         let mut bad = bytes.clone();
         bad[at] = 0xff;
         assert!(matches!(
             Entry::decode(&bad),
-            Err(Error::Decode { reason: "string field is not valid UTF-8", .. })
+            Err(Error::Decode {
+                reason: "string field is not valid UTF-8",
+                ..
+            })
         ));
     }
 
@@ -299,7 +350,10 @@ mod tests {
             flipped[i / 8] ^= 1 << (i % 8);
             assert_ne!(entry_hash(&flipped), hash);
             if let Ok(decoded) = Entry::decode(&flipped) {
-                assert_ne!(decoded, entry, "bit {i} flipped yet decoded to the same entry");
+                assert_ne!(
+                    decoded, entry,
+                    "bit {i} flipped yet decoded to the same entry"
+                );
             }
         }
     }

@@ -17,7 +17,11 @@ pub enum Error {
 
     /// A field was longer than the configured limit.
     #[error("field `{field}` is {len_bytes} bytes long; the limit is {max_bytes} bytes")]
-    FieldTooLong { field: &'static str, len_bytes: usize, max_bytes: usize },
+    FieldTooLong {
+        field: &'static str,
+        len_bytes: usize,
+        max_bytes: usize,
+    },
 
     /// A field held a character its kind does not allow.
     #[error("field `{field}` has a forbidden character {found:?} at byte {offset_bytes}: {rule}")]
@@ -38,12 +42,19 @@ pub enum Error {
 
     /// A configured limit exceeds what the entry format can carry.
     #[error("limit `{limit}` is {value}, above the format's hard maximum of {max}")]
-    LimitAboveFormatMaximum { limit: &'static str, value: usize, max: usize },
+    LimitAboveFormatMaximum {
+        limit: &'static str,
+        value: usize,
+        max: usize,
+    },
 
     // ---- canonical decoding ---------------------------------------------------------
     /// The bytes are not a canonical entry encoding.
     #[error("malformed entry at byte {offset_bytes}: {reason}")]
-    Decode { offset_bytes: usize, reason: &'static str },
+    Decode {
+        offset_bytes: usize,
+        reason: &'static str,
+    },
 
     /// The bytes start with a format version this code does not know.
     #[error("unsupported entry format version {version} (this build reads version {supported})")]
@@ -64,7 +75,11 @@ pub enum Error {
 
     /// A frontier did not have the shape its size requires.
     #[error("frontier for size {size} must hold {expected} hashes, found {found}")]
-    FrontierShape { size: u64, expected: usize, found: usize },
+    FrontierShape {
+        size: u64,
+        expected: usize,
+        found: usize,
+    },
 
     // ---- hashes, keys, notes and checkpoints -----------------------------------------
     /// A hash was not 32 bytes of valid hex or base64.
@@ -109,7 +124,10 @@ pub enum Error {
 
     /// A sequence of entries is not one unbroken chain.
     #[error("chain broken at seq {seq}: {fault}")]
-    ChainBroken { seq: u64, fault: crate::chain::ChainFault },
+    ChainBroken {
+        seq: u64,
+        fault: crate::chain::ChainFault,
+    },
 
     // ---- evidence bundles -----------------------------------------------------------
     /// An evidence bundle could not be parsed.

@@ -110,7 +110,11 @@ fn check_non_empty(field: &'static str, value: &str) -> Result<(), Error> {
 
 fn check_length(field: &'static str, value: &str, max_bytes: usize) -> Result<(), Error> {
     if value.len() > max_bytes {
-        return Err(Error::FieldTooLong { field, len_bytes: value.len(), max_bytes });
+        return Err(Error::FieldTooLong {
+            field,
+            len_bytes: value.len(),
+            max_bytes,
+        });
     }
     Ok(())
 }
@@ -122,9 +126,12 @@ fn check_characters(
     rule: &'static str,
 ) -> Result<(), Error> {
     match value.char_indices().find(|&(_, c)| !allowed(c)) {
-        Some((offset_bytes, found)) => {
-            Err(Error::ForbiddenCharacter { field, found, offset_bytes, rule })
-        }
+        Some((offset_bytes, found)) => Err(Error::ForbiddenCharacter {
+            field,
+            found,
+            offset_bytes,
+            rule,
+        }),
         None => Ok(()),
     }
 }
@@ -152,47 +159,99 @@ mod tests {
 
     #[test]
     fn names_the_empty_field() {
-        let e = Event { actor: String::new(), ..event() };
-        assert_eq!(e.validate(&Limits::default()), Err(Error::EmptyField { field: "actor" }));
+        let e = Event {
+            actor: String::new(),
+            ..event()
+        };
+        assert_eq!(
+            e.validate(&Limits::default()),
+            Err(Error::EmptyField { field: "actor" })
+        );
     }
 
     #[test]
     fn rejects_spaces_in_identifiers_and_controls_in_text() {
-        let e = Event { source: "bill ing".into(), ..event() };
+        let e = Event {
+            source: "bill ing".into(),
+            ..event()
+        };
         assert!(matches!(
             e.validate(&Limits::default()),
-            Err(Error::ForbiddenCharacter { field: "source", offset_bytes: 4, found: ' ', .. })
+            Err(Error::ForbiddenCharacter {
+                field: "source",
+                offset_bytes: 4,
+                found: ' ',
+                ..
+            })
         ));
-        let e = Event { resource: "a\nb".into(), ..event() };
+        let e = Event {
+            resource: "a\nb".into(),
+            ..event()
+        };
         assert!(matches!(
             e.validate(&Limits::default()),
-            Err(Error::ForbiddenCharacter { field: "resource", found: '\n', .. })
+            Err(Error::ForbiddenCharacter {
+                field: "resource",
+                found: '\n',
+                ..
+            })
         ));
         // Non-ASCII text is fine.
-        let e = Event { actor: "zoë".into(), ..event() };
+        let e = Event {
+            actor: "zoë".into(),
+            ..event()
+        };
         assert!(e.validate(&Limits::default()).is_ok());
     }
 
     #[test]
     fn enforces_every_limit() {
         let limits = Limits::default();
-        let e = Event { resource: "r".repeat(limits.resource_max_bytes + 1), ..event() };
-        assert!(matches!(e.validate(&limits), Err(Error::FieldTooLong { field: "resource", .. })));
-        let e = Event { payload: vec![0; limits.payload_max_bytes + 1], ..event() };
-        assert!(matches!(e.validate(&limits), Err(Error::PayloadTooLarge { .. })));
+        let e = Event {
+            resource: "r".repeat(limits.resource_max_bytes + 1),
+            ..event()
+        };
+        assert!(matches!(
+            e.validate(&limits),
+            Err(Error::FieldTooLong {
+                field: "resource",
+                ..
+            })
+        ));
+        let e = Event {
+            payload: vec![0; limits.payload_max_bytes + 1],
+            ..event()
+        };
+        assert!(matches!(
+            e.validate(&limits),
+            Err(Error::PayloadTooLarge { .. })
+        ));
         let mut e = event();
         for i in 0..=limits.attributes_max_count {
             e.attributes.insert(format!("k{i}"), "v".into());
         }
-        assert!(matches!(e.validate(&limits), Err(Error::TooManyAttributes { .. })));
-        let mut e = event();
-        e.attributes.insert("k".into(), "v".repeat(limits.attribute_value_max_bytes + 1));
         assert!(matches!(
             e.validate(&limits),
-            Err(Error::FieldTooLong { field: "attributes.value", .. })
+            Err(Error::TooManyAttributes { .. })
         ));
-        let e = Event { trace_id: Some(String::new()), ..event() };
-        assert_eq!(e.validate(&limits), Err(Error::EmptyField { field: "trace_id" }));
+        let mut e = event();
+        e.attributes
+            .insert("k".into(), "v".repeat(limits.attribute_value_max_bytes + 1));
+        assert!(matches!(
+            e.validate(&limits),
+            Err(Error::FieldTooLong {
+                field: "attributes.value",
+                ..
+            })
+        ));
+        let e = Event {
+            trace_id: Some(String::new()),
+            ..event()
+        };
+        assert_eq!(
+            e.validate(&limits),
+            Err(Error::EmptyField { field: "trace_id" })
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ impl Hash {
     /// Reads a hash from exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Hash, Error> {
         let array: [u8; HASH_LEN_BYTES] = bytes.try_into().map_err(|_| {
-            Error::MalformedHash(format!("expected {HASH_LEN_BYTES} bytes, got {}", bytes.len()))
+            Error::MalformedHash(format!(
+                "expected {HASH_LEN_BYTES} bytes, got {}",
+                bytes.len()
+            ))
         })?;
         Ok(Hash(array))
     }
@@ -70,7 +73,9 @@ impl Hash {
             .map_err(|e| Error::MalformedHash(format!("{text:?} is not base64: {e}")))?;
         let hash = Hash::from_slice(&bytes)?;
         if hash.to_base64() != text {
-            return Err(Error::MalformedHash(format!("{text:?} is not canonical base64")));
+            return Err(Error::MalformedHash(format!(
+                "{text:?} is not canonical base64"
+            )));
         }
         Ok(hash)
     }

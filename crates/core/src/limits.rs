@@ -97,7 +97,11 @@ impl Limits {
         for (limit, value) in fields {
             check_at_most(limit, value, FORMAT_FIELD_MAX_BYTES)?;
         }
-        check_at_most("payload_max_bytes", self.payload_max_bytes, FORMAT_PAYLOAD_MAX_BYTES)?;
+        check_at_most(
+            "payload_max_bytes",
+            self.payload_max_bytes,
+            FORMAT_PAYLOAD_MAX_BYTES,
+        )?;
         check_at_most(
             "attributes_max_count",
             self.attributes_max_count,
@@ -140,7 +144,9 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        Limits::default().validate().expect("defaults within format maxima");
+        Limits::default()
+            .validate()
+            .expect("defaults within format maxima");
     }
 
     #[test]
@@ -152,10 +158,16 @@ mod tests {
 
     #[test]
     fn rejects_limits_above_the_format() {
-        let limits = Limits { payload_max_bytes: FORMAT_PAYLOAD_MAX_BYTES + 1, ..Limits::default() };
+        let limits = Limits {
+            payload_max_bytes: FORMAT_PAYLOAD_MAX_BYTES + 1,
+            ..Limits::default()
+        };
         assert!(matches!(
             limits.validate(),
-            Err(Error::LimitAboveFormatMaximum { limit: "payload_max_bytes", .. })
+            Err(Error::LimitAboveFormatMaximum {
+                limit: "payload_max_bytes",
+                ..
+            })
         ));
     }
 }

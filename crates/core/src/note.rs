@@ -43,7 +43,10 @@ pub fn validate_key_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::MalformedKey("key name is empty".into()));
     }
-    if let Some(c) = name.chars().find(|c| c.is_whitespace() || *c == '+' || c.is_control()) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || *c == '+' || c.is_control())
+    {
         return Err(Error::MalformedKey(format!(
             "key name {name:?} contains {c:?}; names may hold neither spaces nor '+'"
         )));
@@ -65,23 +68,34 @@ impl NoteKey {
         validate_key_name(name)?;
         let key = VerifyingKey::from_bytes(public_key)
             .map_err(|e| Error::MalformedKey(format!("not an Ed25519 public key: {e}")))?;
-        Ok(NoteKey { name: name.to_owned(), id: key_id(name, public_key), key })
+        Ok(NoteKey {
+            name: name.to_owned(),
+            id: key_id(name, public_key),
+            key,
+        })
     }
 
     /// Parses the verifier-key string `<name>+<8 hex key id>+<base64(0x01 || key)>`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::MalformedKey(format!("verifier key {text:?}: {why}"));
         // Split on the first two '+' only: the base64 part may itself hold '+'.
-        let (name, rest) = text.split_once('+').ok_or_else(|| bad("expected name+id+key"))?;
-        let (id_hex, key_b64) = rest.split_once('+').ok_or_else(|| bad("expected name+id+key"))?;
+        let (name, rest) = text
+            .split_once('+')
+            .ok_or_else(|| bad("expected name+id+key"))?;
+        let (id_hex, key_b64) = rest
+            .split_once('+')
+            .ok_or_else(|| bad("expected name+id+key"))?;
         let id = parse_key_id(id_hex).ok_or_else(|| bad("key id must be 8 hex digits"))?;
-        let raw = BASE64.decode(key_b64).map_err(|_| bad("key is not base64"))?;
+        let raw = BASE64
+            .decode(key_b64)
+            .map_err(|_| bad("key is not base64"))?;
         let (alg, public) = raw.split_first().ok_or_else(|| bad("key is empty"))?;
         if *alg != ALG_ED25519 {
             return Err(bad("only Ed25519 keys (type 0x01) are supported"));
         }
-        let public: &[u8; 32] =
-            public.try_into().map_err(|_| bad("an Ed25519 key is 32 bytes"))?;
+        let public: &[u8; 32] = public
+            .try_into()
+            .map_err(|_| bad("an Ed25519 key is 32 bytes"))?;
         let key = NoteKey::new(name, public)?;
         if key.id != id {
             return Err(bad("key id does not match the name and key"));
@@ -159,16 +173,26 @@ impl NoteSigner {
     /// the form Go's `note` package uses.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::MalformedKey(format!("signer key: {why}"));
-        let rest = text.strip_prefix("PRIVATE+KEY+").ok_or_else(|| bad("must start PRIVATE+KEY+"))?;
-        let (name, rest) = rest.split_once('+').ok_or_else(|| bad("expected name+id+key"))?;
-        let (id_hex, key_b64) = rest.split_once('+').ok_or_else(|| bad("expected name+id+key"))?;
+        let rest = text
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| bad("must start PRIVATE+KEY+"))?;
+        let (name, rest) = rest
+            .split_once('+')
+            .ok_or_else(|| bad("expected name+id+key"))?;
+        let (id_hex, key_b64) = rest
+            .split_once('+')
+            .ok_or_else(|| bad("expected name+id+key"))?;
         let id = parse_key_id(id_hex).ok_or_else(|| bad("key id must be 8 hex digits"))?;
-        let raw = BASE64.decode(key_b64.trim_end()).map_err(|_| bad("key is not base64"))?;
+        let raw = BASE64
+            .decode(key_b64.trim_end())
+            .map_err(|_| bad("key is not base64"))?;
         let (alg, seed) = raw.split_first().ok_or_else(|| bad("key is empty"))?;
         if *alg != ALG_ED25519 {
             return Err(bad("only Ed25519 keys (type 0x01) are supported"));
         }
-        let seed: &[u8; 32] = seed.try_into().map_err(|_| bad("an Ed25519 seed is 32 bytes"))?;
+        let seed: &[u8; 32] = seed
+            .try_into()
+            .map_err(|_| bad("an Ed25519 seed is 32 bytes"))?;
         let signer = NoteSigner::from_seed(name, seed)?;
         if signer.public.id != id {
             return Err(bad("key id does not match the name and key"));
@@ -182,7 +206,12 @@ impl NoteSigner {
         let mut raw = Vec::with_capacity(33);
         raw.push(ALG_ED25519);
         raw.extend_from_slice(&self.secret.to_bytes());
-        format!("PRIVATE+KEY+{}+{:08x}+{}", self.public.name, self.public.id, BASE64.encode(raw))
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.public.name,
+            self.public.id,
+            BASE64.encode(raw)
+        )
     }
 
     /// The matching verifier key.
@@ -221,10 +250,16 @@ pub struct NoteSignature {
 impl NoteSignature {
     fn parse_line(line: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::MalformedNote(format!("signature line {line:?}: {why}"));
-        let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or_else(|| bad("must start with '— '"))?;
-        let (name, b64) = rest.split_once(' ').ok_or_else(|| bad("expected a name and a signature"))?;
+        let rest = line
+            .strip_prefix(SIGNATURE_PREFIX)
+            .ok_or_else(|| bad("must start with '— '"))?;
+        let (name, b64) = rest
+            .split_once(' ')
+            .ok_or_else(|| bad("expected a name and a signature"))?;
         validate_key_name(name).map_err(|_| bad("invalid key name"))?;
-        let raw = BASE64.decode(b64).map_err(|_| bad("signature is not base64"))?;
+        let raw = BASE64
+            .decode(b64)
+            .map_err(|_| bad("signature is not base64"))?;
         if raw.len() < 5 {
             return Err(bad("signature is shorter than a key id and one byte"));
         }
@@ -257,7 +292,10 @@ impl SignedNote {
     /// An unsigned note over `text`.
     pub fn new(text: &str) -> Result<Self, Error> {
         validate_text(text)?;
-        Ok(SignedNote { text: text.to_owned(), signatures: Vec::new() })
+        Ok(SignedNote {
+            text: text.to_owned(),
+            signatures: Vec::new(),
+        })
     }
 
     /// Parses a signed note: the text, a blank line, and one or more signature
@@ -280,7 +318,9 @@ impl SignedNote {
             return Err(Error::MalformedNote("note carries no signature".into()));
         }
         let Some(lines) = block.strip_suffix('\n') else {
-            return Err(Error::MalformedNote("last signature line must end in a newline".into()));
+            return Err(Error::MalformedNote(
+                "last signature line must end in a newline".into(),
+            ));
         };
         let signatures = lines
             .split('\n')
@@ -293,7 +333,10 @@ impl SignedNote {
             )));
         }
         validate_text(text)?;
-        Ok(SignedNote { text: text.to_owned(), signatures })
+        Ok(SignedNote {
+            text: text.to_owned(),
+            signatures,
+        })
     }
 
     /// The signed text, including its final newline.
@@ -308,7 +351,8 @@ impl SignedNote {
     /// Adds a signature, replacing any earlier one by the same key (name and id),
     /// as Go's `note.Sign` does.
     pub fn add_signature(&mut self, signature: NoteSignature) -> Result<(), Error> {
-        self.signatures.retain(|s| !(s.name == signature.name && s.key_id == signature.key_id));
+        self.signatures
+            .retain(|s| !(s.name == signature.name && s.key_id == signature.key_id));
         if self.signatures.len() >= NOTE_SIGNATURES_MAX {
             return Err(Error::MalformedNote(format!(
                 "a note carries at most {NOTE_SIGNATURES_MAX} signatures"
@@ -332,7 +376,10 @@ impl SignedNote {
     /// signature that does not verify, or fewer than `quorum` valid signatures.
     pub fn verify(&self, keys: &[NoteKey], quorum: usize) -> Result<Vec<String>, Error> {
         if quorum == 0 || quorum > keys.len() {
-            return Err(Error::InvalidQuorum { quorum, keys: keys.len() });
+            return Err(Error::InvalidQuorum {
+                quorum,
+                keys: keys.len(),
+            });
         }
         for (i, a) in keys.iter().enumerate() {
             if keys[..i].iter().any(|b| a.name == b.name && a.id == b.id) {
@@ -362,7 +409,10 @@ impl SignedNote {
             signers.push(key.name.clone());
         }
         if signers.len() < quorum {
-            return Err(Error::QuorumNotMet { valid: signers.len(), quorum });
+            return Err(Error::QuorumNotMet {
+                valid: signers.len(),
+                quorum,
+            });
         }
         Ok(signers)
     }
@@ -384,7 +434,9 @@ impl fmt::Display for SignedNote {
 /// but the newline.
 fn validate_text(text: &str) -> Result<(), Error> {
     if !text.ends_with('\n') {
-        return Err(Error::MalformedNote("note text must end in a newline".into()));
+        return Err(Error::MalformedNote(
+            "note text must end in a newline".into(),
+        ));
     }
     check_characters(text)
 }
@@ -403,7 +455,8 @@ mod tests {
     use super::*;
 
     // Vectors from golang.org/x/mod/sumdb/note (note_test.go).
-    const PETER_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const PETER_SKEY: &str =
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
     const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
     const ENOCH_VKEY: &str = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop";
     const TEXT: &str = "If you think cryptography is the answer to your problem,\n\
@@ -433,8 +486,11 @@ mod tests {
         );
         // Strict: a signature by a key we were not given is an error, not skipped.
         assert_eq!(
-            note.verify(&[peter.clone()], 1),
-            Err(Error::UnknownKey { name: "EnochRoot".into(), key_id: 0xaf0cfe78 })
+            note.verify(std::slice::from_ref(&peter), 1),
+            Err(Error::UnknownKey {
+                name: "EnochRoot".into(),
+                key_id: 0xaf0cfe78
+            })
         );
         assert_eq!(
             note.verify(&[peter.clone(), enoch.clone()], 3),
@@ -443,12 +499,18 @@ mod tests {
         let only_peter = SignedNote::parse(&format!("{TEXT}\n{PETER_SIG}")).expect("parse");
         assert_eq!(
             only_peter.verify(&[peter.clone(), enoch.clone()], 2),
-            Err(Error::QuorumNotMet { valid: 1, quorum: 2 })
+            Err(Error::QuorumNotMet {
+                valid: 1,
+                quorum: 2
+            })
         );
         let twice = SignedNote::parse(&format!("{TEXT}\n{PETER_SIG}{PETER_SIG}")).expect("parse");
         assert_eq!(
             twice.verify(&[peter.clone(), enoch], 1),
-            Err(Error::DuplicateSignature { name: "PeterNeumann".into(), key_id: 0xc74f20a3 })
+            Err(Error::DuplicateSignature {
+                name: "PeterNeumann".into(),
+                key_id: 0xc74f20a3
+            })
         );
     }
 
@@ -458,10 +520,16 @@ mod tests {
         let mut tampered = PETER_SIG.to_owned();
         tampered.insert_str(60, "ABCD");
         let note = SignedNote::parse(&format!("{TEXT}\n{tampered}")).expect("parse");
-        assert!(matches!(note.verify(&[peter.clone()], 1), Err(Error::BadSignature { .. })));
+        assert!(matches!(
+            note.verify(std::slice::from_ref(&peter), 1),
+            Err(Error::BadSignature { .. })
+        ));
         let other_text = TEXT.replace("answer", "Answer");
         let note = SignedNote::parse(&format!("{other_text}\n{PETER_SIG}")).expect("parse");
-        assert!(matches!(note.verify(&[peter], 1), Err(Error::BadSignature { .. })));
+        assert!(matches!(
+            note.verify(&[peter], 1),
+            Err(Error::BadSignature { .. })
+        ));
     }
 
     #[test]
@@ -487,7 +555,10 @@ mod tests {
     fn rejects_malformed_verifier_keys() {
         NoteKey::parse(PETER_VKEY).expect("valid");
         for end in 0..PETER_VKEY.len() {
-            assert!(NoteKey::parse(&PETER_VKEY[..end]).is_err(), "prefix {end} accepted");
+            assert!(
+                NoteKey::parse(&PETER_VKEY[..end]).is_err(),
+                "prefix {end} accepted"
+            );
         }
         for bad in [
             "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY==",
@@ -501,12 +572,16 @@ mod tests {
 
     #[test]
     fn c2sp_example_verifies() {
-        let key = NoteKey::parse("example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k")
-            .expect("vkey");
+        let key =
+            NoteKey::parse("example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k")
+                .expect("vkey");
         let note = SignedNote::parse(
             "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n",
         )
         .expect("parse");
-        assert_eq!(note.verify(&[key], 1), Ok(vec!["example.com/foo".to_owned()]));
+        assert_eq!(
+            note.verify(&[key], 1),
+            Ok(vec!["example.com/foo".to_owned()])
+        );
     }
 }

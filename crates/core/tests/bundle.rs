@@ -1,7 +1,9 @@
 //! Evidence bundles: a valid bundle verifies, and every kind of tampering fails
 //! with a reason and, where one exists, the first bad sequence number.
 
-use veritrail_core::bundle::{BUNDLE_FORMAT, BundleHeader, BundleReport, entry_line, verify_bundle};
+use veritrail_core::bundle::{
+    BUNDLE_FORMAT, BundleHeader, BundleReport, entry_line, verify_bundle,
+};
 use veritrail_core::checkpoint::CheckpointVerifier;
 use veritrail_core::merkle::{Frontier, MemoryTree, NodeSource, consistency_proof, root_at};
 use veritrail_core::note::{NoteKey, NoteSigner, SignedNote};
@@ -41,9 +43,15 @@ impl Log {
         }
         let tree = MemoryTree::from_leaves(entries.iter().map(|b| veritrail_core::entry_hash(b)));
         let signers = (1u8..=3)
-            .map(|i| NoteSigner::from_seed(&format!("{ORIGIN}/node-{i}"), &[i; 32]).expect("signer"))
+            .map(|i| {
+                NoteSigner::from_seed(&format!("{ORIGIN}/node-{i}"), &[i; 32]).expect("signer")
+            })
             .collect();
-        Log { entries, tree, signers }
+        Log {
+            entries,
+            tree,
+            signers,
+        }
     }
 
     fn keys(&self) -> Vec<NoteKey> {
@@ -55,7 +63,9 @@ impl Log {
     }
 
     fn checkpoint(&self, size: u64, signers: &[usize]) -> String {
-        let last = size.checked_sub(1).map(|i| Entry::decode(&self.entries[i as usize]).expect("entry"));
+        let last = size
+            .checked_sub(1)
+            .map(|i| Entry::decode(&self.entries[i as usize]).expect("entry"));
         let checkpoint = Checkpoint {
             origin: ORIGIN.into(),
             size,
@@ -79,7 +89,10 @@ impl Log {
             checkpoint,
             keys: self.keys().iter().map(ToString::to_string).collect(),
             quorum: 2,
-            left_frontier: self.tree.nodes(&Frontier::node_ids(start)).expect("frontier"),
+            left_frontier: self
+                .tree
+                .nodes(&Frontier::node_ids(start))
+                .expect("frontier"),
             consistency_proof: consistency_proof(&self.tree, end, size).expect("proof"),
         }
     }
@@ -93,7 +106,10 @@ impl Log {
     }
 
     fn lines(&self, start: u64, end: u64) -> Vec<String> {
-        self.entries[start as usize..end as usize].iter().map(|b| entry_line(b)).collect()
+        self.entries[start as usize..end as usize]
+            .iter()
+            .map(|b| entry_line(b))
+            .collect()
     }
 
     fn bundle(&self, start: u64, end: u64, size: u64) -> String {
@@ -112,7 +128,16 @@ fn failed(report: &BundleReport) -> (Option<u64>, String) {
 fn valid_bundles_of_every_shape_verify() {
     let log = Log::new(23);
     let trust = log.trust();
-    for (start, end, size) in [(0, 23, 23), (0, 10, 23), (5, 17, 23), (16, 23, 23), (7, 7, 23), (0, 0, 0), (22, 23, 23), (1, 2, 2)] {
+    for (start, end, size) in [
+        (0, 23, 23),
+        (0, 10, 23),
+        (5, 17, 23),
+        (16, 23, 23),
+        (7, 7, 23),
+        (0, 0, 0),
+        (22, 23, 23),
+        (1, 2, 2),
+    ] {
         let report = verify_bundle(&log.bundle(start, end, size), Some(&trust));
         assert!(report.ok, "[{start}, {end}) @ {size}: {report:?}");
         assert_eq!(report.tree_size, Some(size));
@@ -143,7 +168,10 @@ fn a_flipped_byte_in_any_entry_fails_and_names_the_entry() {
             // at itself), breaks the link to its successor (found one later), or,
             // as the last entry, fails the root.
             match seq {
-                Some(s) => assert!(s == victim || s == victim + 1, "victim {victim}, reported {s}: {reason}"),
+                Some(s) => assert!(
+                    s == victim || s == victim + 1,
+                    "victim {victim}, reported {s}: {reason}"
+                ),
                 None => assert!(victim == end - 1, "victim {victim}: {reason}"),
             }
         }
@@ -159,23 +187,35 @@ fn dropped_swapped_and_extra_entries_fail() {
 
     let mut dropped = lines.clone();
     dropped.remove(4);
-    let (seq, reason) = failed(&verify_bundle(&log.bundle_with(&header, &dropped), Some(&trust)));
+    let (seq, reason) = failed(&verify_bundle(
+        &log.bundle_with(&header, &dropped),
+        Some(&trust),
+    ));
     assert_eq!(seq, Some(4), "{reason}");
 
     let mut swapped = lines.clone();
     swapped.swap(3, 6);
-    let (seq, _) = failed(&verify_bundle(&log.bundle_with(&header, &swapped), Some(&trust)));
+    let (seq, _) = failed(&verify_bundle(
+        &log.bundle_with(&header, &swapped),
+        Some(&trust),
+    ));
     assert_eq!(seq, Some(3));
 
     let mut extra = lines.clone();
     extra.push(lines[9].clone());
-    let (seq, reason) = failed(&verify_bundle(&log.bundle_with(&header, &extra), Some(&trust)));
+    let (seq, reason) = failed(&verify_bundle(
+        &log.bundle_with(&header, &extra),
+        Some(&trust),
+    ));
     assert_eq!(seq, Some(10));
     assert!(reason.contains("more entry lines"), "{reason}");
 
     let mut bad_base64 = lines.clone();
     bad_base64[2] = "not base64!\n".into();
-    let (seq, _) = failed(&verify_bundle(&log.bundle_with(&header, &bad_base64), Some(&trust)));
+    let (seq, _) = failed(&verify_bundle(
+        &log.bundle_with(&header, &bad_base64),
+        Some(&trust),
+    ));
     assert_eq!(seq, Some(2));
 }
 
@@ -195,7 +235,10 @@ fn a_recomputed_suffix_fails_against_the_signed_root() {
         prev = entry.hash();
         lines.push(entry_line(&entry.encode()));
     }
-    let (seq, reason) = failed(&verify_bundle(&log.bundle_with(&header, &lines), Some(&trust)));
+    let (seq, reason) = failed(&verify_bundle(
+        &log.bundle_with(&header, &lines),
+        Some(&trust),
+    ));
     assert_eq!(seq, None);
     assert!(reason.contains("checkpoint's root"), "{reason}");
 }
@@ -208,7 +251,10 @@ fn checkpoint_tampering_fails() {
 
     // An altered body.
     let note = log.checkpoint(8, &[0, 1, 2]).replacen("\n8\n", "\n9\n", 1);
-    let (_, reason) = failed(&verify_bundle(&log.bundle_with(&log.header(0, 8, note, 8), &lines), Some(&trust)));
+    let (_, reason) = failed(&verify_bundle(
+        &log.bundle_with(&log.header(0, 8, note, 8), &lines),
+        Some(&trust),
+    ));
     assert!(reason.contains("does not verify"), "{reason}");
 
     // A signature by a key the auditor does not know.
@@ -223,7 +269,10 @@ fn checkpoint_tampering_fails() {
 
     // Fewer signatures than the quorum.
     let note = log.checkpoint(8, &[2]);
-    let (_, reason) = failed(&verify_bundle(&log.bundle_with(&log.header(0, 8, note, 8), &lines), Some(&trust)));
+    let (_, reason) = failed(&verify_bundle(
+        &log.bundle_with(&log.header(0, 8, note, 8), &lines),
+        Some(&trust),
+    ));
     assert!(reason.contains("quorum is 2"), "{reason}");
 
     // A checkpoint quorum-signed by keys the auditor does not trust.
@@ -232,7 +281,10 @@ fn checkpoint_tampering_fails() {
     forged.sign(&other).expect("sign");
     let mut header = log.header(0, 8, forged.to_string(), 8);
     header.keys.push(other.public().to_string());
-    let (_, reason) = failed(&verify_bundle(&log.bundle_with(&header, &lines), Some(&trust)));
+    let (_, reason) = failed(&verify_bundle(
+        &log.bundle_with(&header, &lines),
+        Some(&trust),
+    ));
     assert!(reason.contains("unknown key"), "{reason}");
 }
 
@@ -264,6 +316,9 @@ fn range_past_the_checkpoint_fails() {
     // Entries [0, 8) against a checkpoint of size 6.
     let mut header = log.header(0, 6, log.checkpoint(6, &[0, 1]), 6);
     header.count = 8;
-    let (_, reason) = failed(&verify_bundle(&log.bundle_with(&header, &log.lines(0, 8)), Some(&trust)));
+    let (_, reason) = failed(&verify_bundle(
+        &log.bundle_with(&header, &log.lines(0, 8)),
+        Some(&trust),
+    ));
     assert!(reason.contains("past the checkpoint"), "{reason}");
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use veritrail_core::bundle::{BundleHeader, BUNDLE_FORMAT, entry_line, verify_bundle};
+use veritrail_core::bundle::{BUNDLE_FORMAT, BundleHeader, entry_line, verify_bundle};
 use veritrail_core::checkpoint::CheckpointVerifier;
 use veritrail_core::merkle::{
     Frontier, MemoryTree, NodeSource, consistency_proof, inclusion_proof, root_at,
@@ -33,10 +33,18 @@ fn event(i: u64) -> Event {
     let mut e = Event {
         source: ["billing", "iam", "storage"][(i % 3) as usize].into(),
         event_id: format!("evt-{i:04}"),
-        actor: if i == 4 { "zoë@example.com".into() } else { format!("user-{}", i % 4) },
+        actor: if i == 4 {
+            "zoë@example.com".into()
+        } else {
+            format!("user-{}", i % 4)
+        },
         action: ["invoice.create", "role.grant", "object.delete", "login"][(i % 4) as usize].into(),
         resource: format!("tenant/7/object/{}", 1000 + i),
-        outcome: if i % 5 == 3 { "denied".into() } else { "success".into() },
+        outcome: if i % 5 == 3 {
+            "denied".into()
+        } else {
+            "success".into()
+        },
         ..Event::default()
     };
     if i % 2 == 1 {
@@ -45,7 +53,7 @@ fn event(i: u64) -> Event {
     if i % 3 == 2 {
         e.trace_id = Some(format!("4bf92f3577b34da6a3ce929d0e0e47{i:02}"));
     }
-    if i % 4 != 0 {
+    if !i.is_multiple_of(4) {
         e.attributes.insert("ip".into(), format!("192.0.2.{i}"));
         e.attributes.insert("env".into(), "prod".into());
     }
@@ -82,7 +90,10 @@ fn signers() -> Vec<(NoteSigner, [u8; 32])> {
     (1u8..=3)
         .map(|i| {
             let seed = [i; 32];
-            (NoteSigner::from_seed(&format!("{ORIGIN}/node-{i}"), &seed).expect("signer"), seed)
+            (
+                NoteSigner::from_seed(&format!("{ORIGIN}/node-{i}"), &seed).expect("signer"),
+                seed,
+            )
         })
         .collect()
 }
@@ -203,7 +214,10 @@ fn generate() -> Value {
     }
 
     // A bundle of entries [3, 8) against the checkpoint at size 10.
-    let signed_10 = checkpoints[0]["signed_note"].as_str().expect("note").to_owned();
+    let signed_10 = checkpoints[0]["signed_note"]
+        .as_str()
+        .expect("note")
+        .to_owned();
     let (start, end) = (3u64, 8u64);
     let header = BundleHeader {
         format: BUNDLE_FORMAT.into(),
@@ -211,7 +225,10 @@ fn generate() -> Value {
         start,
         count: end - start,
         checkpoint: signed_10,
-        keys: signers.iter().map(|(s, _)| s.public().to_string()).collect(),
+        keys: signers
+            .iter()
+            .map(|(s, _)| s.public().to_string())
+            .collect(),
         quorum: 2,
         left_frontier: tree.nodes(&Frontier::node_ids(start)).expect("frontier"),
         consistency_proof: consistency_proof(&tree, end, SIZE).expect("proof"),
@@ -228,7 +245,11 @@ fn generate() -> Value {
     version[0] = 2;
     let mut tag = entries[0].encode();
     // Entry 0 has no event time: its presence tag follows the outcome "success".
-    let at = tag.windows(7).position(|w| w == b"success").expect("outcome") + 7;
+    let at = tag
+        .windows(7)
+        .position(|w| w == b"success")
+        .expect("outcome")
+        + 7;
     tag[at] = 2;
     let mut unsorted = valid.clone();
     let env = unsorted.windows(3).position(|w| w == b"env").expect("env");
@@ -279,7 +300,10 @@ fn oversized_actor() -> Vec<u8> {
 fn too_many_attributes() -> Vec<u8> {
     let mut entry = entries()[0].clone();
     for i in 0..257 {
-        entry.event.attributes.insert(format!("k{i:03}"), String::new());
+        entry
+            .event
+            .attributes
+            .insert(format!("k{i:03}"), String::new());
     }
     entry.encode()
 }
@@ -291,7 +315,10 @@ fn duplicate_attribute() -> Vec<u8> {
     entry.event.attributes.insert("ka".into(), "1".into());
     entry.event.attributes.insert("kb".into(), "2".into());
     let mut bytes = entry.encode();
-    let at = bytes.windows(2).position(|w| w == b"kb").expect("second key");
+    let at = bytes
+        .windows(2)
+        .position(|w| w == b"kb")
+        .expect("second key");
     bytes[at + 1] = b'a';
     bytes
 }
@@ -305,8 +332,12 @@ fn committed_vectors_match_the_generator() {
         text.push('\n');
         std::fs::write(&path, text).expect("write vectors.json");
     }
-    let committed = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} is missing ({e}); run with VERITRAIL_BLESS=1 once", path.display()));
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}); run with VERITRAIL_BLESS=1 once",
+            path.display()
+        )
+    });
     let committed: Value = serde_json::from_str(&committed).expect("vectors.json is JSON");
     assert!(
         committed == generated,
@@ -332,8 +363,14 @@ fn committed_vectors_verify() {
         assert_eq!(entry.encode(), bytes);
         assert_eq!(entry.seq, u(&e["seq"]));
         assert_eq!(entry.prev_hash, prev);
-        assert_eq!(entry.event.actor, e["event"]["actor"].as_str().expect("actor"));
-        assert_eq!(hex::encode(&entry.event.payload), e["event"]["payload_hex"].as_str().expect("payload"));
+        assert_eq!(
+            entry.event.actor,
+            e["event"]["actor"].as_str().expect("actor")
+        );
+        assert_eq!(
+            hex::encode(&entry.event.payload),
+            e["event"]["payload_hex"].as_str().expect("payload")
+        );
         assert_eq!(entry_hash(&bytes), hash(&e["entry_hash"]));
         assert_eq!(hash(&e["entry_hash"]), hash(&e["leaf_hash"]));
         prev = entry_hash(&bytes);
@@ -344,12 +381,28 @@ fn committed_vectors_verify() {
         assert_eq!(root_at(&tree, u(&r["size"])), Ok(hash(&r["root"])));
     }
     for p in v["inclusion_proofs"].as_array().expect("inclusion") {
-        let proof: Vec<Hash> = p["proof"].as_array().expect("proof").iter().map(hash).collect();
-        verify_inclusion(u(&p["index"]), u(&p["size"]), &hash(&p["leaf_hash"]), &proof, &hash(&p["root"]))
-            .expect("inclusion proof verifies");
+        let proof: Vec<Hash> = p["proof"]
+            .as_array()
+            .expect("proof")
+            .iter()
+            .map(hash)
+            .collect();
+        verify_inclusion(
+            u(&p["index"]),
+            u(&p["size"]),
+            &hash(&p["leaf_hash"]),
+            &proof,
+            &hash(&p["root"]),
+        )
+        .expect("inclusion proof verifies");
     }
     for p in v["consistency_proofs"].as_array().expect("consistency") {
-        let proof: Vec<Hash> = p["proof"].as_array().expect("proof").iter().map(hash).collect();
+        let proof: Vec<Hash> = p["proof"]
+            .as_array()
+            .expect("proof")
+            .iter()
+            .map(hash)
+            .collect();
         verify_consistency(
             u(&p["from_size"]),
             u(&p["to_size"]),
@@ -368,9 +421,14 @@ fn committed_vectors_verify() {
     let quorum = v["quorum"].as_u64().expect("quorum") as usize;
     let trust = CheckpointVerifier::new(origin, keys, quorum).expect("trust");
     for c in v["checkpoints"].as_array().expect("checkpoints") {
-        let verified = trust.verify(c["signed_note"].as_str().expect("note")).expect("checkpoint verifies");
+        let verified = trust
+            .verify(c["signed_note"].as_str().expect("note"))
+            .expect("checkpoint verifies");
         assert_eq!(verified.checkpoint.root, hash(&c["root"]));
-        assert_eq!(verified.checkpoint.body(), c["body"].as_str().expect("body"));
+        assert_eq!(
+            verified.checkpoint.body(),
+            c["body"].as_str().expect("body")
+        );
     }
     let report = verify_bundle(v["bundle"]["text"].as_str().expect("bundle"), Some(&trust));
     assert!(report.ok, "bundle verifies: {report:?}");

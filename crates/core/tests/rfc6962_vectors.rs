@@ -53,7 +53,11 @@ const INCLUSION: [(u64, u64, &[&str]); 5] = [
             "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
         ],
     ),
-    (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
+    (
+        2,
+        3,
+        &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+    ),
     (
         1,
         5,
@@ -114,7 +118,10 @@ fn hashes(hexes: &[&str]) -> Vec<Hash> {
 }
 
 fn leaf_hashes() -> Vec<Hash> {
-    LEAVES.iter().map(|l| leaf_hash(&hex::decode(l).expect("leaf hex"))).collect()
+    LEAVES
+        .iter()
+        .map(|l| leaf_hash(&hex::decode(l).expect("leaf hex")))
+        .collect()
 }
 
 fn tree() -> MemoryTree {
@@ -126,8 +133,16 @@ fn roots_of_every_size() {
     let leaves = leaf_hashes();
     for (size, expected) in ROOTS.iter().enumerate() {
         let incremental = MemoryTree::from_leaves(leaves[..size].iter().copied()).root();
-        assert_eq!(incremental, hash(expected), "incremental root at size {size}");
-        assert_eq!(root_at(&tree(), size as u64), Ok(hash(expected)), "stored root at size {size}");
+        assert_eq!(
+            incremental,
+            hash(expected),
+            "incremental root at size {size}"
+        );
+        assert_eq!(
+            root_at(&tree(), size as u64),
+            Ok(hash(expected)),
+            "stored root at size {size}"
+        );
     }
 }
 
@@ -137,9 +152,16 @@ fn inclusion_proofs() {
     let leaves = leaf_hashes();
     for (index, size, path) in INCLUSION {
         let expected = hashes(path);
-        assert_eq!(inclusion_proof(&tree, index, size), Ok(expected.clone()), "({index}, {size})");
+        assert_eq!(
+            inclusion_proof(&tree, index, size),
+            Ok(expected.clone()),
+            "({index}, {size})"
+        );
         let root = hash(ROOTS[size as usize]);
-        assert_eq!(verify_inclusion(index, size, &leaves[index as usize], &expected, &root), Ok(()));
+        assert_eq!(
+            verify_inclusion(index, size, &leaves[index as usize], &expected, &root),
+            Ok(())
+        );
     }
 }
 
@@ -148,9 +170,17 @@ fn consistency_proofs() {
     let tree = tree();
     for (from, to, path) in CONSISTENCY {
         let expected = hashes(path);
-        assert_eq!(consistency_proof(&tree, from, to), Ok(expected.clone()), "({from}, {to})");
+        assert_eq!(
+            consistency_proof(&tree, from, to),
+            Ok(expected.clone()),
+            "({from}, {to})"
+        );
         let (a, b) = (hash(ROOTS[from as usize]), hash(ROOTS[to as usize]));
-        assert_eq!(verify_consistency(from, to, &a, &b, &expected), Ok(()), "({from}, {to})");
+        assert_eq!(
+            verify_consistency(from, to, &a, &b, &expected),
+            Ok(()),
+            "({from}, {to})"
+        );
     }
 }
 
@@ -169,7 +199,10 @@ fn inclusion_probes_fail() {
         };
         for i in [index.wrapping_sub(1), index + 1, index ^ 2] {
             if i != index {
-                assert!(fails(i, size, &leaf, &proof, &root), "index {i} for ({index}, {size})");
+                assert!(
+                    fails(i, size, &leaf, &proof, &root),
+                    "index {i} for ({index}, {size})"
+                );
             }
         }
         assert!(fails(index, size * 2, &leaf, &proof, &root));

@@ -25,7 +25,11 @@ impl Frontier {
     pub fn from_parts(size: u64, nodes: Vec<Hash>) -> Result<Self, Error> {
         let expected = size.count_ones() as usize;
         if nodes.len() != expected {
-            return Err(Error::FrontierShape { size, expected, found: nodes.len() });
+            return Err(Error::FrontierShape {
+                size,
+                expected,
+                found: nodes.len(),
+            });
         }
         Ok(Frontier { size, nodes })
     }
@@ -89,7 +93,10 @@ mod tests {
         for (i, leaf) in leaves.iter().enumerate() {
             frontier.push(*leaf, |id, h| reported.push((id, *h)));
             assert_eq!(frontier.root(), reference::root(&leaves[..=i]));
-            assert_eq!(frontier.nodes().len(), frontier.size().count_ones() as usize);
+            assert_eq!(
+                frontier.nodes().len(),
+                frontier.size().count_ones() as usize
+            );
         }
         // Every perfect node of a 37-leaf tree is reported exactly once.
         let expected: usize = (0..8).map(|level| (37u64 >> level) as usize).sum();

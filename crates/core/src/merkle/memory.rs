@@ -58,7 +58,10 @@ impl NodeSource for MemoryTree {
                     .get(id.level as usize)
                     .and_then(|level| level.get(id.index as usize))
                     .copied()
-                    .ok_or(Error::IndexOutOfRange { index: id.end_leaf() - 1, size: self.size() })
+                    .ok_or(Error::IndexOutOfRange {
+                        index: id.end_leaf() - 1,
+                        size: self.size(),
+                    })
             })
             .collect()
     }

@@ -86,7 +86,11 @@ pub trait NodeSource {
 /// RFC 6962 gives a range whose size is not a power of two.
 pub(crate) fn fold_right(hashes: &[Hash]) -> Option<Hash> {
     let (last, rest) = hashes.split_last()?;
-    Some(rest.iter().rev().fold(*last, |acc, left| node_hash(left, &acc)))
+    Some(
+        rest.iter()
+            .rev()
+            .fold(*last, |acc, left| node_hash(left, &acc)),
+    )
 }
 
 /// The largest power of two strictly smaller than `n`; `n` must be at least 2.

@@ -128,12 +128,18 @@ mod tests {
     fn range_nodes_tile_exactly() {
         assert_eq!(range_nodes(0, 0), vec![]);
         assert_eq!(range_nodes(0, 1), vec![NodeId::new(0, 0)]);
-        assert_eq!(range_nodes(0, 6), vec![NodeId::new(2, 0), NodeId::new(1, 2)]);
+        assert_eq!(
+            range_nodes(0, 6),
+            vec![NodeId::new(2, 0), NodeId::new(1, 2)]
+        );
         assert_eq!(
             range_nodes(0, 7),
             vec![NodeId::new(2, 0), NodeId::new(1, 2), NodeId::new(0, 6)]
         );
-        assert_eq!(range_nodes(4, 7), vec![NodeId::new(1, 2), NodeId::new(0, 6)]);
+        assert_eq!(
+            range_nodes(4, 7),
+            vec![NodeId::new(1, 2), NodeId::new(0, 6)]
+        );
         // An unaligned start is tiled by growing, then shrinking, nodes.
         assert_eq!(
             range_nodes(3, 9),

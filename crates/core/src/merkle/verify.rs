@@ -18,7 +18,9 @@ pub fn verify_inclusion(
 ) -> Result<(), Error> {
     let computed = root_from_inclusion_proof(index, size, leaf, proof)?;
     if &computed != root {
-        return Err(Error::ProofInvalid("inclusion proof leads to a different root"));
+        return Err(Error::ProofInvalid(
+            "inclusion proof leads to a different root",
+        ));
     }
     Ok(())
 }
@@ -38,7 +40,9 @@ pub fn root_from_inclusion_proof(
     let mut r = *leaf;
     for p in proof {
         if snode == 0 {
-            return Err(Error::ProofInvalid("inclusion proof is longer than the tree is deep"));
+            return Err(Error::ProofInvalid(
+                "inclusion proof is longer than the tree is deep",
+            ));
         }
         if fnode & 1 == 1 || fnode == snode {
             r = node_hash(p, &r);
@@ -53,7 +57,9 @@ pub fn root_from_inclusion_proof(
         snode >>= 1;
     }
     if snode != 0 {
-        return Err(Error::ProofInvalid("inclusion proof is shorter than the tree is deep"));
+        return Err(Error::ProofInvalid(
+            "inclusion proof is shorter than the tree is deep",
+        ));
     }
     Ok(r)
 }
@@ -75,13 +81,19 @@ pub fn verify_consistency(
     }
     if from_size == 0 || from_size == to_size {
         if !proof.is_empty() {
-            return Err(Error::ProofInvalid("consistency proof must be empty for these sizes"));
+            return Err(Error::ProofInvalid(
+                "consistency proof must be empty for these sizes",
+            ));
         }
         if from_size == 0 && from_root != &super::empty_root() {
-            return Err(Error::ProofInvalid("the root of the empty tree is SHA-256 of nothing"));
+            return Err(Error::ProofInvalid(
+                "the root of the empty tree is SHA-256 of nothing",
+            ));
         }
         if from_size == to_size && from_root != to_root {
-            return Err(Error::ProofInvalid("two different roots for the same tree size"));
+            return Err(Error::ProofInvalid(
+                "two different roots for the same tree size",
+            ));
         }
         return Ok(());
     }
@@ -90,7 +102,11 @@ pub fn verify_consistency(
     };
     // Step 2: when the old tree is a perfect subtree, its root is the proof's
     // implicit first element.
-    let (seed, rest) = if from_size.is_power_of_two() { (*from_root, proof) } else { (first, rest) };
+    let (seed, rest) = if from_size.is_power_of_two() {
+        (*from_root, proof)
+    } else {
+        (first, rest)
+    };
     let mut fnode = from_size - 1;
     let mut snode = to_size - 1;
     while fnode & 1 == 1 {
@@ -101,7 +117,9 @@ pub fn verify_consistency(
     let mut sr = seed;
     for c in rest {
         if snode == 0 {
-            return Err(Error::ProofInvalid("consistency proof is longer than needed"));
+            return Err(Error::ProofInvalid(
+                "consistency proof is longer than needed",
+            ));
         }
         if fnode & 1 == 1 || fnode == snode {
             fr = node_hash(c, &fr);
@@ -117,13 +135,19 @@ pub fn verify_consistency(
         snode >>= 1;
     }
     if snode != 0 {
-        return Err(Error::ProofInvalid("consistency proof is shorter than needed"));
+        return Err(Error::ProofInvalid(
+            "consistency proof is shorter than needed",
+        ));
     }
     if &fr != from_root {
-        return Err(Error::ProofInvalid("consistency proof does not lead to the old root"));
+        return Err(Error::ProofInvalid(
+            "consistency proof does not lead to the old root",
+        ));
     }
     if &sr != to_root {
-        return Err(Error::ProofInvalid("consistency proof does not lead to the new root"));
+        return Err(Error::ProofInvalid(
+            "consistency proof does not lead to the new root",
+        ));
     }
     Ok(())
 }

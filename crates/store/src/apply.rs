@@ -1,0 +1,488 @@
+//! Deterministic apply: turning committed Raft entries into audit entries.
+//!
+//! Every node runs this on the same Raft entries in the same order and must end
+//! with byte-identical state, so nothing here may depend on anything but the
+//! entries and the state before them: no clock, no configuration, no randomness.
+//! Validation uses the format's hard maxima ([`Limits::format_maximum`]), not a
+//! node's configured limits, for the same reason; the leader enforces the
+//! configured policy before it proposes.
+//!
+//! A [`Batch`] accumulates one apply call's writes in one RocksDB write batch,
+//! with an in-memory overlay so that later entries of the call see earlier ones
+//! (their event ids, their Merkle nodes) before anything reaches the disk.
+
+use std::collections::HashMap;
+
+use openraft::{Entry as RaftEntry, EntryPayload, LogId, StoredMembership};
+use rocksdb::WriteBatch;
+use veritrail_core::merkle::{self, NodeId, NodeSource};
+use veritrail_core::note::{NoteKey, SignedNote};
+use veritrail_core::{
+    Checkpoint, Entry, Event, Hash, Limits, Receipt, entry_hash, validate_principal,
+};
+
+use crate::db::{
+    CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, CF_SM_META, Db, Field,
+    KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_TAIL, event_id_key, field_key, merkle_key, read_u64_key,
+    to_postcard, u64_key,
+};
+use crate::error::{Result, StoreError};
+use crate::reader::{DbNodes, StoredEntry};
+use crate::shared::Shared;
+use crate::tail::Tail;
+use crate::types::{
+    AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,
+    Rejection, RejectionKind, RequestOutcome, TypeConfig,
+};
+
+/// Applies committed Raft entries: one synced write for the whole call.
+pub(crate) fn apply_entries(
+    shared: &Shared,
+    entries: Vec<RaftEntry<TypeConfig>>,
+) -> Result<Vec<CommandResponse>> {
+    let _apply = shared.lock_apply();
+    let (mut last_applied, mut membership, tail) = {
+        let state = shared.state();
+        (
+            state.last_applied,
+            state.membership.clone(),
+            state.tail.clone(),
+        )
+    };
+    let mut batch = Batch::new(&shared.db, &shared.origin, tail);
+    let mut responses = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let response = match entry.payload {
+            EntryPayload::Blank => CommandResponse::None,
+            EntryPayload::Membership(m) => {
+                membership = StoredMembership::new(Some(entry.log_id), m);
+                CommandResponse::None
+            }
+            EntryPayload::Normal(Command::Append(proposal)) => {
+                CommandResponse::Appended(batch.apply_proposal(&proposal)?)
+            }
+            EntryPayload::Normal(Command::Checkpoint(record)) => {
+                batch.apply_checkpoint(&record, &membership)?
+            }
+        };
+        last_applied = Some(entry.log_id);
+        responses.push(response);
+    }
+    let tail = batch.commit(last_applied, &membership)?;
+    let mut state = shared.state();
+    state.last_applied = last_applied;
+    state.membership = membership;
+    state.tail = tail;
+    shared.size_tx.send_replace(state.tail.size);
+    Ok(responses)
+}
+
+/// What one request's event will become, decided before anything is written.
+enum Plan {
+    New,
+    /// Already in the log: answer with the original receipt.
+    Stored(Receipt),
+    /// Repeats an earlier event of the same request.
+    SameAs(usize),
+}
+
+/// One apply call's writes, not yet on disk, and the overlay that lets later
+/// entries of the call see them.
+pub(crate) struct Batch<'a> {
+    db: &'a Db,
+    origin: &'a str,
+    pub(crate) batch: WriteBatch,
+    pub(crate) tail: Tail,
+    /// Entries appended in this batch, by `seq - first_new_seq`.
+    new_entries: Vec<(Entry, Hash)>,
+    first_new_seq: u64,
+    new_ids: HashMap<(String, String), u64>,
+    new_nodes: HashMap<NodeId, Hash>,
+    new_checkpoints: HashMap<u64, String>,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(db: &'a Db, origin: &'a str, tail: Tail) -> Self {
+        Batch {
+            db,
+            origin,
+            batch: WriteBatch::default(),
+            first_new_seq: tail.size,
+            tail,
+            new_entries: Vec::new(),
+            new_ids: HashMap::new(),
+            new_nodes: HashMap::new(),
+            new_checkpoints: HashMap::new(),
+        }
+    }
+
+    /// Adds the state-machine metadata and writes everything, synced: apply's
+    /// results are acknowledged to clients right after this returns.
+    pub(crate) fn commit(
+        mut self,
+        last_applied: Option<LogId<u64>>,
+        membership: &StoredMembership<u64, NodeInfo>,
+    ) -> Result<Tail> {
+        let meta = self.db.cf(CF_SM_META);
+        self.batch
+            .put_cf(meta, KEY_LAST_APPLIED, to_postcard(&last_applied));
+        self.batch
+            .put_cf(meta, KEY_MEMBERSHIP, to_postcard(membership));
+        self.batch.put_cf(meta, KEY_TAIL, self.tail.encode());
+        self.db.write_synced(self.batch)?;
+        Ok(self.tail)
+    }
+
+    /// Writes the tail and the batch so far without sync, and starts a new batch.
+    /// Used by snapshot install to bound memory; the state on disk after each
+    /// flush is a consistent, shorter log.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.batch
+            .put_cf(self.db.cf(CF_SM_META), KEY_TAIL, self.tail.encode());
+        let batch = std::mem::take(&mut self.batch);
+        self.db.write_unsynced(batch)?;
+        self.first_new_seq = self.tail.size;
+        self.new_entries.clear();
+        self.new_ids.clear();
+        self.new_nodes.clear();
+        self.new_checkpoints.clear();
+        Ok(())
+    }
+
+    fn apply_proposal(&mut self, proposal: &Proposal) -> Result<Vec<RequestOutcome>> {
+        // One timestamp for the whole proposal, never behind the previous entry.
+        let timestamp_ns = proposal.proposed_at_ns.max(self.tail.last_timestamp_ns);
+        proposal
+            .requests
+            .iter()
+            .map(|request| self.apply_request(request, timestamp_ns))
+            .collect()
+    }
+
+    /// Applies one all-or-nothing request: decides every event's fate first, and
+    /// writes only when none is refused.
+    fn apply_request(
+        &mut self,
+        request: &AppendRequest,
+        timestamp_ns: u64,
+    ) -> Result<RequestOutcome> {
+        let limits = Limits::format_maximum();
+        let reject = |event_index: usize, kind, message: String| {
+            Ok(RequestOutcome::Rejected(Rejection {
+                event_index: event_index as u32,
+                kind,
+                message,
+            }))
+        };
+        if let Err(e) = validate_principal(&request.principal, &limits) {
+            return reject(0, RejectionKind::Invalid, format!("principal: {e}"));
+        }
+        if request.events.is_empty() {
+            return reject(
+                0,
+                RejectionKind::Invalid,
+                "a request must carry at least one event".into(),
+            );
+        }
+        let mut plans = Vec::with_capacity(request.events.len());
+        let mut first_in_request: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, event) in request.events.iter().enumerate() {
+            if let Err(e) = event.validate(&limits) {
+                return reject(i, RejectionKind::Invalid, format!("event {i}: {e}"));
+            }
+            let key = (event.source.as_str(), event.event_id.as_str());
+            if let Some(&j) = first_in_request.get(&key) {
+                if request.events[j] != *event {
+                    return reject(
+                        i,
+                        RejectionKind::Conflict,
+                        format!(
+                            "event {i} reuses event id {:?} of source {:?} from event {j} of the same request, with different content",
+                            event.event_id, event.source
+                        ),
+                    );
+                }
+                plans.push(Plan::SameAs(j));
+                continue;
+            }
+            match self.lookup(&event.source, &event.event_id)? {
+                Some((stored, hash)) => {
+                    if stored.principal != request.principal || stored.event != *event {
+                        return reject(
+                            i,
+                            RejectionKind::Conflict,
+                            format!(
+                                "event {i}: event id {:?} of source {:?} already names a different event (seq {}); an event id is used once",
+                                event.event_id, event.source, stored.seq
+                            ),
+                        );
+                    }
+                    plans.push(Plan::Stored(Receipt {
+                        seq: stored.seq,
+                        entry_hash: hash,
+                        timestamp_ns: stored.timestamp_ns,
+                    }));
+                }
+                None => {
+                    first_in_request.insert(key, i);
+                    plans.push(Plan::New);
+                }
+            }
+        }
+        let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(plans.len());
+        for (event, plan) in request.events.iter().zip(plans) {
+            let receipt = match plan {
+                Plan::New => AppendReceipt {
+                    receipt: self.append_event(&request.principal, event, timestamp_ns),
+                    duplicate: false,
+                },
+                Plan::Stored(receipt) => AppendReceipt {
+                    receipt,
+                    duplicate: true,
+                },
+                Plan::SameAs(j) => AppendReceipt {
+                    receipt: receipts[j].receipt,
+                    duplicate: true,
+                },
+            };
+            receipts.push(receipt);
+        }
+        Ok(RequestOutcome::Accepted(receipts))
+    }
+
+    /// The stored or pending entry holding `(source, event_id)`, with its hash.
+    fn lookup(&self, source: &str, event_id: &str) -> Result<Option<(Entry, Hash)>> {
+        if let Some(&seq) = self.new_ids.get(&(source.to_owned(), event_id.to_owned())) {
+            return Ok(Some(
+                self.new_entries[(seq - self.first_new_seq) as usize].clone(),
+            ));
+        }
+        let Some(seq_bytes) = self.db.get(CF_EVENT_IDS, &event_id_key(source, event_id))? else {
+            return Ok(None);
+        };
+        let seq = read_u64_key(&seq_bytes, CF_EVENT_IDS)?;
+        let bytes = self.db.get(CF_ENTRIES, &u64_key(seq))?.ok_or_else(|| {
+            StoreError::corrupt(
+                CF_EVENT_IDS,
+                format!("({source}, {event_id}) points at missing seq {seq}"),
+            )
+        })?;
+        let stored = StoredEntry::from_bytes(seq, bytes)?;
+        Ok(Some((stored.entry, stored.hash)))
+    }
+
+    fn append_event(&mut self, principal: &str, event: &Event, timestamp_ns: u64) -> Receipt {
+        let entry = Entry {
+            seq: self.tail.size,
+            timestamp_ns,
+            prev_hash: self.tail.head,
+            principal: principal.to_owned(),
+            event: event.clone(),
+        };
+        let bytes = entry.encode();
+        let hash = entry_hash(&bytes);
+        let receipt = Receipt {
+            seq: entry.seq,
+            entry_hash: hash,
+            timestamp_ns,
+        };
+        self.write_entry(entry, &bytes, hash);
+        receipt
+    }
+
+    /// Writes an entry that extends the tail, with its indexes and Merkle nodes.
+    /// The caller guarantees that it does: seq, `prev_hash` and timestamp.
+    pub(crate) fn write_entry(&mut self, entry: Entry, bytes: &[u8], hash: Hash) {
+        debug_assert_eq!(entry.seq, self.tail.size);
+        debug_assert_eq!(entry.prev_hash, self.tail.head);
+        debug_assert!(entry.timestamp_ns >= self.tail.last_timestamp_ns);
+        let seq = entry.seq;
+        let e = &entry.event;
+        self.batch
+            .put_cf(self.db.cf(CF_ENTRIES), u64_key(seq), bytes);
+        self.batch.put_cf(
+            self.db.cf(CF_EVENT_IDS),
+            event_id_key(&e.source, &e.event_id),
+            u64_key(seq),
+        );
+        let by_field = self.db.cf(CF_BY_FIELD);
+        self.batch
+            .put_cf(by_field, field_key(Field::Source, &e.source, seq), []);
+        self.batch
+            .put_cf(by_field, field_key(Field::Actor, &e.actor, seq), []);
+        self.batch
+            .put_cf(by_field, field_key(Field::Action, &e.action, seq), []);
+        let merkle_cf = self.db.cf(CF_MERKLE);
+        let (batch, new_nodes) = (&mut self.batch, &mut self.new_nodes);
+        self.tail.frontier.push(hash, |id, node| {
+            batch.put_cf(merkle_cf, merkle_key(id.level, id.index), node.as_bytes());
+            new_nodes.insert(id, *node);
+        });
+        self.tail.size += 1;
+        self.tail.head = hash;
+        self.tail.last_timestamp_ns = entry.timestamp_ns;
+        self.new_ids
+            .insert((e.source.clone(), e.event_id.clone()), seq);
+        self.new_entries.push((entry, hash));
+    }
+
+    /// Records a co-signed checkpoint, merging its signatures with any recorded
+    /// for the same size.
+    ///
+    /// A checkpoint that does not carry a quorum of the current voters'
+    /// signatures is refused without writing. One that does, but whose body is not
+    /// what this node computes for that size, means this node's copy of the log
+    /// differs from what a quorum holds: that is an error, and the node stops.
+    fn apply_checkpoint(
+        &mut self,
+        record: &CheckpointRecord,
+        membership: &StoredMembership<u64, NodeInfo>,
+    ) -> Result<CommandResponse> {
+        let rejected = |reason: String| Ok(CommandResponse::CheckpointRejected { reason });
+        let note = match SignedNote::parse(&record.signed_note) {
+            Ok(note) => note,
+            Err(e) => return rejected(e.to_string()),
+        };
+        let checkpoint = match Checkpoint::parse(note.text()) {
+            Ok(c) => c,
+            Err(e) => return rejected(e.to_string()),
+        };
+        if checkpoint.origin != self.origin {
+            return rejected(format!("checkpoint is for origin {:?}", checkpoint.origin));
+        }
+        let voters: Vec<u64> = membership.membership().voter_ids().collect();
+        let keys: Vec<NoteKey> = voters
+            .iter()
+            .filter_map(|id| membership.membership().get_node(id))
+            .filter_map(|node| NoteKey::parse(&node.public_key).ok())
+            .collect();
+        let quorum = voters.len() / 2 + 1;
+        if keys.len() < quorum {
+            return rejected(format!(
+                "only {} of {} voters have a known key; a quorum of {quorum} cannot sign",
+                keys.len(),
+                voters.len()
+            ));
+        }
+        let signers = match note.verify(&keys, quorum) {
+            Ok(signers) => signers,
+            Err(e) => return rejected(e.to_string()),
+        };
+        if checkpoint.size > self.tail.size {
+            return Err(StoreError::Integrity {
+                seq: Some(self.tail.size),
+                detail: format!(
+                    "a checkpoint of size {} signed by {} was committed after this node applied only {} entries",
+                    checkpoint.size,
+                    signers.join(", "),
+                    self.tail.size
+                ),
+            });
+        }
+        let mine = self.checkpoint_at(checkpoint.size)?;
+        if mine != checkpoint {
+            return Err(StoreError::Integrity {
+                seq: None,
+                detail: format!(
+                    "the checkpoint at size {} signed by {} says root {}, this node computes {}: its copy of the log differs from the quorum's",
+                    checkpoint.size,
+                    signers.join(", "),
+                    checkpoint.root,
+                    mine.root
+                ),
+            });
+        }
+        let merged = match self.recorded_checkpoint(checkpoint.size)? {
+            None => note,
+            Some(existing) => {
+                let mut existing = SignedNote::parse(&existing).map_err(|e| {
+                    StoreError::corrupt(format!("checkpoints/{}", checkpoint.size), e)
+                })?;
+                for signature in note.signatures() {
+                    if !existing
+                        .signatures()
+                        .iter()
+                        .any(|s| s.name == signature.name && s.key_id == signature.key_id)
+                    {
+                        existing.add_signature(signature.clone())?;
+                    }
+                }
+                existing
+            }
+        };
+        self.put_checkpoint(checkpoint.size, &merged.to_string());
+        Ok(CommandResponse::CheckpointRecorded {
+            size: checkpoint.size,
+        })
+    }
+
+    /// Records a signed note for `size`, replacing any recorded before.
+    pub(crate) fn put_checkpoint(&mut self, size: u64, note: &str) {
+        self.batch
+            .put_cf(self.db.cf(CF_CHECKPOINTS), u64_key(size), note.as_bytes());
+        self.new_checkpoints.insert(size, note.to_owned());
+    }
+
+    fn recorded_checkpoint(&self, size: u64) -> Result<Option<String>> {
+        if let Some(text) = self.new_checkpoints.get(&size) {
+            return Ok(Some(text.clone()));
+        }
+        self.db
+            .get(CF_CHECKPOINTS, &u64_key(size))?
+            .map(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| StoreError::corrupt(format!("checkpoints/{size}"), e))
+            })
+            .transpose()
+    }
+
+    /// The checkpoint body at `size` as this node computes it, seeing pending
+    /// writes. `size` is at most the tail's size.
+    pub(crate) fn checkpoint_at(&self, size: u64) -> Result<Checkpoint> {
+        let root = merkle::root_at(self, size)?;
+        let (head, timestamp_ns) = match size.checked_sub(1) {
+            None => (veritrail_core::genesis_hash(self.origin), 0),
+            Some(last) if last >= self.first_new_seq => {
+                let (entry, hash) = &self.new_entries[(last - self.first_new_seq) as usize];
+                (*hash, entry.timestamp_ns)
+            }
+            Some(last) => {
+                let bytes = self
+                    .db
+                    .get(CF_ENTRIES, &u64_key(last))?
+                    .ok_or_else(|| StoreError::corrupt(format!("entries/{last}"), "missing"))?;
+                let stored = StoredEntry::from_bytes(last, bytes)?;
+                (stored.hash, stored.entry.timestamp_ns)
+            }
+        };
+        Ok(Checkpoint {
+            origin: self.origin.to_owned(),
+            size,
+            root,
+            head,
+            timestamp_ns,
+        })
+    }
+}
+
+/// Pending nodes first, then the database.
+impl NodeSource for Batch<'_> {
+    type Error = StoreError;
+
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        let missing: Vec<NodeId> = ids
+            .iter()
+            .filter(|id| !self.new_nodes.contains_key(id))
+            .copied()
+            .collect();
+        let mut stored = DbNodes::new(self.db).nodes(&missing)?.into_iter();
+        ids.iter()
+            .map(|id| match self.new_nodes.get(id) {
+                Some(hash) => Ok(*hash),
+                None => stored
+                    .next()
+                    .ok_or_else(|| StoreError::corrupt("merkle", "node lookup count mismatch")),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,236 @@
+//! The RocksDB database: column families, key layout, options, and the few
+//! primitives (synced writes, typed reads) every other module uses.
+//!
+//! # Layout
+//!
+//! All integers are big-endian so that byte order is numeric order.
+//!
+//! | column family | key | value | written by |
+//! |---|---|---|---|
+//! | `raft_log`  | Raft index `u64` | postcard `openraft::Entry<TypeConfig>` | log store: append (synced), truncate (synced), purge |
+//! | `raft_meta` | `b"vote"` | postcard `Vote` | `save_vote` (synced) |
+//! |             | `b"committed"` | postcard `Option<LogId>` | `save_committed` (not synced: a hint) |
+//! |             | `b"last_purged"` | postcard `LogId` | `purge`, in the same batch as the deletion |
+//! | `entries`   | seq `u64` | canonical entry bytes (docs/FORMAT.md) | apply, snapshot install |
+//! | `event_ids` | `u16` source length, source, event_id | seq `u64` | apply, install |
+//! | `by_field`  | field tag `u8` (1 source, 2 actor, 3 action), `u16` value length, value, seq `u64` | empty | apply, install |
+//! | `merkle`    | level `u8`, index `u64` | 32-byte hash of the perfect subtree | apply, install |
+//! | `checkpoints` | tree size `u64` | signed note text, all signatures gathered | apply of `Command::Checkpoint` |
+//! | `sm_meta`   | `b"origin"` | the log's origin, UTF-8 | first open |
+//! |             | `b"last_applied"` | postcard `Option<LogId>` | apply, install |
+//! |             | `b"membership"` | postcard `StoredMembership` | apply, install |
+//! |             | `b"tail"` | [`crate::tail::Tail`] encoding | apply, install |
+//! |             | `b"snapshot"` | postcard `SnapshotRecord` (meta and file name) | snapshot build, install |
+//!
+//! Everything the state machine writes for one apply call (entries, indexes,
+//! Merkle nodes, tail, last applied) goes into one write batch, written synced:
+//! either all of it is on disk or none of it is.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options,
+    WriteBatch, WriteOptions,
+};
+
+use crate::error::{Result, StoreError};
+
+pub(crate) const CF_RAFT_LOG: &str = "raft_log";
+pub(crate) const CF_RAFT_META: &str = "raft_meta";
+pub(crate) const CF_ENTRIES: &str = "entries";
+pub(crate) const CF_EVENT_IDS: &str = "event_ids";
+pub(crate) const CF_BY_FIELD: &str = "by_field";
+pub(crate) const CF_MERKLE: &str = "merkle";
+pub(crate) const CF_CHECKPOINTS: &str = "checkpoints";
+pub(crate) const CF_SM_META: &str = "sm_meta";
+
+const ALL_CFS: [&str; 8] = [
+    CF_RAFT_LOG,
+    CF_RAFT_META,
+    CF_ENTRIES,
+    CF_EVENT_IDS,
+    CF_BY_FIELD,
+    CF_MERKLE,
+    CF_CHECKPOINTS,
+    CF_SM_META,
+];
+
+pub(crate) const KEY_VOTE: &[u8] = b"vote";
+pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
+pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
+pub(crate) const KEY_ORIGIN: &[u8] = b"origin";
+pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const KEY_TAIL: &[u8] = b"tail";
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// Field tags of the `by_field` index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Field {
+    Source = 1,
+    Actor = 2,
+    Action = 3,
+}
+
+/// Memory RocksDB may use, in bytes. Sized so that a node holding a million
+/// entries stays well under 256 MiB resident (docs/BENCHMARKS.md).
+#[derive(Debug, Clone)]
+pub struct DbTuning {
+    /// Shared block cache for all column families.
+    pub block_cache_bytes: usize,
+    /// Total memtable budget across column families.
+    pub write_buffer_total_bytes: usize,
+}
+
+impl Default for DbTuning {
+    fn default() -> Self {
+        DbTuning {
+            block_cache_bytes: 32 << 20,
+            write_buffer_total_bytes: 48 << 20,
+        }
+    }
+}
+
+/// The open database.
+#[derive(Debug)]
+pub(crate) struct Db {
+    db: DB,
+}
+
+impl Db {
+    pub(crate) fn open(path: &Path, tuning: &DbTuning) -> Result<Self> {
+        let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_db_write_buffer_size(tuning.write_buffer_total_bytes);
+        db_opts.set_keep_log_file_num(4);
+        // Bounded WAL: older memtables are flushed rather than replayed at length.
+        db_opts.set_max_total_wal_size(64 << 20);
+
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut opts = Options::default();
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            // Point lookups dominate everywhere but the entries scan: a bloom
+            // filter saves a disk read per miss (idempotency checks mostly miss).
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
+            opts.set_block_based_table_factory(&table);
+            opts.set_write_buffer_size(match *name {
+                CF_ENTRIES | CF_RAFT_LOG => 16 << 20,
+                _ => 4 << 20,
+            });
+            // Hashes do not compress; text does.
+            opts.set_compression_type(match *name {
+                CF_MERKLE => DBCompressionType::None,
+                _ => DBCompressionType::Lz4,
+            });
+            ColumnFamilyDescriptor::new(*name, opts)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        Ok(Db { db })
+    }
+
+    /// Opens an existing database without writing to it, for offline checks.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
+        let opts = Options::default();
+        let db = DB::open_cf_for_read_only(&opts, path, ALL_CFS, false)?;
+        Ok(Db { db })
+    }
+
+    pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
+        // Every column family is created at open; a missing handle is a bug here,
+        // not a disk problem.
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} exists after open"))
+    }
+
+    pub(crate) fn raw(&self) -> &DB {
+        &self.db
+    }
+
+    /// Writes a batch and waits for it to reach the disk (WAL fsync).
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Writes a batch without waiting for the disk. Only for data that is a hint
+    /// or can be recomputed.
+    pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> Result<()> {
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    pub(crate) fn get_postcard<T: serde::de::DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match self.get(cf, key)? {
+            None => Ok(None),
+            Some(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(|e| {
+                StoreError::corrupt(format!("{cf}/{}", String::from_utf8_lossy(key)), e)
+            }),
+        }
+    }
+}
+
+/// Serializes a value with postcard. Our types always serialize.
+pub(crate) fn to_postcard<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).unwrap_or_else(|e| panic!("postcard serialization cannot fail: {e}"))
+}
+
+pub(crate) fn u64_key(value: u64) -> [u8; 8] {
+    value.to_be_bytes()
+}
+
+pub(crate) fn read_u64_key(key: &[u8], cf: &str) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| StoreError::corrupt(cf, format!("key of {} bytes, expected 8", key.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// `event_ids` key: `u16` source length, source, event id.
+pub(crate) fn event_id_key(source: &str, event_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + source.len() + event_id.len());
+    key.extend_from_slice(&(source.len() as u16).to_be_bytes());
+    key.extend_from_slice(source.as_bytes());
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+/// `by_field` prefix for one field value: tag, `u16` length, value.
+pub(crate) fn field_prefix(field: Field, value: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(3 + value.len() + 8);
+    key.push(field as u8);
+    key.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    key.extend_from_slice(value.as_bytes());
+    key
+}
+
+/// `by_field` key: the prefix followed by the seq.
+pub(crate) fn field_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
+    let mut key = field_prefix(field, value);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// `merkle` key: level, index.
+pub(crate) fn merkle_key(level: u8, index: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = level;
+    key[1..].copy_from_slice(&index.to_be_bytes());
+    key
+}

@@ -1,0 +1,86 @@
+//! `veritrail-store`: Veritrail's durable storage on RocksDB.
+//!
+//! One RocksDB database per node holds both halves of what Raft needs:
+//!
+//! - the **Raft log** ([`LogStore`], openraft's `RaftLogStorage`): proposals as the
+//!   leader ordered them, synced before they count toward a commit;
+//! - the **audit state machine** ([`StateMachine`], openraft's `RaftStateMachine`):
+//!   the audit log itself, built by applying committed proposals
+//!   deterministically: canonical entries, the hash chain, every perfect Merkle
+//!   node, the idempotency index and the field indexes, plus co-signed checkpoints.
+//!
+//! [`AuditReader`] serves reads and proofs; [`fsck`] checks a data directory
+//! offline. The key layout is documented in `db.rs`.
+//!
+//! **Architecture invariant:** this is the only crate that knows RocksDB. Every
+//! RocksDB call made on behalf of an async caller runs on a blocking thread.
+//!
+//! **Architecture invariant:** apply depends only on the committed entries and the
+//! state before them, so every replica holds byte-identical entries and roots.
+
+mod apply;
+mod db;
+mod error;
+pub mod fsck;
+mod log_store;
+mod reader;
+mod shared;
+mod snapshot;
+mod state_machine;
+mod tail;
+mod types;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use db::DbTuning;
+pub use error::{Result, StoreError};
+pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
+pub use log_store::LogStore;
+pub use reader::{AuditReader, ScanPage, ScanQuery, StoredEntry};
+pub use shared::StoreConfig;
+pub use snapshot::SnapshotBuilder;
+pub use state_machine::StateMachine;
+pub use tail::Tail;
+pub use types::{
+    AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,
+    Rejection, RejectionKind, RequestOutcome, TypeConfig,
+};
+
+/// An open store: the three handles over one database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub log: LogStore,
+    pub state_machine: StateMachine,
+    pub reader: AuditReader,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// Refuses to open a directory of another log, or one whose stored tail
+    /// disagrees with its entries and Merkle nodes; the error says where.
+    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store> {
+        let shared = Arc::new(shared::Shared::open(dir, config)?);
+        Ok(Store {
+            log: LogStore {
+                shared: Arc::clone(&shared),
+            },
+            state_machine: StateMachine {
+                shared: Arc::clone(&shared),
+            },
+            reader: AuditReader { shared },
+        })
+    }
+}
+
+/// The fsck kind of a chain fault.
+pub(crate) fn chain_fault_kind(fault: &veritrail_core::chain::ChainFault) -> ProblemKind {
+    use veritrail_core::chain::ChainFault;
+    match fault {
+        ChainFault::Undecodable { .. } => ProblemKind::EntryUndecodable,
+        ChainFault::SeqMismatch { .. } => ProblemKind::SeqMismatch,
+        ChainFault::PrevHashMismatch { .. } => ProblemKind::ChainBroken,
+        ChainFault::TimestampBackwards { .. } => ProblemKind::TimestampBackwards,
+    }
+}

@@ -1,0 +1,240 @@
+//! The Raft log: openraft's [`RaftLogStorage`] on the `raft_log` and `raft_meta`
+//! column families.
+//!
+//! Durability: `append` reports the entries flushed, and `save_vote`, `truncate`
+//! and `purge` return, only after a synced RocksDB write (WAL fsync). Only the
+//! committed index is written without sync: it is a hint that lets a restarted
+//! node re-apply sooner, and losing it is harmless.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
+};
+use rocksdb::WriteBatch;
+
+use crate::db::{
+    CF_RAFT_LOG, CF_RAFT_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, read_u64_key, to_postcard,
+    u64_key,
+};
+use crate::error::{Result, StoreError};
+use crate::shared::{Shared, blocking};
+use crate::types::TypeConfig;
+
+/// The Raft log store. Cheap to clone; clones share the database.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    pub(crate) shared: Arc<Shared>,
+}
+
+fn decode_entry(key: &[u8], value: &[u8]) -> Result<Entry<TypeConfig>> {
+    let index = read_u64_key(key, CF_RAFT_LOG)?;
+    let entry: Entry<TypeConfig> = postcard::from_bytes(value)
+        .map_err(|e| StoreError::corrupt(format!("raft_log/{index}"), e))?;
+    if entry.log_id.index != index {
+        return Err(StoreError::corrupt(
+            format!("raft_log/{index}"),
+            format!("entry carries index {}", entry.log_id.index),
+        ));
+    }
+    Ok(entry)
+}
+
+impl LogStore {
+    fn read_range(shared: &Shared, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>> {
+        let db = shared.db.raw();
+        let mut it = db.raw_iterator_cf(shared.db.cf(CF_RAFT_LOG));
+        it.seek(u64_key(start));
+        let mut entries = Vec::new();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            let entry = decode_entry(key, value)?;
+            if end.is_some_and(|end| entry.log_id.index >= end) {
+                break;
+            }
+            entries.push(entry);
+            it.next();
+        }
+        it.status()?;
+        Ok(entries)
+    }
+
+    fn log_state(shared: &Shared) -> Result<LogState<TypeConfig>> {
+        let last_purged: Option<LogId<u64>> =
+            shared.db.get_postcard(CF_RAFT_META, KEY_LAST_PURGED)?;
+        let db = shared.db.raw();
+        let mut it = db.raw_iterator_cf(shared.db.cf(CF_RAFT_LOG));
+        it.seek_to_last();
+        let last = match (it.key(), it.value()) {
+            (Some(k), Some(v)) => Some(decode_entry(k, v)?.log_id),
+            _ => {
+                it.status()?;
+                None
+            }
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last.or(last_purged),
+        })
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>>
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i.saturating_add(1)),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        blocking(&self.shared, move |shared| {
+            LogStore::read_range(shared, start, end)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        blocking(&self.shared, LogStore::log_state)
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        let value = to_postcard(vote);
+        blocking(&self.shared, move |shared| {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(shared.db.cf(CF_RAFT_META), KEY_VOTE, value);
+            // The vote is one value under one key, synced before we answer: a
+            // node that forgets its vote could vote twice in one term.
+            shared.db.write_synced(batch)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        blocking(&self.shared, |shared| {
+            shared.db.get_postcard(CF_RAFT_META, KEY_VOTE)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
+        let value = to_postcard(&committed);
+        blocking(&self.shared, move |shared| {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(shared.db.cf(CF_RAFT_META), KEY_COMMITTED, value);
+            shared.db.write_unsynced(batch)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        blocking(&self.shared, |shared| {
+            Ok(shared
+                .db
+                .get_postcard(CF_RAFT_META, KEY_COMMITTED)?
+                .flatten())
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Read))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id.index, to_postcard(&e)))
+            .collect();
+        let result = blocking(&self.shared, move |shared| {
+            let cf = shared.db.cf(CF_RAFT_LOG);
+            let mut batch = WriteBatch::default();
+            for (index, value) in &encoded {
+                batch.put_cf(cf, u64_key(*index), value);
+            }
+            // Synced: openraft counts these entries toward a commit quorum as soon
+            // as the callback below fires.
+            shared.db.write_synced(batch)
+        })
+        .await;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e.into_raft(ErrorSubject::Logs, ErrorVerb::Write))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        blocking(&self.shared, move |shared| {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(
+                shared.db.cf(CF_RAFT_LOG),
+                u64_key(log_id.index),
+                u64_key(u64::MAX),
+            );
+            batch.delete_cf(shared.db.cf(CF_RAFT_LOG), u64_key(u64::MAX));
+            shared.db.write_synced(batch)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        blocking(&self.shared, move |shared| {
+            // The marker and the deletion in one batch: a crash leaves either the
+            // old log or the purged one, never a hole below a stale marker.
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                shared.db.cf(CF_RAFT_META),
+                KEY_LAST_PURGED,
+                to_postcard(&log_id),
+            );
+            batch.delete_range_cf(
+                shared.db.cf(CF_RAFT_LOG),
+                u64_key(0),
+                u64_key(log_id.index.saturating_add(1)),
+            );
+            shared.db.write_synced(batch)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+}

@@ -1,0 +1,380 @@
+//! Reads: entries by seq and by event id, filtered scans, roots, proofs and
+//! checkpoints. All calls block on RocksDB; async callers run them on a blocking
+//! thread.
+
+use std::sync::Arc;
+
+use rocksdb::{DB, DBRawIteratorWithThreadMode};
+use veritrail_core::merkle::{self, NodeId, NodeSource};
+use veritrail_core::{Checkpoint, Entry, Hash, entry_hash};
+
+use crate::db::{
+    CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, Db, Field, event_id_key,
+    field_prefix, merkle_key, read_u64_key, u64_key,
+};
+use crate::error::{Result, StoreError};
+use crate::shared::Shared;
+use crate::tail::Tail;
+
+/// An entry as stored: decoded, with its canonical bytes and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub entry: Entry,
+    pub bytes: Vec<u8>,
+    pub hash: Hash,
+}
+
+impl StoredEntry {
+    pub(crate) fn from_bytes(seq: u64, bytes: Vec<u8>) -> Result<Self> {
+        let entry =
+            Entry::decode(&bytes).map_err(|e| StoreError::corrupt(format!("entries/{seq}"), e))?;
+        if entry.seq != seq {
+            return Err(StoreError::corrupt(
+                format!("entries/{seq}"),
+                format!("entry carries seq {}", entry.seq),
+            ));
+        }
+        let hash = entry_hash(&bytes);
+        Ok(StoredEntry { entry, bytes, hash })
+    }
+}
+
+/// A filtered scan over a seq range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanQuery {
+    /// First seq to consider.
+    pub from_seq: u64,
+    /// One past the last seq to consider; `None` means the end of the log.
+    pub to_seq: Option<u64>,
+    pub source: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Only entries with `timestamp_ns >= since_ns`.
+    pub since_ns: Option<u64>,
+    /// Only entries with `timestamp_ns < until_ns`.
+    pub until_ns: Option<u64>,
+    /// Most entries to return in one page.
+    pub limit: usize,
+}
+
+/// One page of a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub entries: Vec<StoredEntry>,
+    /// Where to continue: `Some(seq)` when the page was cut by its limit.
+    pub next_seq: Option<u64>,
+}
+
+/// Reads perfect Merkle nodes from the `merkle` column family, all of a proof's
+/// nodes in one multi-get.
+#[derive(Debug)]
+pub(crate) struct DbNodes<'a> {
+    db: &'a Db,
+}
+
+impl<'a> DbNodes<'a> {
+    pub(crate) fn new(db: &'a Db) -> Self {
+        DbNodes { db }
+    }
+}
+
+impl NodeSource for DbNodes<'_> {
+    type Error = StoreError;
+
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        let cf = self.db.cf(CF_MERKLE);
+        let keys: Vec<_> = ids
+            .iter()
+            .map(|id| (cf, merkle_key(id.level, id.index)))
+            .collect();
+        let values = self.db.raw().multi_get_cf(keys);
+        ids.iter()
+            .zip(values)
+            .map(|(id, value)| {
+                let location = || format!("merkle/{}/{}", id.level, id.index);
+                let bytes =
+                    value?.ok_or_else(|| StoreError::corrupt(location(), "node is missing"))?;
+                Hash::from_slice(&bytes).map_err(|e| StoreError::corrupt(location(), e))
+            })
+            .collect()
+    }
+}
+
+/// Read access to the audit log. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditReader {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl AuditReader {
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    /// The state machine's tail as of its last synced apply.
+    pub fn tail(&self) -> Tail {
+        self.shared.state().tail.clone()
+    }
+
+    /// Follows the tree size as entries are applied.
+    pub fn watch_size(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.size_tx.subscribe()
+    }
+
+    /// The entry at `seq`, if the log holds it.
+    pub fn entry(&self, seq: u64) -> Result<Option<StoredEntry>> {
+        match self.shared.db.get(CF_ENTRIES, &u64_key(seq))? {
+            None => Ok(None),
+            Some(bytes) => StoredEntry::from_bytes(seq, bytes).map(Some),
+        }
+    }
+
+    /// The seq holding `(source, event_id)`, if any.
+    pub fn seq_of(&self, source: &str, event_id: &str) -> Result<Option<u64>> {
+        match self
+            .shared
+            .db
+            .get(CF_EVENT_IDS, &event_id_key(source, event_id))?
+        {
+            None => Ok(None),
+            Some(bytes) => read_u64_key(&bytes, CF_EVENT_IDS).map(Some),
+        }
+    }
+
+    /// The entry holding `(source, event_id)`, if any.
+    pub fn entry_by_event_id(&self, source: &str, event_id: &str) -> Result<Option<StoredEntry>> {
+        match self.seq_of(source, event_id)? {
+            None => Ok(None),
+            Some(seq) => {
+                let entry = self.entry(seq)?.ok_or_else(|| {
+                    StoreError::corrupt(
+                        CF_EVENT_IDS,
+                        format!("({source}, {event_id}) points at missing seq {seq}"),
+                    )
+                })?;
+                Ok(Some(entry))
+            }
+        }
+    }
+
+    /// A page of entries matching `query`, in seq order.
+    ///
+    /// The time range narrows the seq range by binary search (timestamps never
+    /// decrease with seq). Field filters walk the `by_field` index, intersecting
+    /// several filters by leapfrogging their iterators, so a narrow filter reads
+    /// only the entries it returns.
+    pub fn scan(&self, query: &ScanQuery) -> Result<ScanPage> {
+        if query.limit == 0 {
+            return Err(StoreError::InvalidArgument(
+                "scan limit must be at least 1".into(),
+            ));
+        }
+        let size = self.tail().size;
+        let mut lo = query.from_seq;
+        let mut hi = query.to_seq.unwrap_or(size).min(size);
+        if let Some(to) = query.to_seq
+            && to < query.from_seq
+        {
+            return Err(StoreError::InvalidArgument(format!(
+                "scan range is reversed: from seq {} to seq {to}",
+                query.from_seq
+            )));
+        }
+        if let (Some(since), Some(until)) = (query.since_ns, query.until_ns)
+            && until < since
+        {
+            return Err(StoreError::InvalidArgument(format!(
+                "time range is reversed: since {since} ns until {until} ns"
+            )));
+        }
+        if let Some(since) = query.since_ns {
+            lo = lo.max(self.first_seq_at_or_after(since, size)?);
+        }
+        if let Some(until) = query.until_ns {
+            hi = hi.min(self.first_seq_at_or_after(until, size)?);
+        }
+        let mut filters = Vec::new();
+        if let Some(v) = &query.source {
+            filters.push(field_prefix(Field::Source, v));
+        }
+        if let Some(v) = &query.actor {
+            filters.push(field_prefix(Field::Actor, v));
+        }
+        if let Some(v) = &query.action {
+            filters.push(field_prefix(Field::Action, v));
+        }
+        let seqs = if filters.is_empty() {
+            (lo..hi).take(query.limit + 1).collect()
+        } else {
+            self.leapfrog(&filters, lo, hi, query.limit + 1)
+        };
+        let next_seq = if seqs.len() > query.limit {
+            Some(seqs[query.limit])
+        } else {
+            None
+        };
+        let mut entries = Vec::with_capacity(seqs.len().min(query.limit));
+        let cf = self.shared.db.cf(CF_ENTRIES);
+        let keys: Vec<_> = seqs
+            .iter()
+            .take(query.limit)
+            .map(|s| (cf, u64_key(*s)))
+            .collect();
+        for (seq, value) in seqs.iter().zip(self.shared.db.raw().multi_get_cf(keys)) {
+            let bytes = value?.ok_or_else(|| {
+                StoreError::corrupt(format!("entries/{seq}"), "indexed entry is missing")
+            })?;
+            entries.push(StoredEntry::from_bytes(*seq, bytes)?);
+        }
+        Ok(ScanPage { entries, next_seq })
+    }
+
+    /// Seqs in `[lo, hi)` present under every prefix, at most `max` of them.
+    fn leapfrog(&self, prefixes: &[Vec<u8>], lo: u64, hi: u64, max: usize) -> Vec<u64> {
+        let db = self.shared.db.raw();
+        let cf = self.shared.db.cf(CF_BY_FIELD);
+        let mut iters: Vec<DBRawIteratorWithThreadMode<'_, DB>> =
+            prefixes.iter().map(|_| db.raw_iterator_cf(cf)).collect();
+        let mut found = Vec::new();
+        let mut candidate = lo;
+        'search: while candidate < hi && found.len() < max {
+            let mut highest = candidate;
+            for (prefix, it) in prefixes.iter().zip(iters.iter_mut()) {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&candidate.to_be_bytes());
+                it.seek(&key);
+                let seq = match it.key() {
+                    Some(k) if k.len() == prefix.len() + 8 && k.starts_with(prefix) => {
+                        u64::from_be_bytes(k[prefix.len()..].try_into().unwrap_or([0xff; 8]))
+                    }
+                    _ => break 'search,
+                };
+                highest = highest.max(seq);
+            }
+            if highest == candidate {
+                found.push(candidate);
+                candidate += 1;
+            } else {
+                candidate = highest;
+            }
+        }
+        found
+    }
+
+    /// The first seq whose timestamp is at least `t`, or `size` if none is.
+    fn first_seq_at_or_after(&self, t: u64, size: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (0u64, size);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let entry = self
+                .entry(mid)?
+                .ok_or_else(|| StoreError::corrupt(format!("entries/{mid}"), "missing"))?;
+            if entry.entry.timestamp_ns < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    fn check_size(&self, size: u64) -> Result<u64> {
+        let current = self.tail().size;
+        if size > current {
+            return Err(StoreError::OutOfRange(format!(
+                "tree size {size} is beyond the log, which holds {current} entries"
+            )));
+        }
+        Ok(current)
+    }
+
+    /// The Merkle root at `size`.
+    pub fn root_at(&self, size: u64) -> Result<Hash> {
+        self.check_size(size)?;
+        merkle::root_at(&DbNodes::new(&self.shared.db), size)
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
+        self.check_size(size)?;
+        if seq >= size {
+            return Err(StoreError::OutOfRange(format!(
+                "seq {seq} is not inside a tree of size {size}"
+            )));
+        }
+        merkle::inclusion_proof(&DbNodes::new(&self.shared.db), seq, size)
+    }
+
+    /// The consistency proof from `from_size` to `to_size`.
+    pub fn consistency_proof(&self, from_size: u64, to_size: u64) -> Result<Vec<Hash>> {
+        self.check_size(to_size)?;
+        if from_size > to_size {
+            return Err(StoreError::InvalidArgument(format!(
+                "consistency proof sizes are reversed: from {from_size} to {to_size}"
+            )));
+        }
+        merkle::consistency_proof(&DbNodes::new(&self.shared.db), from_size, to_size)
+    }
+
+    /// The checkpoint body of the log at `size`, computed from this node's state.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Checkpoint> {
+        self.check_size(size)?;
+        checkpoint_at(&self.shared.db, &self.shared.origin, size)
+    }
+
+    /// The signed note recorded for `size`, if a checkpoint of that size was
+    /// recorded.
+    pub fn signed_checkpoint(&self, size: u64) -> Result<Option<String>> {
+        self.shared
+            .db
+            .get(CF_CHECKPOINTS, &u64_key(size))?
+            .map(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| StoreError::corrupt(format!("checkpoints/{size}"), e))
+            })
+            .transpose()
+    }
+
+    /// The recorded checkpoint of the largest size, as `(size, signed note)`.
+    pub fn latest_signed_checkpoint(&self) -> Result<Option<(u64, String)>> {
+        let db = self.shared.db.raw();
+        let mut it = db.raw_iterator_cf(self.shared.db.cf(CF_CHECKPOINTS));
+        it.seek_to_last();
+        match (it.key(), it.value()) {
+            (Some(k), Some(v)) => {
+                let size = read_u64_key(k, CF_CHECKPOINTS)?;
+                let note = String::from_utf8(v.to_vec())
+                    .map_err(|e| StoreError::corrupt(format!("checkpoints/{size}"), e))?;
+                Ok(Some((size, note)))
+            }
+            _ => {
+                it.status()?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The checkpoint body at `size` from stored nodes and entries. The caller has
+/// checked that the log holds `size` entries.
+pub(crate) fn checkpoint_at(db: &Db, origin: &str, size: u64) -> Result<Checkpoint> {
+    let root = merkle::root_at(&DbNodes::new(db), size)?;
+    let (head, timestamp_ns) = match size.checked_sub(1) {
+        None => (veritrail_core::genesis_hash(origin), 0),
+        Some(last) => {
+            let bytes = db
+                .get(CF_ENTRIES, &u64_key(last))?
+                .ok_or_else(|| StoreError::corrupt(format!("entries/{last}"), "missing"))?;
+            let entry = StoredEntry::from_bytes(last, bytes)?;
+            (entry.hash, entry.entry.timestamp_ns)
+        }
+    };
+    Ok(Checkpoint {
+        origin: origin.to_owned(),
+        size,
+        root,
+        head,
+        timestamp_ns,
+    })
+}

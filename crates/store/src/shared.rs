@@ -1,0 +1,165 @@
+//! State shared by the log store, the state machine, snapshot builders and
+//! readers: the database and the state machine's in-memory position.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use openraft::{LogId, StoredMembership};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::db::{
+    CF_SM_META, Db, DbTuning, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL,
+};
+use crate::error::{Result, StoreError};
+use crate::tail::Tail;
+use crate::types::NodeInfo;
+
+/// Where snapshot files live, relative to the data directory.
+pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
+/// Where RocksDB lives, relative to the data directory.
+pub(crate) const DB_DIR: &str = "db";
+
+/// The current snapshot: its metadata and the file holding its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SnapshotRecord {
+    pub meta: openraft::SnapshotMeta<u64, NodeInfo>,
+    pub file: String,
+}
+
+/// What the state machine has applied, as of its last synced write.
+#[derive(Debug, Clone)]
+pub(crate) struct SmState {
+    pub last_applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, NodeInfo>,
+    pub tail: Tail,
+    pub snapshot: Option<SnapshotRecord>,
+}
+
+/// Configuration of a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The log's origin (docs/FORMAT.md section 5). Fixed at the first open; a
+    /// data directory never changes log.
+    pub origin: String,
+    pub tuning: DbTuning,
+}
+
+impl StoreConfig {
+    pub fn new(origin: impl Into<String>) -> Self {
+        StoreConfig {
+            origin: origin.into(),
+            tuning: DbTuning::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub db: Db,
+    pub origin: String,
+    pub dir: PathBuf,
+    state: Mutex<SmState>,
+    /// Serializes writers of state-machine data (apply, install) with snapshot
+    /// builders taking a consistent view.
+    pub apply_lock: Mutex<()>,
+    /// The tree size, for readers that follow the log as it grows.
+    pub size_tx: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub(crate) fn open(dir: &Path, config: &StoreConfig) -> Result<Self> {
+        veritrail_core::checkpoint::validate_origin(&config.origin)?;
+        for sub in [DB_DIR, SNAPSHOT_DIR] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(|e| StoreError::io(format!("creating {}", dir.join(sub).display()), e))?;
+        }
+        let db = Db::open(&dir.join(DB_DIR), &config.tuning)?;
+        match db.get(CF_SM_META, KEY_ORIGIN)? {
+            Some(found) if found != config.origin.as_bytes() => {
+                return Err(StoreError::WrongOrigin {
+                    expected: config.origin.clone(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let mut batch = rocksdb::WriteBatch::default();
+                batch.put_cf(db.cf(CF_SM_META), KEY_ORIGIN, config.origin.as_bytes());
+                db.write_synced(batch)?;
+            }
+        }
+        let last_applied = db.get_postcard(CF_SM_META, KEY_LAST_APPLIED)?.flatten();
+        let membership = db
+            .get_postcard(CF_SM_META, KEY_MEMBERSHIP)?
+            .unwrap_or_default();
+        let tail = match db.get(CF_SM_META, KEY_TAIL)? {
+            Some(bytes) => Tail::decode(&bytes)?,
+            None => Tail::empty(&config.origin),
+        };
+        tail.verify_against(&db)?;
+        let snapshot: Option<SnapshotRecord> = db.get_postcard(CF_SM_META, KEY_SNAPSHOT)?;
+        remove_stale_snapshot_files(&dir.join(SNAPSHOT_DIR), snapshot.as_ref());
+        let (size_tx, _) = watch::channel(tail.size);
+        Ok(Shared {
+            db,
+            origin: config.origin.clone(),
+            dir: dir.to_path_buf(),
+            state: Mutex::new(SmState {
+                last_applied,
+                membership,
+                tail,
+                snapshot,
+            }),
+            apply_lock: Mutex::new(()),
+            size_tx,
+        })
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, SmState> {
+        // A panic while holding this lock happens only inside our own code between
+        // two field assignments; the state is still the last synced one.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn lock_apply(&self) -> MutexGuard<'_, ()> {
+        self.apply_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn snapshot_dir(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_DIR)
+    }
+}
+
+/// Removes snapshot files other than the current one: leftovers of a build or a
+/// transfer that a crash interrupted.
+fn remove_stale_snapshot_files(dir: &Path, current: Option<&SnapshotRecord>) {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for item in listing.flatten() {
+        let name = item.file_name();
+        if current.is_some_and(|c| name.to_string_lossy() == c.file) {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_file(item.path()) {
+            tracing::warn!(file = %item.path().display(), error = %e, "could not remove stale snapshot file");
+        }
+    }
+}
+
+/// Runs blocking RocksDB work on tokio's blocking pool, off the async workers.
+pub(crate) async fn blocking<T, F>(shared: &std::sync::Arc<Shared>, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Shared) -> Result<T> + Send + 'static,
+{
+    let shared = std::sync::Arc::clone(shared);
+    tokio::task::spawn_blocking(move || work(&shared))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}

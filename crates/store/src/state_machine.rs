@@ -1,0 +1,99 @@
+//! The audit state machine: openraft's [`RaftStateMachine`] over the audit
+//! column families. The work itself is in `apply` and `snapshot`; this module
+//! adapts it to openraft and moves it onto blocking threads.
+
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StorageError,
+    StoredMembership,
+};
+
+use crate::apply::apply_entries;
+use crate::shared::{Shared, blocking};
+use crate::snapshot::{SnapshotBuilder, begin_receiving, install, open_snapshot};
+use crate::types::{CommandResponse, NodeInfo, TypeConfig};
+
+/// The state machine. Cheap to clone; clones share the database.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, NodeInfo>), StorageError<u64>> {
+        let state = self.shared.state();
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let first = entries.first().map(|e| e.log_id);
+        blocking(&self.shared, move |shared| apply_entries(shared, entries))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "apply failed: this node stops");
+                e.into_raft(
+                    first.map_or(ErrorSubject::StateMachine, ErrorSubject::Apply),
+                    ErrorVerb::Write,
+                )
+            })
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        begin_receiving(&self.shared)
+            .await
+            .map(Box::new)
+            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, NodeInfo>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<u64>> {
+        let file = snapshot.into_std().await;
+        let owned_meta = meta.clone();
+        blocking(&self.shared, move |shared| {
+            install(shared, &owned_meta, file)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(snapshot = %meta.snapshot_id, error = %e, "snapshot install failed");
+            e.into_raft(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            )
+        })
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let record = self.shared.state().snapshot.clone();
+        match record {
+            None => Ok(None),
+            Some(record) => open_snapshot(&self.shared, &record)
+                .await
+                .map(Some)
+                .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read)),
+        }
+    }
+}

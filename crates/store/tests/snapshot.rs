@@ -1,0 +1,168 @@
+//! Snapshots: built and installed by streaming files; an installing node ends with
+//! the same entries and root, byte for byte, in bounded memory.
+
+mod common;
+
+use common::{Harness, event};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use veritrail_store::{RequestOutcome, TypeConfig};
+
+async fn build(h: &Harness) -> Snapshot<TypeConfig> {
+    let mut sm = h.store().state_machine.clone();
+    let mut builder = sm.get_snapshot_builder().await;
+    builder.build_snapshot().await.expect("snapshot builds")
+}
+
+async fn install(
+    h: &Harness,
+    snapshot: Snapshot<TypeConfig>,
+) -> Result<(), openraft::StorageError<u64>> {
+    let mut sm = h.store().state_machine.clone();
+    sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await
+}
+
+fn same_log(a: &Harness, b: &Harness) {
+    let (ta, tb) = (a.store().reader.tail(), b.store().reader.tail());
+    assert_eq!(ta, tb);
+    for seq in 0..ta.size {
+        let x = a.store().reader.entry(seq).expect("read").expect("present");
+        let y = b.store().reader.entry(seq).expect("read").expect("present");
+        assert_eq!(x.bytes, y.bytes, "entry {seq}");
+    }
+}
+
+#[tokio::test]
+async fn install_into_an_empty_node_gives_the_same_log() {
+    let mut a = Harness::new();
+    a.install_membership_with_keys().await;
+    a.fill("svc", 300, 37).await;
+    let snapshot = build(&a).await;
+    let meta = snapshot.meta.clone();
+    let b = Harness::new();
+    install(&b, snapshot).await.expect("installs");
+    same_log(&a, &b);
+    // The installed snapshot is b's current one, and its state is the snapshot's.
+    let mut sm = b.store().state_machine.clone();
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(current.meta, meta);
+    assert_eq!(sm.applied_state().await.expect("state").0, meta.last_log_id);
+    // Indexes were rebuilt: deduplication and lookups work on b.
+    assert_eq!(
+        b.store().reader.seq_of("svc", "e123").expect("read"),
+        Some(123)
+    );
+}
+
+#[tokio::test]
+async fn install_extends_a_node_that_holds_a_prefix() {
+    let mut a = Harness::new();
+    let mut b = Harness::new();
+    for h in [&mut a, &mut b] {
+        h.fill("svc", 50, 10).await;
+    }
+    a.fill("late", 70, 10).await;
+    install(&b, build(&a).await).await.expect("installs");
+    same_log(&a, &b);
+    b.reopen();
+    same_log(&a, &b);
+}
+
+#[tokio::test]
+async fn install_refuses_a_different_history() {
+    let mut a = Harness::new();
+    a.fill("svc", 30, 10).await;
+    let mut b = Harness::new();
+    b.fill("other", 10, 10).await;
+    let before = b.store().reader.tail();
+    let error = install(&b, build(&a).await).await.expect_err("must refuse");
+    assert!(error.to_string().contains("different history"), "{error}");
+    assert_eq!(b.store().reader.tail(), before);
+}
+
+#[tokio::test]
+async fn install_refuses_a_corrupted_file_and_writes_nothing() {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut a = Harness::new();
+    a.fill("svc", 40, 10).await;
+    let snapshot = build(&a).await;
+    // Corrupt a copy of the file in the middle.
+    let mut file = snapshot.snapshot.into_std().await;
+    let mut copy = tempfile::tempfile().expect("temp file");
+    file.seek(SeekFrom::Start(0)).expect("seek");
+    std::io::copy(&mut file, &mut copy).expect("copy");
+    let len = copy.seek(SeekFrom::End(0)).expect("len");
+    copy.seek(SeekFrom::Start(len / 2)).expect("seek");
+    copy.write_all(&[0x5a]).expect("write");
+    let b = Harness::new();
+    let corrupted = Snapshot {
+        meta: snapshot.meta,
+        snapshot: Box::new(tokio::fs::File::from_std(copy)),
+    };
+    let error = install(&b, corrupted).await.expect_err("must refuse");
+    assert!(error.to_string().contains("digest"), "{error}");
+    assert_eq!(b.store().reader.tail().size, 0);
+}
+
+/// Peak resident memory of this process in KiB, and a reset of it (Linux).
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset peak RSS");
+}
+
+/// 200,000 entries of about 1.3 KB each: a snapshot of some 270 MB. Loading it
+/// whole would push the peak far over the bound; streaming stays under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200k_entry_snapshot_round_trips_in_bounded_memory() {
+    const ENTRIES: u64 = 200_000;
+    let mut a = Harness::new();
+    let mut i = 0;
+    while i < ENTRIES {
+        let events = (i..(i + 2000).min(ENTRIES))
+            .map(|k| {
+                let mut e = event("bulk", &format!("e{k}"));
+                e.payload = vec![(k % 251) as u8; 1024];
+                e
+            })
+            .collect();
+        assert!(matches!(
+            a.append("bulk", events).await,
+            RequestOutcome::Accepted(_)
+        ));
+        i += 2000;
+    }
+    let snapshot = build(&a).await;
+    let b = Harness::new();
+    reset_peak_rss();
+    let baseline = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS");
+    install(&b, snapshot).await.expect("installs");
+    let growth_mib = peak_rss_kib().saturating_sub(baseline) / 1024;
+    println!("install of {ENTRIES} entries: peak RSS grew by {growth_mib} MiB");
+    assert!(
+        growth_mib < 160,
+        "install grew the peak RSS by {growth_mib} MiB"
+    );
+    assert_eq!(a.store().reader.tail(), b.store().reader.tail());
+    for seq in [0, 1, 99_999, 131_071, 131_072, ENTRIES - 1] {
+        assert_eq!(
+            a.store().reader.entry(seq).expect("read").map(|e| e.bytes),
+            b.store().reader.entry(seq).expect("read").map(|e| e.bytes)
+        );
+    }
+}
