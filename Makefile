@@ -3,8 +3,10 @@
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-CARGO ?= cargo
 PYTHON ?= python3
+# Link a RocksDB compiled by an earlier build when one is cached (.ci/rocksdb-cache).
+ROCKSDB_ENV = $(shell .ci/rocksdb-cache env)
+CARGO ?= $(if $(ROCKSDB_ENV),env $(ROCKSDB_ENV) cargo,cargo)
 
 .PHONY: help deps build test test-rust test-format lint fmt bench run clean
 
@@ -16,12 +18,15 @@ deps: ## install missing build prerequisites (Debian packages, Python cryptograp
 
 build: deps ## build every crate
 	$(CARGO) build --workspace --all-targets
+	@.ci/rocksdb-cache save
 
 # The format check and doc tests run first so that the test runner's summary is the
 # last thing printed: CI reads the closing lines.
 test: deps test-format test-rust ## the whole suite, as CI runs it
 
 test-rust:
+	$(CARGO) build --workspace --bins
+	@.ci/rocksdb-cache save
 	$(CARGO) test --workspace --doc --quiet
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast; \
@@ -42,10 +47,12 @@ fmt: ## format the code
 
 bench: deps ## run the benchmarks and print their figures
 	$(CARGO) bench -p veritrail-core --bench core
+	$(CARGO) bench -p veritrail-store --bench store
 
-run: deps ## start a local three-node cluster (arrives with the server, issue #4)
-	@echo "make run: the cluster binary veritraild is not built yet (issue #4)." >&2
-	@exit 2
+run: deps ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
+	$(CARGO) build -p veritrail-server --bin veritraild
+	@.ci/rocksdb-cache save
+	deploy/local/run.sh
 
 clean:
 	$(CARGO) clean

@@ -37,7 +37,7 @@ pub use db::DbTuning;
 pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
 pub use log_store::LogStore;
-pub use reader::{AuditReader, ScanPage, ScanQuery, StoredEntry};
+pub use reader::{AuditReader, RangeReport, ScanPage, ScanQuery, StoredEntry};
 pub use shared::StoreConfig;
 pub use snapshot::SnapshotBuilder;
 pub use state_machine::StateMachine;

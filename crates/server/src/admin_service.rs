@@ -1,0 +1,207 @@
+//! The `Admin` service: initializing the cluster, changing membership, status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use tonic::{Request, Response, Status};
+use veritrail_proto::raft::StartElectionRequest;
+use veritrail_proto::v1::admin_server::Admin;
+use veritrail_proto::v1::{
+    AddLearnerRequest, ChangeMembershipRequest, InitializeRequest, MemberStatus,
+    MembershipResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
+};
+
+use crate::error::NodeError;
+use crate::node::{Node, blocking};
+use crate::peers::with_timeout;
+
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    pub node: Arc<Node>,
+}
+
+impl AdminService {
+    fn members(&self) -> Vec<MemberStatus> {
+        let metrics = self.node.raft_metrics();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, info)| MemberStatus {
+                node_id: *id,
+                addr: info.addr.clone(),
+                voter: voters.contains(id),
+                public_key: info.public_key.clone(),
+                matched_index: metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|l| l.index),
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    #[tracing::instrument(skip_all)]
+    async fn initialize(
+        &self,
+        request: Request<InitializeRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let members: Vec<(u64, String)> = request
+            .into_inner()
+            .members
+            .into_iter()
+            .map(|m| (m.node_id, m.addr))
+            .collect();
+        if members.is_empty() {
+            return Err(
+                NodeError::InvalidArgument("initialize needs at least one member".into()).into(),
+            );
+        }
+        self.node.initialize(&members).await?;
+        Ok(Response::new(MembershipResponse {
+            members: self.members(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let request = request.into_inner();
+        let member = request
+            .member
+            .ok_or_else(|| NodeError::InvalidArgument("member is required".into()))?;
+        if !self.node.is_leader() {
+            return Err(NodeError::unavailable(
+                "membership changes run on the leader",
+                self.node.leader(),
+            )
+            .into());
+        }
+        let info = self.node.identify(member.node_id, &member.addr).await?;
+        self.node
+            .raft
+            .add_learner(member.node_id, info, request.wait)
+            .await
+            .map_err(|e| self.node.membership_error(e))?;
+        Ok(Response::new(MembershipResponse {
+            members: self.members(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn change_membership(
+        &self,
+        request: Request<ChangeMembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let request = request.into_inner();
+        let voters: BTreeSet<u64> = request.voters.into_iter().collect();
+        if voters.is_empty() {
+            return Err(
+                NodeError::InvalidArgument("a cluster needs at least one voter".into()).into(),
+            );
+        }
+        self.node
+            .raft
+            .change_membership(voters, request.retain_removed)
+            .await
+            .map_err(|e| self.node.membership_error(e))?;
+        Ok(Response::new(MembershipResponse {
+            members: self.members(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let to = request.into_inner().to_node_id;
+        let metrics = self.node.raft_metrics();
+        let membership = metrics.membership_config.membership();
+        if !membership.voter_ids().any(|v| v == to) {
+            return Err(NodeError::FailedPrecondition(format!("node {to} is not a voter")).into());
+        }
+        if metrics.current_leader != Some(to) {
+            let addr = membership
+                .get_node(&to)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default();
+            let mut client = self
+                .node
+                .peers
+                .client(&addr)
+                .map_err(NodeError::InvalidArgument)?;
+            client
+                .start_election(with_timeout(
+                    StartElectionRequest {},
+                    Duration::from_secs(3),
+                ))
+                .await
+                .map_err(|s| {
+                    NodeError::unavailable(
+                        format!("node {to} does not answer: {}", s.message()),
+                        None,
+                    )
+                })?;
+            self.node
+                .raft
+                .wait(Some(self.node.timeout()))
+                .current_leader(to, "leadership transferred")
+                .await
+                .map_err(|_| {
+                    NodeError::unavailable(
+                        format!("node {to} did not win the election; its log may be behind"),
+                        self.node.leader(),
+                    )
+                })?;
+        }
+        Ok(Response::new(TransferLeaderResponse { leader_id: to }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let m = self.node.raft_metrics();
+        let reader = self.node.reader.clone();
+        let (tail, checkpoint_size) = blocking(move || {
+            Ok((
+                reader.tail(),
+                reader.latest_signed_checkpoint()?.map(|c| c.0),
+            ))
+        })
+        .await?;
+        let leader = self.node.leader();
+        Ok(Response::new(StatusResponse {
+            node_id: self.node.id,
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+            .into(),
+            term: m.current_term,
+            leader_id: leader.as_ref().map(|l| l.id),
+            leader_addr: leader.map(|l| l.addr).unwrap_or_default(),
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            members: self.members(),
+            tree_size: tail.size,
+            root_hash: tail.root().as_bytes().to_vec(),
+            chain_head: tail.head.as_bytes().to_vec(),
+            origin: self.node.reader.origin().to_owned(),
+            public_key: self.node.signer.public().to_string(),
+            checkpoint_size,
+        }))
+    }
+}

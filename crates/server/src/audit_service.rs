@@ -1,0 +1,438 @@
+//! The `AuditLog` service: appends, reads, streams and proofs.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use veritrail_proto::v1::audit_log_server::AuditLog;
+use veritrail_proto::v1::get_entry_request::Key;
+use veritrail_proto::v1::{
+    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, AppendStreamRequest,
+    AppendStreamResponse, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
+    GetConsistencyProofResponse, GetEntryRequest, GetEntryResponse, GetInclusionProofRequest,
+    GetInclusionProofResponse, ReadConsistency, ScanRequest, ScanResponse, StreamError,
+    TailRequest, TailResponse, VerifyRangeRequest, VerifyRangeResponse,
+};
+use veritrail_proto::{entry_to_wire, event_from_wire, receipt_to_wire};
+use veritrail_store::{AppendReceipt, ScanQuery, StoredEntry};
+
+use crate::error::{NodeError, NodeResult};
+use crate::node::{Node, blocking};
+
+/// Entries read from the store per page when streaming.
+const STREAM_PAGE_ENTRIES: usize = 256;
+/// Entries buffered between the reader task and the client.
+const STREAM_BUFFER_ENTRIES: usize = 512;
+
+/// The identity a request is recorded under. Until client authentication
+/// (TLS, issue #9) exists, every request is `anonymous`; no request field can
+/// set it either way.
+pub const ANONYMOUS: &str = "anonymous";
+
+fn principal_of<T>(_request: &Request<T>) -> String {
+    ANONYMOUS.to_owned()
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditService {
+    pub node: Arc<Node>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn receipts(receipts: &[AppendReceipt]) -> Vec<veritrail_proto::v1::Receipt> {
+    receipts
+        .iter()
+        .map(|r| receipt_to_wire(&r.receipt, r.duplicate))
+        .collect()
+}
+
+fn wire(entry: &StoredEntry) -> veritrail_proto::v1::Entry {
+    entry_to_wire(&entry.entry, &entry.bytes, &entry.hash)
+}
+
+impl AuditService {
+    async fn read_fence(&self, consistency: i32) -> NodeResult<()> {
+        match ReadConsistency::try_from(consistency) {
+            Ok(ReadConsistency::Local) => Ok(()),
+            Ok(ReadConsistency::Linearizable) => self.node.linearize().await,
+            Err(_) => Err(NodeError::InvalidArgument(format!(
+                "unknown read consistency {consistency}"
+            ))),
+        }
+    }
+
+    /// Streams the entries of `query` (all pages), then, with `follow`, every new
+    /// entry as it is applied, until the client goes away.
+    fn stream_entries<T: Send + 'static>(
+        &self,
+        mut query: ScanQuery,
+        follow: bool,
+        total_limit: Option<u64>,
+        wrap: fn(veritrail_proto::v1::Entry) -> T,
+    ) -> BoxStream<T> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER_ENTRIES);
+        let reader = self.node.reader.clone();
+        let mut sizes = reader.watch_size();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            loop {
+                // Every entry below this size is covered by the scan that follows.
+                let size_before = *sizes.borrow_and_update();
+                query.limit = STREAM_PAGE_ENTRIES;
+                let page = {
+                    let (reader, query) = (reader.clone(), query.clone());
+                    blocking(move || Ok(reader.scan(&query)?)).await
+                };
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                for entry in &page.entries {
+                    if total_limit.is_some_and(|limit| sent >= limit)
+                        || tx.send(Ok(wrap(wire(entry)))).await.is_err()
+                    {
+                        return;
+                    }
+                    sent += 1;
+                }
+                if let Some(next) = page.next_seq {
+                    query.from_seq = next;
+                    continue;
+                }
+                if !follow {
+                    return;
+                }
+                // Caught up: go on after both what was sent and what was scanned,
+                // so nothing is sent twice or skipped.
+                let after_last = page.entries.last().map_or(0, |e| e.entry.seq + 1);
+                query.from_seq = query.from_seq.max(size_before).max(after_last);
+                tokio::select! {
+                    changed = sizes.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+#[tonic::async_trait]
+impl AuditLog for AuditService {
+    #[tracing::instrument(skip_all)]
+    async fn append(
+        &self,
+        request: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let principal = principal_of(&request);
+        let event = request
+            .into_inner()
+            .event
+            .ok_or_else(|| NodeError::InvalidArgument("field `event` is required".into()))?;
+        let mut out = self
+            .node
+            .append(principal, vec![event_from_wire(event)])
+            .await?;
+        let receipt = out
+            .pop()
+            .ok_or_else(|| NodeError::Internal("no receipt".into()))?;
+        Ok(Response::new(AppendResponse {
+            receipt: Some(receipt_to_wire(&receipt.receipt, receipt.duplicate)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn append_batch(
+        &self,
+        request: Request<AppendBatchRequest>,
+    ) -> Result<Response<AppendBatchResponse>, Status> {
+        let principal = principal_of(&request);
+        let events = request
+            .into_inner()
+            .events
+            .into_iter()
+            .map(event_from_wire)
+            .collect();
+        let out = self.node.append(principal, events).await?;
+        Ok(Response::new(AppendBatchResponse {
+            receipts: receipts(&out),
+        }))
+    }
+
+    type AppendStreamStream = BoxStream<AppendStreamResponse>;
+
+    #[tracing::instrument(skip_all)]
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<AppendStreamRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let principal = principal_of(&request);
+        let mut incoming = request.into_inner();
+        let max_inflight = self.node.config.grpc.stream_max_inflight;
+        let (tx, rx) = mpsc::channel(max_inflight);
+        let node = Arc::clone(&self.node);
+        tokio::spawn(async move {
+            // Bounded in-flight appends per stream: when all slots are taken the
+            // stream stops reading, and HTTP/2 flow control pushes back.
+            let slots = Arc::new(Semaphore::new(max_inflight));
+            while let Some(message) = incoming.next().await {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "append stream ended with an error");
+                        break;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                    break;
+                };
+                let (node, tx, principal) = (Arc::clone(&node), tx.clone(), principal.clone());
+                tokio::spawn(async move {
+                    let events = message.events.into_iter().map(event_from_wire).collect();
+                    let response = match node.append(principal, events).await {
+                        Ok(out) => AppendStreamResponse {
+                            request_id: message.request_id,
+                            receipts: receipts(&out),
+                            error: None,
+                        },
+                        Err(e) => {
+                            let leader_hint = match &e {
+                                NodeError::Unavailable {
+                                    leader: Some(l), ..
+                                } => l.addr.clone(),
+                                _ => String::new(),
+                            };
+                            AppendStreamResponse {
+                                request_id: message.request_id,
+                                receipts: Vec::new(),
+                                error: Some(StreamError {
+                                    code: e.code() as i32,
+                                    message: e.to_string(),
+                                    leader_hint,
+                                }),
+                            }
+                        }
+                    };
+                    let _ = tx.send(Ok(response)).await;
+                    drop(permit);
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_entry(
+        &self,
+        request: Request<GetEntryRequest>,
+    ) -> Result<Response<GetEntryResponse>, Status> {
+        let request = request.into_inner();
+        self.read_fence(request.consistency).await?;
+        let reader = self.node.reader.clone();
+        let entry = match request.key {
+            Some(Key::Seq(seq)) => blocking(move || Ok(reader.entry(seq)?))
+                .await?
+                .ok_or_else(|| NodeError::NotFound(format!("no entry at seq {seq}")))?,
+            Some(Key::Event(key)) => {
+                let (source, event_id) = (key.source, key.event_id);
+                let (s, e) = (source.clone(), event_id.clone());
+                blocking(move || Ok(reader.entry_by_event_id(&s, &e)?))
+                    .await?
+                    .ok_or_else(|| {
+                        NodeError::NotFound(format!(
+                            "no entry with event id {event_id:?} from source {source:?}"
+                        ))
+                    })?
+            }
+            None => {
+                return Err(
+                    NodeError::InvalidArgument("give a seq or a (source, event_id)".into()).into(),
+                );
+            }
+        };
+        Ok(Response::new(GetEntryResponse {
+            entry: Some(wire(&entry)),
+        }))
+    }
+
+    type ScanStream = BoxStream<ScanResponse>;
+
+    #[tracing::instrument(skip_all)]
+    async fn scan(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<Self::ScanStream>, Status> {
+        let r = request.into_inner();
+        self.read_fence(r.consistency).await?;
+        if let Some(to) = r.to_seq {
+            if to < r.from_seq {
+                return Err(NodeError::InvalidArgument(format!(
+                    "scan range is reversed: from seq {} to seq {to}",
+                    r.from_seq
+                ))
+                .into());
+            }
+        }
+        let size = self.node.reader.tail().size;
+        let end = r.to_seq.unwrap_or(size);
+        if r.from_seq > size || end > size {
+            return Err(NodeError::OutOfRange(format!(
+                "scan range [{}, {end}) reaches beyond the log, which holds {size} entries",
+                r.from_seq
+            ))
+            .into());
+        }
+        if let (Some(since), Some(until)) = (r.since_ns, r.until_ns) {
+            if until < since {
+                return Err(NodeError::InvalidArgument(format!(
+                    "time range is reversed: since {since} until {until}"
+                ))
+                .into());
+            }
+        }
+        let query = ScanQuery {
+            from_seq: r.from_seq,
+            to_seq: r.to_seq,
+            source: r.source,
+            actor: r.actor,
+            action: r.action,
+            since_ns: r.since_ns,
+            until_ns: r.until_ns,
+            limit: STREAM_PAGE_ENTRIES,
+        };
+        let limit = (r.limit > 0).then_some(r.limit);
+        Ok(Response::new(self.stream_entries(
+            query,
+            false,
+            limit,
+            |entry| ScanResponse { entry: Some(entry) },
+        )))
+    }
+
+    type TailStream = BoxStream<TailResponse>;
+
+    #[tracing::instrument(skip_all)]
+    async fn tail(
+        &self,
+        request: Request<TailRequest>,
+    ) -> Result<Response<Self::TailStream>, Status> {
+        let r = request.into_inner();
+        let query = ScanQuery {
+            from_seq: r.from_seq,
+            source: r.source,
+            actor: r.actor,
+            action: r.action,
+            limit: STREAM_PAGE_ENTRIES,
+            ..ScanQuery::default()
+        };
+        Ok(Response::new(self.stream_entries(
+            query,
+            true,
+            None,
+            |entry| TailResponse { entry: Some(entry) },
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_checkpoint(
+        &self,
+        request: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let reader = self.node.reader.clone();
+        let size = request.into_inner().tree_size;
+        let found = blocking(move || match size {
+            Some(size) => Ok(reader.signed_checkpoint(size)?.map(|note| (size, note))),
+            None => Ok(reader.latest_signed_checkpoint()?),
+        })
+        .await?;
+        let (tree_size, signed_note) = found.ok_or_else(|| match size {
+            Some(size) => NodeError::NotFound(format!("no co-signed checkpoint of size {size}; checkpoints are cut every {} ms at the size reached then", self.node.config.checkpoint.interval_ms)),
+            None => NodeError::NotFound("no co-signed checkpoint yet: the log is empty or the voters have not signed one".into()),
+        })?;
+        let root = veritrail_core::note::SignedNote::parse(&signed_note)
+            .ok()
+            .and_then(|n| veritrail_core::Checkpoint::parse(n.text()).ok())
+            .map(|c| c.root.as_bytes().to_vec())
+            .unwrap_or_default();
+        Ok(Response::new(GetCheckpointResponse {
+            signed_note,
+            tree_size,
+            root_hash: root,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        let r = request.into_inner();
+        self.read_fence(r.consistency).await?;
+        let reader = self.node.reader.clone();
+        let (seq, size) = (r.seq, r.tree_size);
+        let (proof, root, leaf) = blocking(move || {
+            let proof = reader.inclusion_proof(seq, size)?;
+            let root = reader.root_at(size)?;
+            let leaf = reader
+                .entry(seq)?
+                .ok_or_else(|| NodeError::NotFound(format!("no entry at seq {seq}")))?
+                .hash;
+            Ok((proof, root, leaf))
+        })
+        .await?;
+        Ok(Response::new(GetInclusionProofResponse {
+            seq,
+            tree_size: size,
+            leaf_hash: leaf.as_bytes().to_vec(),
+            proof: proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
+            root_hash: root.as_bytes().to_vec(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_consistency_proof(
+        &self,
+        request: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let r = request.into_inner();
+        self.read_fence(r.consistency).await?;
+        let reader = self.node.reader.clone();
+        let (from, to) = (r.from_size, r.to_size);
+        let (proof, from_root, to_root) = blocking(move || {
+            let proof = reader.consistency_proof(from, to)?;
+            Ok((proof, reader.root_at(from)?, reader.root_at(to)?))
+        })
+        .await?;
+        Ok(Response::new(GetConsistencyProofResponse {
+            from_size: from,
+            to_size: to,
+            proof: proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
+            from_root: from_root.as_bytes().to_vec(),
+            to_root: to_root.as_bytes().to_vec(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_range(
+        &self,
+        request: Request<VerifyRangeRequest>,
+    ) -> Result<Response<VerifyRangeResponse>, Status> {
+        let r = request.into_inner();
+        let reader = self.node.reader.clone();
+        let report = blocking(move || Ok(reader.verify_range(r.from_seq, r.to_seq)?)).await?;
+        Ok(Response::new(VerifyRangeResponse {
+            ok: report.first_bad_seq.is_none(),
+            entries_checked: report.checked,
+            first_bad_seq: report.first_bad_seq,
+            problem: report.problem,
+            root_hash: report.root.as_bytes().to_vec(),
+        }))
+    }
+}

@@ -1,0 +1,210 @@
+//! Group commit on the leader: concurrent appends become one Raft entry.
+//!
+//! Requests wait in a bounded queue. The batching task takes the first, waits up
+//! to `linger_us` for more, stops at `max_events` or `max_bytes`, and proposes
+//! them as one `Proposal` stamped with the leader's clock. Up to `max_inflight`
+//! proposals replicate at once; each answers its requests with their outcomes
+//! once committed and applied (synced on a majority, then applied and synced
+//! locally by the state machine).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::Raft;
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use veritrail_store::{
+    AppendRequest, Command, CommandResponse, Proposal, RequestOutcome, TypeConfig,
+};
+
+use crate::config::BatchConfig;
+use crate::error::{NodeError, NodeResult};
+use crate::metrics::Metrics;
+
+/// Why a batched request did not get an outcome.
+#[derive(Debug)]
+pub enum BatchError {
+    /// This node stopped leading; the request was not committed by it (a
+    /// proposal already replicated may still commit under the next leader,
+    /// which is why clients retry with the same event ids).
+    NotLeader,
+    /// Raft failed.
+    Raft(String),
+}
+
+struct Pending {
+    request: AppendRequest,
+    size_bytes: usize,
+    reply: oneshot::Sender<Result<RequestOutcome, BatchError>>,
+}
+
+/// The queue into the batching task. Cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Pending>,
+    queue_max_requests: usize,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("queue_max_requests", &self.queue_max_requests)
+            .finish()
+    }
+}
+
+impl Batcher {
+    /// Starts the batching task.
+    pub fn start(raft: Raft<TypeConfig>, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue_max_requests);
+        let queue_max_requests = config.queue_max_requests;
+        tokio::spawn(run(raft, config, metrics, rx));
+        Batcher {
+            tx,
+            queue_max_requests,
+        }
+    }
+
+    /// Queues a request and waits for its outcome.
+    pub async fn submit(
+        &self,
+        request: AppendRequest,
+    ) -> NodeResult<Result<RequestOutcome, BatchError>> {
+        let size_bytes =
+            request.events.iter().map(event_size).sum::<usize>() + request.principal.len();
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .try_send(Pending {
+                request,
+                size_bytes,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => NodeError::ResourceExhausted(format!(
+                    "the leader's append queue is full ({} requests waiting); retry with backoff",
+                    self.queue_max_requests
+                )),
+                mpsc::error::TrySendError::Closed(_) => {
+                    NodeError::unavailable("this node is shutting down", None)
+                }
+            })?;
+        outcome
+            .await
+            .map_err(|_| NodeError::unavailable("this node is shutting down", None))
+    }
+}
+
+/// A close upper bound of an event's encoded size, for the batch byte limit.
+pub fn event_size(e: &veritrail_core::Event) -> usize {
+    64 + e.source.len()
+        + e.event_id.len()
+        + e.actor.len()
+        + e.action.len()
+        + e.resource.len()
+        + e.outcome.len()
+        + e.trace_id.as_ref().map_or(0, String::len)
+        + e.attributes
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum::<usize>()
+        + e.payload.len()
+}
+
+async fn run(
+    raft: Raft<TypeConfig>,
+    config: BatchConfig,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    let inflight = Arc::new(Semaphore::new(config.max_inflight));
+    let linger = Duration::from_micros(config.linger_us);
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        // Wait for a replication slot first: while all slots are busy, requests
+        // keep arriving and the next batch grows, which is the point.
+        let Ok(permit) = Arc::clone(&inflight).acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        let mut events = batch[0].request.events.len();
+        let mut bytes = batch[0].size_bytes;
+        let deadline = Instant::now() + linger;
+        while events < config.max_events && bytes < config.max_bytes {
+            let next = if linger.is_zero() {
+                rx.try_recv().ok()
+            } else {
+                tokio::time::timeout_at(deadline.into(), rx.recv())
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let Some(p) = next else { break };
+            if events + p.request.events.len() > config.max_events
+                || bytes + p.size_bytes > config.max_bytes
+            {
+                carried = Some(p);
+                break;
+            }
+            events += p.request.events.len();
+            bytes += p.size_bytes;
+            batch.push(p);
+        }
+        metrics.batch_events.observe(events as f64);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn propose(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
+    let (requests, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+    let proposal = Proposal {
+        proposed_at_ns: now_ns(),
+        requests,
+    };
+    match raft.client_write(Command::Append(proposal)).await {
+        Ok(response) => match response.data {
+            CommandResponse::Appended(outcomes) if outcomes.len() == replies.len() => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            other => {
+                let message = format!("unexpected apply response {other:?}");
+                tracing::error!("{message}");
+                for reply in replies {
+                    let _ = reply.send(Err(BatchError::Raft(message.clone())));
+                }
+            }
+        },
+        Err(e) => {
+            let not_leader = matches!(e, RaftError::APIError(ClientWriteError::ForwardToLeader(_)));
+            for reply in replies {
+                let _ = reply.send(Err(if not_leader {
+                    BatchError::NotLeader
+                } else {
+                    BatchError::Raft(e.to_string())
+                }));
+            }
+        }
+    }
+}
+
+/// The leader's clock, unix nanoseconds. Apply keeps entry timestamps from
+/// going backwards whatever this says.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,111 @@
+//! Background tasks: the leader's checkpoint rounds, the bootstrap of a new
+//! cluster, and keeping the metrics gauges current.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+
+use crate::node::{Node, blocking};
+
+/// On the leader, cut and co-sign a checkpoint every `checkpoint.interval_ms`
+/// when the log has grown.
+pub async fn run_checkpoints(node: Arc<Node>) {
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(node.config.checkpoint.interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if !node.is_leader() {
+            continue;
+        }
+        match node.checkpoint_round().await {
+            Ok(Some(size)) => tracing::debug!(size, "checkpoint co-signed and recorded"),
+            Ok(None) => {}
+            Err(e) => {
+                node.metrics.checkpoint_failures.inc();
+                tracing::warn!(error = %e, "checkpoint round failed");
+            }
+        }
+    }
+}
+
+/// With `initial_members` set, the member with the smallest id initializes the
+/// cluster once every member answers. Idempotent: an initialized node does
+/// nothing, so restarts and re-runs are safe.
+pub async fn run_bootstrap(node: Arc<Node>, members: Vec<(u64, String)>) {
+    let Some(first) = members.iter().map(|(id, _)| *id).min() else {
+        return;
+    };
+    if first != node.id {
+        return;
+    }
+    let mut logged = Instant::now() - Duration::from_secs(60);
+    loop {
+        match node.raft.is_initialized().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "bootstrap: raft stopped");
+                return;
+            }
+        }
+        match node.initialize(&members).await {
+            Ok(()) => {
+                tracing::info!(members = ?members, "bootstrap: cluster initialized");
+                return;
+            }
+            Err(crate::error::NodeError::FailedPrecondition(_)) => return,
+            Err(e) => {
+                if logged.elapsed() > Duration::from_secs(5) {
+                    tracing::info!(error = %e, "bootstrap: waiting for every initial member to answer");
+                    logged = Instant::now();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Refreshes the gauges every second.
+pub async fn run_gauges(node: Arc<Node>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut last_checkpoint: Option<(u64, Instant)> = None;
+    loop {
+        ticker.tick().await;
+        let m = node.raft_metrics();
+        let metrics = &node.metrics;
+        metrics.raft_term.set(m.current_term as i64);
+        metrics
+            .raft_is_leader
+            .set(i64::from(m.state == ServerState::Leader));
+        let last_log = m.last_log_index.unwrap_or(0);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        metrics.raft_last_log_index.set(last_log as i64);
+        metrics.raft_applied_index.set(applied as i64);
+        metrics
+            .raft_apply_lag
+            .set(last_log.saturating_sub(applied) as i64);
+        let reader = node.reader.clone();
+        let Ok((size, checkpoint)) =
+            blocking(move || Ok((reader.tail().size, reader.latest_signed_checkpoint()?))).await
+        else {
+            continue;
+        };
+        metrics.tree_size.set(size as i64);
+        if let Some((checkpoint_size, note)) = checkpoint {
+            if last_checkpoint.is_none_or(|(s, _)| s != checkpoint_size) {
+                last_checkpoint = Some((checkpoint_size, Instant::now()));
+            }
+            metrics.checkpoint_size.set(checkpoint_size as i64);
+            let signatures =
+                veritrail_core::note::SignedNote::parse(&note).map_or(0, |n| n.signatures().len());
+            metrics.checkpoint_signatures.set(signatures as i64);
+        }
+        if let Some((_, at)) = last_checkpoint {
+            metrics
+                .checkpoint_age_seconds
+                .set(at.elapsed().as_secs() as i64);
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Node configuration: embedded defaults, then a TOML file, then `VERITRAIL_*`
+//! environment variables, then command-line flags; later sources win.
+//!
+//! Every limit carries its unit in its name. `Config::validate` checks the whole
+//! result and says which setting is wrong and why.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use veritrail_core::Limits;
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's Raft id. Never reuse the id of a node whose data was lost.
+    pub node_id: u64,
+    /// Where the gRPC server listens (public API and peer traffic).
+    pub listen_addr: SocketAddr,
+    /// The `host:port` peers and clients use to reach this node; defaults to
+    /// `listen_addr`.
+    pub advertise_addr: Option<String>,
+    /// Where `/metrics` (Prometheus text) is served; off when absent.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The node's data directory (RocksDB, snapshots, its signing key).
+    pub data_dir: PathBuf,
+    /// The log's origin; identical on every node of a cluster.
+    pub origin: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Bootstrap: `id=host:port` of the first voters. The member with the
+    /// smallest id initializes the cluster once all are reachable; a cluster
+    /// that is already initialized is left alone.
+    pub initial_members: Vec<String>,
+    pub batch: BatchConfig,
+    pub raft: RaftConfig,
+    pub checkpoint: CheckpointConfig,
+    pub grpc: GrpcConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Group commit on the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most events in one Raft entry.
+    pub max_events: usize,
+    /// Most payload bytes (sum of events' sizes) in one Raft entry.
+    pub max_bytes: usize,
+    /// How long the first request of a batch waits for company, microseconds.
+    pub linger_us: u64,
+    /// Raft entries proposed and not yet committed at once.
+    pub max_inflight: usize,
+    /// Requests waiting for a batch; beyond it appends are refused
+    /// (`RESOURCE_EXHAUSTED`) instead of queueing without bound.
+    pub queue_max_requests: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Log entries kept after a snapshot, so that a follower slightly behind
+    /// catches up from the log (generous: see openraft #1706).
+    pub keep_after_snapshot_entries: u64,
+    /// Raft entries per AppendEntries message.
+    pub max_payload_entries: u64,
+    /// Bytes per snapshot chunk.
+    pub snapshot_chunk_bytes: u64,
+    /// Deadline of one snapshot chunk, including the final install.
+    pub install_snapshot_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// How often the leader cuts and co-signs a checkpoint when the log grew.
+    pub interval_ms: u64,
+    /// How long a voter waits to reach a checkpoint's size before refusing.
+    pub catch_up_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Largest message accepted or sent, both ways.
+    pub max_message_bytes: usize,
+    /// Deadline of an append or read inside the node (forwarding included).
+    pub request_timeout_ms: u64,
+    /// Most events in one AppendBatch or stream request.
+    pub max_batch_events: usize,
+    /// Appends in flight on one AppendStream.
+    pub stream_max_inflight: usize,
+}
+
+/// The event limits this node accepts from clients (docs/FORMAT.md section 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub source_max_bytes: usize,
+    pub event_id_max_bytes: usize,
+    pub actor_max_bytes: usize,
+    pub action_max_bytes: usize,
+    pub resource_max_bytes: usize,
+    pub outcome_max_bytes: usize,
+    pub trace_id_max_bytes: usize,
+    pub principal_max_bytes: usize,
+    pub attributes_max_count: usize,
+    pub attribute_key_max_bytes: usize,
+    pub attribute_value_max_bytes: usize,
+    pub payload_max_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            advertise_addr: None,
+            metrics_addr: None,
+            data_dir: PathBuf::from("data/node1"),
+            origin: "veritrail.local/audit".into(),
+            log_format: LogFormat::Text,
+            initial_members: Vec::new(),
+            batch: BatchConfig::default(),
+            raft: RaftConfig::default(),
+            checkpoint: CheckpointConfig::default(),
+            grpc: GrpcConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: 2048,
+            max_bytes: 2 << 20,
+            linger_us: 300,
+            max_inflight: 4,
+            queue_max_requests: 16_384,
+        }
+    }
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_after_entries: 20_000,
+            keep_after_snapshot_entries: 5_000,
+            max_payload_entries: 64,
+            snapshot_chunk_bytes: 1 << 20,
+            install_snapshot_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval_ms: 1000,
+            catch_up_timeout_ms: 2000,
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            max_message_bytes: 16 << 20,
+            request_timeout_ms: 10_000,
+            max_batch_events: 4096,
+            stream_max_inflight: 1024,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig::from(&Limits::default())
+    }
+}
+
+impl From<&Limits> for LimitsConfig {
+    fn from(l: &Limits) -> Self {
+        LimitsConfig {
+            source_max_bytes: l.source_max_bytes,
+            event_id_max_bytes: l.event_id_max_bytes,
+            actor_max_bytes: l.actor_max_bytes,
+            action_max_bytes: l.action_max_bytes,
+            resource_max_bytes: l.resource_max_bytes,
+            outcome_max_bytes: l.outcome_max_bytes,
+            trace_id_max_bytes: l.trace_id_max_bytes,
+            principal_max_bytes: l.principal_max_bytes,
+            attributes_max_count: l.attributes_max_count,
+            attribute_key_max_bytes: l.attribute_key_max_bytes,
+            attribute_value_max_bytes: l.attribute_value_max_bytes,
+            payload_max_bytes: l.payload_max_bytes,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            source_max_bytes: self.source_max_bytes,
+            event_id_max_bytes: self.event_id_max_bytes,
+            actor_max_bytes: self.actor_max_bytes,
+            action_max_bytes: self.action_max_bytes,
+            resource_max_bytes: self.resource_max_bytes,
+            outcome_max_bytes: self.outcome_max_bytes,
+            trace_id_max_bytes: self.trace_id_max_bytes,
+            principal_max_bytes: self.principal_max_bytes,
+            attributes_max_count: self.attributes_max_count,
+            attribute_key_max_bytes: self.attribute_key_max_bytes,
+            attribute_value_max_bytes: self.attribute_value_max_bytes,
+            payload_max_bytes: self.payload_max_bytes,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: `{setting}` {problem}")]
+    Invalid {
+        setting: &'static str,
+        problem: String,
+    },
+}
+
+/// The top-level settings, as environment variables may name them.
+const SETTINGS: &[&str] = &[
+    "node_id",
+    "listen_addr",
+    "advertise_addr",
+    "metrics_addr",
+    "data_dir",
+    "origin",
+    "log_format",
+    "initial_members",
+    "batch",
+    "raft",
+    "checkpoint",
+    "grpc",
+    "limits",
+];
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `VERITRAIL_*` variables (nested
+    /// keys with `__`, e.g. `VERITRAIL_BATCH__LINGER_US`), then `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("VERITRAIL_")
+                    // Other tools share the prefix (VERITRAIL_LOG, VERITRAIL_ENDPOINTS):
+                    // only variables naming a setting are configuration.
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        let top = key.split("__").next().unwrap_or_default();
+                        SETTINGS.contains(&top)
+                    })
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The address others reach this node at.
+    pub fn advertise(&self) -> String {
+        self.advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.listen_addr.to_string())
+    }
+
+    /// Checks every setting; the first problem is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be at least 1"));
+        }
+        veritrail_core::checkpoint::validate_origin(&self.origin)
+            .map_err(|e| invalid("origin", e.to_string()))?;
+        self.limits
+            .to_limits()
+            .validate()
+            .map_err(|e| invalid("limits", e.to_string()))?;
+        let b = &self.batch;
+        if b.max_events == 0 || b.max_bytes == 0 || b.max_inflight == 0 || b.queue_max_requests == 0
+        {
+            return Err(invalid(
+                "batch",
+                "max_events, max_bytes, max_inflight and queue_max_requests must be at least 1",
+            ));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must exceed raft.heartbeat_ms, which must be at least 1",
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must exceed raft.election_timeout_min_ms",
+            ));
+        }
+        if r.max_payload_entries == 0 || r.snapshot_chunk_bytes == 0 {
+            return Err(invalid(
+                "raft",
+                "max_payload_entries and snapshot_chunk_bytes must be at least 1",
+            ));
+        }
+        // One Raft entry (a batch) must fit a gRPC message; AppendEntries messages
+        // holding several are split by the network layer to fit.
+        if b.max_bytes + 64 * 1024 > self.grpc.max_message_bytes {
+            return Err(invalid(
+                "batch.max_bytes",
+                "must be smaller than grpc.max_message_bytes minus 64 KiB",
+            ));
+        }
+        if r.snapshot_chunk_bytes as usize + 64 * 1024 > self.grpc.max_message_bytes {
+            return Err(invalid(
+                "raft.snapshot_chunk_bytes",
+                "must be smaller than grpc.max_message_bytes minus 64 KiB",
+            ));
+        }
+        let entry_max = self.limits.to_limits().entry_max_bytes();
+        if entry_max > b.max_bytes {
+            return Err(invalid(
+                "batch.max_bytes",
+                format!("must hold at least one largest event ({entry_max} bytes)"),
+            ));
+        }
+        if entry_max + 64 * 1024 > self.grpc.max_message_bytes {
+            return Err(invalid(
+                "grpc.max_message_bytes",
+                format!("must hold at least one largest event ({entry_max} bytes)"),
+            ));
+        }
+        if self.grpc.max_batch_events == 0
+            || self.grpc.stream_max_inflight == 0
+            || self.grpc.request_timeout_ms == 0
+        {
+            return Err(invalid(
+                "grpc",
+                "max_batch_events, stream_max_inflight and request_timeout_ms must be at least 1",
+            ));
+        }
+        if self.checkpoint.interval_ms == 0 {
+            return Err(invalid("checkpoint.interval_ms", "must be at least 1"));
+        }
+        self.parse_initial_members()?;
+        Ok(())
+    }
+
+    /// `initial_members` as `(id, addr)`.
+    pub fn parse_initial_members(&self) -> Result<Vec<(u64, String)>, ConfigError> {
+        let mut members = Vec::new();
+        for item in &self.initial_members {
+            let (id, addr) = item.split_once('=').ok_or_else(|| {
+                invalid("initial_members", format!("{item:?} is not id=host:port"))
+            })?;
+            let id: u64 = id.trim().parse().map_err(|_| {
+                invalid(
+                    "initial_members",
+                    format!("{item:?}: the id is not a number"),
+                )
+            })?;
+            if id == 0 || addr.trim().is_empty() || members.iter().any(|(m, _)| *m == id) {
+                return Err(invalid(
+                    "initial_members",
+                    format!("{item:?}: ids must be unique and at least 1, with an address"),
+                ));
+            }
+            members.push((id, addr.trim().to_owned()));
+        }
+        if !members.is_empty() && !members.iter().any(|(id, _)| *id == self.node_id) {
+            return Err(invalid(
+                "initial_members",
+                format!("does not list this node (node_id {})", self.node_id),
+            ));
+        }
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct NoOverrides {}
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("valid defaults");
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "node_id = 3\norigin = \"a.example/log\"\n[batch]\nlinger_us = 50\n",
+        )
+        .expect("write");
+        #[derive(Serialize)]
+        struct Flags {
+            node_id: u64,
+        }
+        let config = Config::load(Some(&path), &Flags { node_id: 4 }).expect("load");
+        assert_eq!(
+            (
+                config.node_id,
+                config.origin.as_str(),
+                config.batch.linger_us
+            ),
+            (4, "a.example/log", 50)
+        );
+    }
+
+    #[test]
+    fn names_the_bad_setting() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[raft]\nheartbeat_ms = 900\n").expect("write");
+        let error = Config::load(Some(&path), &NoOverrides {})
+            .expect_err("invalid")
+            .to_string();
+        assert!(error.contains("raft.election_timeout_min_ms"), "{error}");
+        std::fs::write(&path, "unknown_key = 1\n").expect("write");
+        let error = Config::load(Some(&path), &NoOverrides {})
+            .expect_err("invalid")
+            .to_string();
+        assert!(error.contains("unknown_key"), "{error}");
+        let c = Config {
+            initial_members: vec!["1=a:1".into(), "x=b:2".into()],
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

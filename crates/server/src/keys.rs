@@ -1,0 +1,81 @@
+//! The node's checkpoint-signing key: created on first start in the data
+//! directory, readable by the node's user only, and never rewritten.
+
+use std::io::Write;
+use std::path::Path;
+
+use veritrail_core::note::NoteSigner;
+
+/// File name of the signer key inside the data directory.
+pub const KEY_FILE: &str = "node.key";
+
+/// The key name of node `node_id` of the log `origin`.
+pub fn key_name(origin: &str, node_id: u64) -> String {
+    format!("{origin}/node-{node_id}")
+}
+
+/// Loads the node's key, or creates it from the OS's CSPRNG on first start.
+pub fn load_or_create(data_dir: &Path, origin: &str, node_id: u64) -> Result<NoteSigner, String> {
+    let path = data_dir.join(KEY_FILE);
+    let name = key_name(origin, node_id);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let signer =
+            NoteSigner::parse(text.trim()).map_err(|e| format!("{}: {e}", path.display()))?;
+        if signer.public().name() != name {
+            return Err(format!(
+                "{} holds the key of {:?}, but this node is {name:?}: a data directory belongs to one node id and origin",
+                path.display(),
+                signer.public().name()
+            ));
+        }
+        return Ok(signer);
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("the OS random source failed: {e}"))?;
+    let signer = NoteSigner::from_seed(&name, &seed).map_err(|e| e.to_string())?;
+    seed.fill(0);
+    write_private(&path, &signer.to_signer_string())?;
+    tracing::info!(key = %signer.public(), "created the node's checkpoint signing key");
+    Ok(signer)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_then_loaded() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let a = load_or_create(dir.path(), "x.example/log", 2).expect("create");
+        let b = load_or_create(dir.path(), "x.example/log", 2).expect("load");
+        assert_eq!(a.public(), b.public());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(
+            load_or_create(dir.path(), "x.example/log", 3).is_err(),
+            "another node id"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! `veritrail-server`: a Veritrail cluster node (`veritraild`).
+//!
+//! Wires openraft to the RocksDB store and to gRPC: Raft's RPCs travel over the
+//! `RaftPeer` service on the same port as the public `AuditLog` and `Admin`
+//! services. The leader batches appends into Raft entries (`batcher`), every
+//! node serves reads and proofs from its own store, and the voters co-sign
+//! checkpoints (`checkpointer`).
+//!
+//! **Architecture invariant:** every append is acknowledged only after the
+//! Raft entry carrying it is committed on a majority (each member syncs its log
+//! before acknowledging) and applied with a synced write on the leader.
+
+pub mod admin_service;
+pub mod audit_service;
+pub mod batcher;
+pub mod checkpointer;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod peer_service;
+pub mod peers;
+pub mod server;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,173 @@
+//! The server's metrics, exposed as Prometheus text on `metrics_addr`.
+//! docs/OPERATIONS.md lists them with the alerts to set.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Every metric the server keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub append_requests: Counter,
+    pub append_events: Counter,
+    pub append_rejected: Counter,
+    pub append_errors: Counter,
+    pub append_latency_seconds: Histogram,
+    pub batch_events: Histogram,
+    pub raft_term: Gauge,
+    pub raft_is_leader: Gauge,
+    pub raft_last_log_index: Gauge,
+    pub raft_applied_index: Gauge,
+    pub raft_apply_lag: Gauge,
+    pub tree_size: Gauge,
+    pub checkpoint_size: Gauge,
+    pub checkpoint_age_seconds: Gauge,
+    pub checkpoint_signatures: Gauge,
+    pub checkpoint_failures: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("veritrail");
+        let append_requests = Counter::default();
+        let append_events = Counter::default();
+        let append_rejected = Counter::default();
+        let append_errors = Counter::default();
+        let append_latency_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
+        let batch_events = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        let m = Metrics {
+            append_requests,
+            append_events,
+            append_rejected,
+            append_errors,
+            append_latency_seconds,
+            batch_events,
+            raft_term: Gauge::default(),
+            raft_is_leader: Gauge::default(),
+            raft_last_log_index: Gauge::default(),
+            raft_applied_index: Gauge::default(),
+            raft_apply_lag: Gauge::default(),
+            tree_size: Gauge::default(),
+            checkpoint_size: Gauge::default(),
+            checkpoint_age_seconds: Gauge::default(),
+            checkpoint_signatures: Gauge::default(),
+            checkpoint_failures: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "append_requests",
+            "Append requests answered (unary, batch and stream)",
+            m.append_requests.clone(),
+        );
+        registry.register(
+            "append_events",
+            "Events acknowledged, duplicates included",
+            m.append_events.clone(),
+        );
+        registry.register(
+            "append_rejected",
+            "Append requests refused for invalid input or a conflicting event id",
+            m.append_rejected.clone(),
+        );
+        registry.register(
+            "append_errors",
+            "Append requests that failed for another reason (leader change, timeout, storage)",
+            m.append_errors.clone(),
+        );
+        registry.register(
+            "append_latency_seconds",
+            "Time from receiving an append to answering it",
+            m.append_latency_seconds.clone(),
+        );
+        registry.register(
+            "batch_events",
+            "Events per Raft entry proposed by this node as leader",
+            m.batch_events.clone(),
+        );
+        registry.register("raft_term", "Current Raft term", m.raft_term.clone());
+        registry.register(
+            "raft_is_leader",
+            "1 when this node leads",
+            m.raft_is_leader.clone(),
+        );
+        registry.register(
+            "raft_last_log_index",
+            "Last Raft log index on this node",
+            m.raft_last_log_index.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Last Raft log index applied to the state machine",
+            m.raft_applied_index.clone(),
+        );
+        registry.register(
+            "raft_apply_lag",
+            "Log entries written but not yet applied",
+            m.raft_apply_lag.clone(),
+        );
+        registry.register(
+            "tree_size",
+            "Entries in the audit log on this node",
+            m.tree_size.clone(),
+        );
+        registry.register(
+            "checkpoint_size",
+            "Tree size of the latest co-signed checkpoint this node holds",
+            m.checkpoint_size.clone(),
+        );
+        registry.register(
+            "checkpoint_age_seconds",
+            "Seconds since the latest co-signed checkpoint was recorded here",
+            m.checkpoint_age_seconds.clone(),
+        );
+        registry.register(
+            "checkpoint_signatures",
+            "Signatures on the latest co-signed checkpoint",
+            m.checkpoint_signatures.clone(),
+        );
+        registry.register(
+            "checkpoint_failures",
+            "Checkpoint rounds (as leader) that did not gather a quorum",
+            m.checkpoint_failures.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `GET /metrics` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    use axum::Router;
+    use axum::routing::get;
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics");
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,546 @@
+//! A running node: Raft, the store, the batcher and the node's key, and the
+//! operations the gRPC services are built from.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{Raft, RaftMetrics, ServerState};
+use veritrail_core::note::{NoteKey, NoteSigner, SignedNote};
+use veritrail_core::{Checkpoint, Event, Limits, validate_principal};
+use veritrail_proto::raft::{
+    ForwardAppendRequest, IdentifyRequest, ReadIndexRequest, SignCheckpointRequest,
+};
+use veritrail_store::{
+    AppendReceipt, AppendRequest, AuditReader, CheckpointRecord, Command, CommandResponse,
+    NodeInfo, RejectionKind, RequestOutcome, TypeConfig,
+};
+
+use crate::batcher::{BatchError, Batcher};
+use crate::config::Config;
+use crate::error::{LeaderHint, NodeError, NodeResult};
+use crate::metrics::Metrics;
+use crate::peers::{Peers, with_timeout};
+
+/// Everything one node runs. Shared by the services behind an `Arc`.
+pub struct Node {
+    pub id: u64,
+    pub config: Config,
+    pub limits: Limits,
+    pub raft: Raft<TypeConfig>,
+    pub reader: AuditReader,
+    pub signer: NoteSigner,
+    pub peers: Peers,
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("key", self.signer.public())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs blocking store reads off the async workers.
+pub async fn blocking<T, F>(f: F) -> NodeResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> NodeResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NodeError::Internal(format!("read task failed: {e}")))?
+}
+
+impl Node {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.grpc.request_timeout_ms)
+    }
+
+    /// This node's membership entry.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            addr: self.config.advertise(),
+            public_key: self.signer.public().to_string(),
+        }
+    }
+
+    pub fn raft_metrics(&self) -> RaftMetrics<u64, NodeInfo> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Where the leader is, as far as this node knows.
+    pub fn leader(&self) -> Option<LeaderHint> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some(LeaderHint { id, addr })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Waits (bounded) for a known leader.
+    async fn wait_for_leader(&self, deadline: Instant) -> NodeResult<LeaderHint> {
+        if let Some(leader) = self.leader() {
+            return Ok(leader);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self
+            .raft
+            .wait(Some(left.min(Duration::from_secs(3))))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await;
+        self.leader().ok_or_else(|| {
+            NodeError::unavailable("no leader is elected right now; retry shortly", None)
+        })
+    }
+
+    /// Validates a client's events against this node's limits. Nothing that
+    /// fails here reaches Raft.
+    pub fn validate_append(&self, principal: &str, events: &[Event]) -> NodeResult<()> {
+        if events.is_empty() {
+            return Err(NodeError::InvalidArgument(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let max = self.config.grpc.max_batch_events;
+        if events.len() > max {
+            return Err(NodeError::InvalidArgument(format!(
+                "{} events in one request; the limit is {max} (grpc.max_batch_events)",
+                events.len()
+            )));
+        }
+        validate_principal(principal, &self.limits)
+            .map_err(|e| NodeError::InvalidArgument(format!("principal: {e}")))?;
+        for (i, event) in events.iter().enumerate() {
+            event.validate(&self.limits).map_err(|e| {
+                if events.len() == 1 {
+                    NodeError::InvalidArgument(e.to_string())
+                } else {
+                    NodeError::InvalidArgument(format!("event {i}: {e}"))
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Appends events all together or not at all, from any node: the leader
+    /// batches them, a follower forwards them to the leader (one hop).
+    pub async fn append(
+        &self,
+        principal: String,
+        events: Vec<Event>,
+    ) -> NodeResult<Vec<AppendReceipt>> {
+        self.validate_append(&principal, &events)?;
+        let started = Instant::now();
+        let deadline = started + self.timeout();
+        let result = tokio::time::timeout_at(deadline.into(), self.append_routed(principal, events, deadline))
+            .await
+            .unwrap_or_else(|_| {
+                Err(NodeError::DeadlineExceeded(format!(
+                    "the append did not complete within {} ms; it may still commit, so retry with the same event ids",
+                    self.config.grpc.request_timeout_ms
+                )))
+            });
+        self.metrics.append_requests.inc();
+        self.metrics
+            .append_latency_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(receipts) => {
+                self.metrics.append_events.inc_by(receipts.len() as u64);
+            }
+            Err(NodeError::InvalidArgument(_) | NodeError::AlreadyExists(_)) => {
+                self.metrics.append_rejected.inc();
+            }
+            Err(_) => {
+                self.metrics.append_errors.inc();
+            }
+        }
+        result
+    }
+
+    async fn append_routed(
+        &self,
+        principal: String,
+        events: Vec<Event>,
+        deadline: Instant,
+    ) -> NodeResult<Vec<AppendReceipt>> {
+        // Two routes at most: leadership may move once while we decide.
+        for _ in 0..2 {
+            let leader = self.wait_for_leader(deadline).await?;
+            if leader.id == self.id {
+                match self
+                    .batcher
+                    .submit(AppendRequest {
+                        principal: principal.clone(),
+                        events: events.clone(),
+                    })
+                    .await?
+                {
+                    Ok(outcome) => return outcome_to_result(outcome),
+                    Err(BatchError::NotLeader) => continue,
+                    Err(BatchError::Raft(e)) => {
+                        return Err(NodeError::unavailable(format!("raft: {e}"), self.leader()));
+                    }
+                }
+            }
+            return self.forward(&leader, &principal, &events, deadline).await;
+        }
+        Err(NodeError::unavailable(
+            "leadership is changing; retry with the same event ids",
+            self.leader(),
+        ))
+    }
+
+    async fn forward(
+        &self,
+        leader: &LeaderHint,
+        principal: &str,
+        events: &[Event],
+        deadline: Instant,
+    ) -> NodeResult<Vec<AppendReceipt>> {
+        let mut client = self
+            .peers
+            .client(&leader.addr)
+            .map_err(|e| NodeError::unavailable(e, Some(leader.clone())))?;
+        let request = ForwardAppendRequest {
+            principal: principal.to_owned(),
+            events: postcard::to_stdvec(events).map_err(|e| NodeError::Internal(e.to_string()))?,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let response = client
+            .forward_append(with_timeout(request, left))
+            .await
+            .map_err(|status| match status.code() {
+                // The leader's own answer for this request: pass it on as it is.
+                tonic::Code::InvalidArgument => {
+                    NodeError::InvalidArgument(status.message().to_owned())
+                }
+                tonic::Code::AlreadyExists => NodeError::AlreadyExists(status.message().to_owned()),
+                tonic::Code::ResourceExhausted => {
+                    NodeError::ResourceExhausted(status.message().to_owned())
+                }
+                tonic::Code::DeadlineExceeded => {
+                    NodeError::DeadlineExceeded(status.message().to_owned())
+                }
+                _ => NodeError::unavailable(
+                    format!(
+                        "forwarding to the leader (node {} at {}) failed: {}",
+                        leader.id,
+                        leader.addr,
+                        status.message()
+                    ),
+                    Some(leader.clone()),
+                ),
+            })?;
+        let outcome: RequestOutcome = postcard::from_bytes(&response.into_inner().outcome)
+            .map_err(|e| {
+                NodeError::Internal(format!("the leader's answer does not decode: {e}"))
+            })?;
+        outcome_to_result(outcome)
+    }
+
+    /// A forwarded append, on the leader. Never forwards again.
+    pub async fn append_forwarded(
+        &self,
+        principal: String,
+        events: Vec<Event>,
+    ) -> NodeResult<RequestOutcome> {
+        self.validate_append(&principal, &events)?;
+        if !self.is_leader() {
+            return Err(NodeError::unavailable(
+                "this node no longer leads",
+                self.leader(),
+            ));
+        }
+        match self
+            .batcher
+            .submit(AppendRequest { principal, events })
+            .await?
+        {
+            Ok(outcome) => Ok(outcome),
+            Err(BatchError::NotLeader) => Err(NodeError::unavailable(
+                "this node no longer leads",
+                self.leader(),
+            )),
+            Err(BatchError::Raft(e)) => {
+                Err(NodeError::unavailable(format!("raft: {e}"), self.leader()))
+            }
+        }
+    }
+
+    /// Makes a read linearizable: it will see every append acknowledged before
+    /// it began. The leader confirms its leadership with a quorum; a follower asks
+    /// the leader for that read index and waits until it has applied it.
+    pub async fn linearize(&self) -> NodeResult<()> {
+        let deadline = Instant::now() + self.timeout();
+        let index = if self.is_leader() {
+            self.read_index().await?
+        } else {
+            let leader = self.wait_for_leader(deadline).await?;
+            if leader.id == self.id {
+                self.read_index().await?
+            } else {
+                let mut client = self
+                    .peers
+                    .client(&leader.addr)
+                    .map_err(|e| NodeError::unavailable(e, Some(leader.clone())))?;
+                let left = deadline.saturating_duration_since(Instant::now());
+                client
+                    .read_index(with_timeout(ReadIndexRequest {}, left))
+                    .await
+                    .map_err(|s| {
+                        NodeError::unavailable(
+                            format!("asking the leader for a read index: {}", s.message()),
+                            Some(leader.clone()),
+                        )
+                    })?
+                    .into_inner()
+                    .index
+            }
+        };
+        if let Some(index) = index {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.raft
+                .wait(Some(left))
+                .applied_index_at_least(Some(index), "read index applied")
+                .await
+                .map_err(|_| NodeError::unavailable("this node is too far behind to serve a linearizable read; retry, or ask for a local read", self.leader()))?;
+        }
+        Ok(())
+    }
+
+    /// On the leader: the log index a linearizable read must wait for.
+    pub async fn read_index(&self) -> NodeResult<Option<u64>> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map(|l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(
+                NodeError::unavailable("this node does not lead", self.leader()),
+            ),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(
+                NodeError::unavailable(format!("the leader cannot reach a quorum: {e}"), None),
+            ),
+            Err(e) => Err(NodeError::Internal(e.to_string())),
+        }
+    }
+
+    /// Signs a checkpoint body if, and only if, it is exactly the body this node
+    /// computes from its own applied log at that size.
+    pub async fn sign_checkpoint(&self, body: &str) -> NodeResult<String> {
+        let claimed = Checkpoint::parse(body)?;
+        if claimed.origin != self.reader.origin() {
+            return Err(NodeError::FailedPrecondition(format!(
+                "checkpoint is for origin {:?}",
+                claimed.origin
+            )));
+        }
+        let mut sizes = self.reader.watch_size();
+        let wait = Duration::from_millis(self.config.checkpoint.catch_up_timeout_ms);
+        let reached = tokio::time::timeout(wait, async {
+            sizes
+                .wait_for(|size| *size >= claimed.size)
+                .await
+                .map(|_| ())
+        })
+        .await;
+        if !matches!(reached, Ok(Ok(()))) {
+            return Err(NodeError::FailedPrecondition(format!(
+                "this node has not applied {} entries yet; it signs only what it holds",
+                claimed.size
+            )));
+        }
+        let reader = self.reader.clone();
+        let size = claimed.size;
+        let mine = blocking(move || Ok(reader.checkpoint_at(size)?)).await?;
+        if mine != claimed {
+            tracing::error!(size, claimed = %claimed.root, mine = %mine.root, "asked to sign a checkpoint this node disagrees with");
+            return Err(NodeError::FailedPrecondition(format!(
+                "refusing to sign: at size {size} this node computes root {}, not {}",
+                mine.root, claimed.root
+            )));
+        }
+        Ok(mine.sign(&self.signer)?.to_string())
+    }
+
+    /// One checkpoint round, on the leader: cut a checkpoint at the applied size,
+    /// gather voters' signatures, and record it through Raft once a quorum signed.
+    pub async fn checkpoint_round(&self) -> NodeResult<Option<u64>> {
+        let reader = self.reader.clone();
+        let (size, latest) = blocking(move || {
+            Ok((
+                reader.tail().size,
+                reader.latest_signed_checkpoint()?.map(|c| c.0),
+            ))
+        })
+        .await?;
+        if size == 0 || latest.is_some_and(|l| l >= size) {
+            return Ok(None);
+        }
+        let reader = self.reader.clone();
+        let checkpoint = blocking(move || Ok(reader.checkpoint_at(size)?)).await?;
+        let body = checkpoint.body();
+        let membership = self.raft_metrics().membership_config.membership().clone();
+        let voters: Vec<(u64, NodeInfo)> = membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
+            .collect();
+        let quorum = voters.len() / 2 + 1;
+        let timeout = Duration::from_millis(self.config.checkpoint.catch_up_timeout_ms + 1000);
+        let requests = voters.iter().map(|(id, info)| {
+            let body = body.clone();
+            async move {
+                if *id == self.id {
+                    return self.sign_checkpoint(&body).await.ok();
+                }
+                let mut client = self.peers.client(&info.addr).ok()?;
+                match client.sign_checkpoint(with_timeout(SignCheckpointRequest { body }, timeout)).await {
+                    Ok(r) => Some(r.into_inner().signed_note),
+                    Err(status) => {
+                        tracing::warn!(node = id, error = %status.message(), "voter did not sign the checkpoint");
+                        None
+                    }
+                }
+            }
+        });
+        let notes = futures::future::join_all(requests).await;
+        let keys: Vec<NoteKey> = voters
+            .iter()
+            .filter_map(|(_, n)| NoteKey::parse(&n.public_key).ok())
+            .collect();
+        let mut merged = SignedNote::new(&body)?;
+        for note in notes.into_iter().flatten() {
+            let Ok(note) = SignedNote::parse(&note) else {
+                continue;
+            };
+            if note.text() != body {
+                continue;
+            }
+            for signature in note.signatures() {
+                if keys
+                    .iter()
+                    .any(|k| k.name() == signature.name && k.id() == signature.key_id)
+                {
+                    merged.add_signature(signature.clone())?;
+                }
+            }
+        }
+        if merged.verify(&keys, quorum).is_err() {
+            return Err(NodeError::Unavailable {
+                message: format!(
+                    "checkpoint at size {size}: {} of {} voters signed, {quorum} needed",
+                    merged.signatures().len(),
+                    voters.len()
+                ),
+                leader: None,
+            });
+        }
+        let record = CheckpointRecord {
+            signed_note: merged.to_string(),
+        };
+        match self.raft.client_write(Command::Checkpoint(record)).await {
+            Ok(r) => match r.data {
+                CommandResponse::CheckpointRecorded { size } => Ok(Some(size)),
+                CommandResponse::CheckpointRejected { reason } => {
+                    Err(NodeError::Internal(format!("checkpoint refused: {reason}")))
+                }
+                other => Err(NodeError::Internal(format!(
+                    "unexpected response {other:?}"
+                ))),
+            },
+            Err(e) => Err(NodeError::unavailable(e.to_string(), self.leader())),
+        }
+    }
+
+    /// Asks the node at `addr` who it is, checking it belongs to this log.
+    pub async fn identify(&self, id: u64, addr: &str) -> NodeResult<NodeInfo> {
+        if id == self.id {
+            return Ok(self.info());
+        }
+        let mut client = self
+            .peers
+            .client(addr)
+            .map_err(NodeError::InvalidArgument)?;
+        let reply = client
+            .identify(with_timeout(IdentifyRequest {}, Duration::from_secs(3)))
+            .await
+            .map_err(|s| {
+                NodeError::unavailable(
+                    format!("node {id} at {addr} does not answer: {}", s.message()),
+                    None,
+                )
+            })?
+            .into_inner();
+        if reply.node_id != id {
+            return Err(NodeError::FailedPrecondition(format!(
+                "{addr} is node {}, not node {id}",
+                reply.node_id
+            )));
+        }
+        if reply.origin != self.reader.origin() {
+            return Err(NodeError::FailedPrecondition(format!(
+                "{addr} serves log {:?}, not {:?}",
+                reply.origin,
+                self.reader.origin()
+            )));
+        }
+        NoteKey::parse(&reply.public_key)
+            .map_err(|e| NodeError::FailedPrecondition(format!("node {id}'s key: {e}")))?;
+        Ok(NodeInfo {
+            addr: addr.to_owned(),
+            public_key: reply.public_key,
+        })
+    }
+
+    /// Makes `members` the first voters. `FailedPrecondition` if already done.
+    pub async fn initialize(&self, members: &[(u64, String)]) -> NodeResult<()> {
+        let mut nodes = BTreeMap::new();
+        for (id, addr) in members {
+            nodes.insert(*id, self.identify(*id, addr).await?);
+        }
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Err(
+                NodeError::FailedPrecondition("the cluster is already initialized".into()),
+            ),
+            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
+                Err(NodeError::InvalidArgument(e.to_string()))
+            }
+            Err(e) => Err(NodeError::Internal(e.to_string())),
+        }
+    }
+
+    /// Maps a membership-change error.
+    pub fn membership_error(
+        &self,
+        e: RaftError<u64, ClientWriteError<u64, NodeInfo>>,
+    ) -> NodeError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                NodeError::unavailable("membership changes run on the leader", self.leader())
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                NodeError::FailedPrecondition(e.to_string())
+            }
+            RaftError::Fatal(e) => NodeError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A request's outcome as the client sees it.
+fn outcome_to_result(outcome: RequestOutcome) -> NodeResult<Vec<AppendReceipt>> {
+    match outcome {
+        RequestOutcome::Accepted(receipts) => Ok(receipts),
+        RequestOutcome::Rejected(r) => Err(match r.kind {
+            RejectionKind::Invalid => NodeError::InvalidArgument(r.message),
+            RejectionKind::Conflict => NodeError::AlreadyExists(r.message),
+        }),
+    }
+}

@@ -1,0 +1,159 @@
+//! Starting a node: open the store, start Raft and the background tasks, serve
+//! gRPC until SIGINT or SIGTERM, then shut Raft down cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::SnapshotPolicy;
+use tonic::transport::Server;
+use veritrail_proto::raft::raft_peer_server::RaftPeerServer;
+use veritrail_proto::v1::admin_server::AdminServer;
+use veritrail_proto::v1::audit_log_server::AuditLogServer;
+use veritrail_store::{Store, StoreConfig};
+
+use crate::admin_service::AdminService;
+use crate::audit_service::AuditService;
+use crate::batcher::Batcher;
+use crate::checkpointer::{run_bootstrap, run_checkpoints, run_gauges};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::network::Network;
+use crate::node::Node;
+use crate::peer_service::PeerService;
+use crate::peers::Peers;
+
+/// openraft's configuration from ours.
+fn raft_config(config: &Config) -> Result<openraft::Config, String> {
+    let r = &config.raft;
+    openraft::Config {
+        cluster_name: config.origin.clone(),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        install_snapshot_timeout: r.install_snapshot_timeout_ms,
+        max_payload_entries: r.max_payload_entries,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: r.keep_after_snapshot_entries,
+        snapshot_max_chunk_size: r.snapshot_chunk_bytes,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("raft configuration: {e}"))
+}
+
+/// Runs a node until it is asked to stop.
+pub async fn run(config: Config) -> Result<(), String> {
+    let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
+    let store = Store::open(&config.data_dir, &StoreConfig::new(config.origin.clone()))
+        .map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
+    let peers = Peers::new(config.grpc.max_message_bytes);
+    let raft = openraft::Raft::new(
+        config.node_id,
+        Arc::new(raft_config(&config)?),
+        Network {
+            peers: peers.clone(),
+            max_message_bytes: config.grpc.max_message_bytes,
+        },
+        store.log.clone(),
+        store.state_machine.clone(),
+    )
+    .await
+    .map_err(|e| format!("starting raft: {e}"))?;
+    let metrics = Metrics::new();
+    let batcher = Batcher::start(raft.clone(), config.batch.clone(), Arc::clone(&metrics));
+    let node = Arc::new(Node {
+        id: config.node_id,
+        limits: config.limits.to_limits(),
+        config: config.clone(),
+        raft: raft.clone(),
+        reader: store.reader.clone(),
+        signer,
+        peers,
+        batcher,
+        metrics: Arc::clone(&metrics),
+    });
+    tracing::info!(
+        node_id = node.id,
+        listen = %config.listen_addr,
+        advertise = %config.advertise(),
+        origin = %config.origin,
+        key = %node.signer.public(),
+        entries = node.reader.tail().size,
+        "veritraild starting"
+    );
+
+    tokio::spawn(run_checkpoints(Arc::clone(&node)));
+    tokio::spawn(run_gauges(Arc::clone(&node)));
+    let members = config.parse_initial_members().map_err(|e| e.to_string())?;
+    if !members.is_empty() {
+        tokio::spawn(run_bootstrap(Arc::clone(&node), members));
+    }
+    if let Some(addr) = config.metrics_addr {
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, metrics).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AuditLogServer<AuditService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(veritrail_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let max = config.grpc.max_message_bytes;
+    let audit = AuditLogServer::new(AuditService {
+        node: Arc::clone(&node),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let admin = AdminServer::new(AdminService {
+        node: Arc::clone(&node),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let peer = RaftPeerServer::new(PeerService {
+        node: Arc::clone(&node),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", config.listen_addr))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let served = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(audit)
+        .add_service(admin)
+        .add_service(peer)
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .await;
+    tracing::info!("gRPC server stopped; shutting raft down");
+    health
+        .set_not_serving::<AuditLogServer<AuditService>>()
+        .await;
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    served.map_err(|e| format!("gRPC server: {e}"))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

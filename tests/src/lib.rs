@@ -1,0 +1,309 @@
+//! The shared fixture of Veritrail's integration tests: a cluster of real
+//! `veritraild` processes on loopback ports, each with its own data directory
+//! and log file, driven through the public gRPC API.
+//!
+//! The binary comes from the same target directory as the test (`make test`
+//! builds it first), or from `VERITRAILD_BIN`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use veritrail_proto::v1::admin_client::AdminClient;
+use veritrail_proto::v1::audit_log_client::AuditLogClient;
+use veritrail_proto::v1::{Event, StatusRequest, StatusResponse};
+
+pub const ORIGIN: &str = "it.veritrail.test/log";
+
+/// The `veritraild` binary under test.
+pub fn veritraild() -> PathBuf {
+    if let Some(path) = std::env::var_os("VERITRAILD_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>/veritraild
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("veritraild"))
+        .expect("target dir");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test`, or `cargo build --bins` first, or set VERITRAILD_BIN",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (the kernel picks it; a race with another
+/// process grabbing it in between is possible but rare).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`
+/// naming what was awaited.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One node process.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Settings the fixture writes into every node's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Extra keys for the `[raft]` table.
+    pub raft_toml: String,
+    /// Extra TOML appended to every node's file (whole tables).
+    pub extra_toml: String,
+}
+
+/// A cluster of `veritraild` processes. Dropping it kills them all.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProcess>,
+    options: ClusterOptions,
+}
+
+impl Cluster {
+    /// Starts `n` voters that bootstrap themselves, and waits for a leader that
+    /// sees all of them as voters.
+    pub async fn start(n: usize, options: ClusterOptions) -> Cluster {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut cluster = Cluster {
+            dir,
+            nodes: Vec::new(),
+            options,
+        };
+        let ids: Vec<u64> = (1..=n as u64).collect();
+        let addrs: Vec<String> = ids
+            .iter()
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let members: Vec<String> = ids
+            .iter()
+            .zip(&addrs)
+            .map(|(id, a)| format!("\"{id}={a}\""))
+            .collect();
+        for (id, addr) in ids.iter().zip(&addrs) {
+            let initial = format!("initial_members = [{}]\n", members.join(", "));
+            cluster.spawn_node(*id, addr.clone(), &initial);
+        }
+        cluster.wait_for_voters(n).await;
+        cluster
+    }
+
+    fn spawn_node(&mut self, id: u64, addr: String, initial: &str) -> usize {
+        let data_dir = self.dir.path().join(format!("node{id}"));
+        let config_path = self.dir.path().join(format!("node{id}.toml"));
+        let log_path = self.dir.path().join(format!("node{id}.log"));
+        let toml = format!(
+            "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"{ORIGIN}\"\n{initial}\n\
+             [raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\
+             [checkpoint]\ninterval_ms = 200\n{}",
+            data_dir.display(),
+            self.options.raft_toml,
+            self.options.extra_toml
+        );
+        std::fs::write(&config_path, toml).expect("write config");
+        let mut node = NodeProcess {
+            id,
+            addr,
+            data_dir,
+            config_path,
+            log_path,
+            child: None,
+        };
+        start_process(&mut node);
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Adds a node that is not yet a member (for `AddLearner`). Returns its index.
+    pub fn spawn_extra(&mut self, id: u64) -> usize {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.spawn_node(id, addr, "")
+    }
+
+    pub async fn client(&self, i: usize) -> AuditLogClient<Channel> {
+        AuditLogClient::new(channel(&self.nodes[i].addr).await).max_decoding_message_size(64 << 20)
+    }
+
+    pub async fn admin(&self, i: usize) -> AdminClient<Channel> {
+        AdminClient::new(channel(&self.nodes[i].addr).await)
+    }
+
+    pub async fn status(&self, i: usize) -> Option<StatusResponse> {
+        let mut admin = AdminClient::new(
+            Channel::from_shared(format!("http://{}", self.nodes[i].addr))
+                .ok()?
+                .connect()
+                .await
+                .ok()?,
+        );
+        admin
+            .status(StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// The index of the leader, once the running nodes agree on one.
+    pub async fn leader(&self) -> usize {
+        wait_for(Duration::from_secs(20), "an agreed leader", || async {
+            let mut seen = None;
+            for (i, node) in self.nodes.iter().enumerate() {
+                if !node.is_running() {
+                    continue;
+                }
+                let status = self.status(i).await?;
+                let leader = status.leader_id?;
+                if seen.is_some_and(|s| s != leader) {
+                    return None;
+                }
+                seen = Some(leader);
+            }
+            let leader = seen?;
+            self.nodes
+                .iter()
+                .position(|n| n.id == leader && n.is_running())
+        })
+        .await
+    }
+
+    /// Waits until the leader reports `n` voters.
+    pub async fn wait_for_voters(&self, n: usize) {
+        let leader = self.leader().await;
+        wait_for(Duration::from_secs(20), "all voters", || async {
+            let status = self.status(leader).await?;
+            (status.members.iter().filter(|m| m.voter).count() == n).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until every running node has applied `size` entries.
+    pub async fn wait_for_size(&self, size: u64) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.is_running() {
+                continue;
+            }
+            wait_for(
+                Duration::from_secs(30),
+                &format!("node {} to reach size {size}", node.id),
+                || async { (self.status(i).await?.tree_size >= size).then_some(()) },
+            )
+            .await;
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again, with its data.
+    pub fn restart(&mut self, i: usize) {
+        start_process(&mut self.nodes[i]);
+    }
+
+    /// The last lines of a node's log, for failure messages.
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i].log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn start_process(node: &mut NodeProcess) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log_path)
+        .expect("log file");
+    let child = Command::new(veritraild())
+        .arg("--config")
+        .arg(&node.config_path)
+        .env("VERITRAIL_LOG", "info,openraft=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn veritraild");
+    node.child = Some(child);
+}
+
+/// A channel to `addr`, retried until the process listens (bounded).
+pub async fn channel(addr: &str) -> Channel {
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .timeout(Duration::from_secs(20));
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{addr} to accept connections"),
+        || {
+            let endpoint = endpoint.clone();
+            async move { endpoint.connect().await.ok() }
+        },
+    )
+    .await
+}
+
+/// A valid event.
+pub fn event(source: &str, event_id: &str) -> Event {
+    Event {
+        source: source.into(),
+        event_id: event_id.into(),
+        actor: "alice@example.com".into(),
+        action: "invoice.refund".into(),
+        resource: format!("invoice/{event_id}"),
+        outcome: "success".into(),
+        payload: b"{\"amount\":42}".to_vec(),
+        ..Event::default()
+    }
+}

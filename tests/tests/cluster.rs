@@ -1,0 +1,413 @@
+//! The cluster against real processes over real sockets: appends through any
+//! node, leader failure, membership changes with snapshot catch-up, co-signed
+//! checkpoints with proofs from another node, and bad input.
+
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use tonic::Code;
+use veritrail_core::checkpoint::CheckpointVerifier;
+use veritrail_core::merkle::{verify_consistency, verify_inclusion};
+use veritrail_core::note::NoteKey;
+use veritrail_core::{ChainVerifier, Hash};
+use veritrail_proto::v1::get_entry_request::Key;
+use veritrail_proto::v1::{
+    AddLearnerRequest, AppendBatchRequest, AppendRequest, ChangeMembershipRequest,
+    GetCheckpointRequest, GetConsistencyProofRequest, GetEntryRequest, GetInclusionProofRequest,
+    Member, ReadConsistency, ScanRequest, VerifyRangeRequest,
+};
+use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, event, wait_for};
+
+fn hash(bytes: &[u8]) -> Hash {
+    Hash::from_slice(bytes).expect("32-byte hash")
+}
+
+async fn append(cluster: &Cluster, node: usize, id: &str) -> veritrail_proto::v1::Receipt {
+    let mut client = cluster.client(node).await;
+    let response = client
+        .append(AppendRequest {
+            event: Some(event("billing", id)),
+        })
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "append {id} via node {node}: {s}\n{}",
+                cluster.log_tail(node)
+            )
+        });
+    response.into_inner().receipt.expect("receipt")
+}
+
+async fn entry_at(
+    cluster: &Cluster,
+    node: usize,
+    seq: u64,
+    consistency: ReadConsistency,
+) -> veritrail_proto::v1::Entry {
+    let mut client = cluster.client(node).await;
+    client
+        .get_entry(GetEntryRequest {
+            key: Some(Key::Seq(seq)),
+            consistency: consistency as i32,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("get {seq} from node {node}: {s}"))
+        .into_inner()
+        .entry
+        .expect("entry")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_through_leader_and_follower_are_readable_everywhere() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let r0 = append(&cluster, leader, "via-leader").await;
+    let r1 = append(&cluster, follower, "via-follower").await;
+    assert_eq!((r0.seq, r1.seq), (0, 1));
+    // A retry of the same event returns the original receipt.
+    let again = append(&cluster, follower, "via-leader").await;
+    assert_eq!(
+        (again.seq, again.entry_hash.clone(), again.duplicate),
+        (0, r0.entry_hash.clone(), true)
+    );
+    // Linearizable reads see the appends on every node, followers included.
+    for node in 0..3 {
+        let e = entry_at(&cluster, node, 1, ReadConsistency::Linearizable).await;
+        assert_eq!(e.entry_hash, r1.entry_hash);
+        assert_eq!(e.principal, "anonymous");
+    }
+    cluster.wait_for_size(2).await;
+    for node in 0..3 {
+        let e = entry_at(&cluster, node, 0, ReadConsistency::Local).await;
+        assert_eq!(e.entry_hash, r0.entry_hash);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_nothing_and_the_node_catches_up() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        acknowledged.push(append(&cluster, leader, &format!("before-{i}")).await);
+    }
+    cluster.kill(leader);
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    for i in 0..20 {
+        acknowledged.push(append(&cluster, new_leader, &format!("after-{i}")).await);
+    }
+    cluster.restart(leader);
+    cluster.wait_for_size(40).await;
+    for r in &acknowledged {
+        let e = entry_at(&cluster, leader, r.seq, ReadConsistency::Local).await;
+        assert_eq!(
+            e.entry_hash, r.entry_hash,
+            "seq {} on the restarted node",
+            r.seq
+        );
+    }
+    // Every node holds the same chain.
+    let mut roots = Vec::new();
+    for node in 0..3 {
+        roots.push(cluster.status(node).await.expect("status").root_hash);
+    }
+    assert!(
+        roots.windows(2).all(|w| w[0] == w[1]),
+        "roots differ: {roots:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_catches_up_by_snapshot_is_promoted_and_another_removed() {
+    // Snapshot often and keep no log behind it, so the learner must be sent a
+    // snapshot rather than the log.
+    let options = ClusterOptions {
+        raft_toml: "snapshot_after_entries = 20\nkeep_after_snapshot_entries = 0\n".into(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(3, options).await;
+    let leader = cluster.leader().await;
+    let mut batch = Vec::new();
+    for i in 0..300 {
+        batch.push(event("bulk", &format!("b{i}")));
+    }
+    let mut client = cluster.client(leader).await;
+    for chunk in batch.chunks(10) {
+        client
+            .append_batch(AppendBatchRequest {
+                events: chunk.to_vec(),
+            })
+            .await
+            .expect("batch");
+    }
+    let learner = cluster.spawn_extra(4);
+    veritrail_tests::channel(&cluster.nodes[learner].addr).await;
+    let mut admin = cluster.admin(leader).await;
+    admin
+        .add_learner(AddLearnerRequest {
+            member: Some(Member {
+                node_id: 4,
+                addr: cluster.nodes[learner].addr.clone(),
+            }),
+            wait: true,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("add learner: {s}\n{}", cluster.log_tail(learner)));
+    cluster.wait_for_size(300).await;
+    let log = std::fs::read_to_string(&cluster.nodes[learner].log_path).expect("learner log");
+    assert!(
+        log.contains("snapshot installed"),
+        "the learner caught up without a snapshot:\n{}",
+        cluster.log_tail(learner)
+    );
+    let removed = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id != cluster.nodes[leader].id && n.id != 4)
+        .expect("a follower");
+    let mut voters: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != cluster.nodes[removed].id)
+        .collect();
+    voters.sort_unstable();
+    admin
+        .change_membership(ChangeMembershipRequest {
+            voters: voters.clone(),
+            retain_removed: false,
+        })
+        .await
+        .expect("change membership");
+    let status = cluster.status(leader).await.expect("status");
+    let mut now: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.node_id)
+        .collect();
+    now.sort_unstable();
+    assert_eq!(now, voters);
+    // The promoted node holds the same log.
+    let promoted = cluster.status(learner).await.expect("status");
+    assert_eq!(promoted.root_hash, status.root_hash);
+    append(&cluster, learner, "after-membership-change").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_verify_with_the_quorum_rule_and_proofs_from_another_node() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let mut receipts = Vec::new();
+    for i in 0..25 {
+        receipts.push(append(&cluster, leader, &format!("cp-{i}")).await);
+    }
+    let other = (leader + 1) % 3;
+    let status = cluster.status(leader).await.expect("status");
+    let keys: Vec<NoteKey> = status
+        .members
+        .iter()
+        .map(|m| NoteKey::parse(&m.public_key).expect("member key"))
+        .collect();
+    let trust = CheckpointVerifier::majority(ORIGIN, keys).expect("trust");
+    let mut client = cluster.client(other).await;
+    let signed = wait_for(
+        Duration::from_secs(20),
+        "a co-signed checkpoint covering every append",
+        || {
+            let mut client = client.clone();
+            async move {
+                let r = client
+                    .get_checkpoint(GetCheckpointRequest { tree_size: None })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (r.tree_size >= 25).then_some(r)
+            }
+        },
+    )
+    .await;
+    let verified = trust
+        .verify(&signed.signed_note)
+        .expect("quorum-signed checkpoint");
+    assert!(verified.signers.len() >= 2);
+    let size = verified.checkpoint.size;
+    let prover = (leader + 2) % 3;
+    let mut proofs = cluster.client(prover).await;
+    for r in receipts.iter().step_by(6) {
+        let p = proofs
+            .get_inclusion_proof(GetInclusionProofRequest {
+                seq: r.seq,
+                tree_size: size,
+                consistency: 0,
+            })
+            .await
+            .expect("inclusion proof")
+            .into_inner();
+        let path: Vec<Hash> = p.proof.iter().map(|h| hash(h)).collect();
+        verify_inclusion(
+            r.seq,
+            size,
+            &hash(&r.entry_hash),
+            &path,
+            &verified.checkpoint.root,
+        )
+        .expect("inclusion verifies");
+    }
+    let c = proofs
+        .get_consistency_proof(GetConsistencyProofRequest {
+            from_size: 10,
+            to_size: size,
+            consistency: 0,
+        })
+        .await
+        .expect("consistency proof")
+        .into_inner();
+    let path: Vec<Hash> = c.proof.iter().map(|h| hash(h)).collect();
+    verify_consistency(
+        10,
+        size,
+        &hash(&c.from_root),
+        &verified.checkpoint.root,
+        &path,
+    )
+    .expect("consistency verifies");
+    // The whole range, fetched and recomputed on the client, gives the signed root.
+    let mut stream = client
+        .scan(ScanRequest {
+            from_seq: 0,
+            to_seq: Some(size),
+            ..ScanRequest::default()
+        })
+        .await
+        .expect("scan")
+        .into_inner();
+    let mut chain = ChainVerifier::from_genesis(ORIGIN);
+    while let Some(item) = stream.next().await {
+        chain
+            .push(&item.expect("entry").entry.expect("entry").canonical)
+            .expect("chain");
+    }
+    assert_eq!(chain.root(), Some(verified.checkpoint.root));
+    let report = client
+        .verify_range(VerifyRangeRequest {
+            from_seq: 0,
+            to_seq: None,
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(report.ok, "{}", report.problem);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_its_documented_code_and_writes_nothing() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    append(&cluster, leader, "first").await;
+    let mut client = cluster.client(follower).await;
+    let code = |r: Result<tonic::Response<veritrail_proto::v1::AppendResponse>, tonic::Status>| {
+        r.expect_err("must fail").code()
+    };
+
+    let mut e = event("billing", "empty-actor");
+    e.actor.clear();
+    assert_eq!(
+        code(client.append(AppendRequest { event: Some(e) }).await),
+        Code::InvalidArgument
+    );
+    let mut e = event("billing", "long-resource");
+    e.resource = "r".repeat(1025);
+    assert_eq!(
+        code(client.append(AppendRequest { event: Some(e) }).await),
+        Code::InvalidArgument
+    );
+    let mut e = event("billing", "big-payload");
+    e.payload = vec![0; 64 * 1024 + 1];
+    assert_eq!(
+        code(client.append(AppendRequest { event: Some(e) }).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(client.append(AppendRequest { event: None }).await),
+        Code::InvalidArgument
+    );
+    let too_many: Vec<_> = (0..4097)
+        .map(|i| event("billing", &format!("many-{i}")))
+        .collect();
+    let status = client
+        .append_batch(AppendBatchRequest { events: too_many })
+        .await
+        .expect_err("too many");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    let mut changed = event("billing", "first");
+    changed.outcome = "denied".into();
+    let status = client
+        .append(AppendRequest {
+            event: Some(changed),
+        })
+        .await
+        .expect_err("conflict");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status}");
+    // A batch with one bad event writes none of its events.
+    let mut bad = event("billing", "batch-bad");
+    bad.source = "has space".into();
+    let status = client
+        .append_batch(AppendBatchRequest {
+            events: vec![event("billing", "batch-good"), bad],
+        })
+        .await
+        .expect_err("invalid batch");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    // Reads and proofs outside the log.
+    let reversed = client
+        .scan(ScanRequest {
+            from_seq: 5,
+            to_seq: Some(2),
+            ..ScanRequest::default()
+        })
+        .await
+        .expect_err("reversed");
+    assert_eq!(reversed.code(), Code::InvalidArgument);
+    let beyond = client
+        .scan(ScanRequest {
+            from_seq: 0,
+            to_seq: Some(1000),
+            ..ScanRequest::default()
+        })
+        .await
+        .expect_err("beyond");
+    assert_eq!(beyond.code(), Code::OutOfRange);
+    let proof = client
+        .get_inclusion_proof(GetInclusionProofRequest {
+            seq: 0,
+            tree_size: 1000,
+            consistency: 0,
+        })
+        .await
+        .expect_err("beyond the tree");
+    assert_eq!(proof.code(), Code::OutOfRange);
+    let proof = client
+        .get_consistency_proof(GetConsistencyProofRequest {
+            from_size: 2,
+            to_size: 1,
+            consistency: 0,
+        })
+        .await
+        .expect_err("reversed sizes");
+    assert_eq!(proof.code(), Code::InvalidArgument);
+    let missing = client
+        .get_entry(GetEntryRequest {
+            key: Some(Key::Seq(99)),
+            consistency: 0,
+        })
+        .await
+        .expect_err("no such entry");
+    assert_eq!(missing.code(), Code::NotFound);
+    // Nothing above was written.
+    let status = cluster.status(leader).await.expect("status");
+    assert_eq!(status.tree_size, 1);
+}
