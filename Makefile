@@ -22,7 +22,7 @@ build: deps ## build every crate
 
 # The format check and doc tests run first so that the test runner's summary is the
 # last thing printed: CI reads the closing lines.
-test: deps test-format test-rust ## the whole suite, as CI runs it
+test: deps test-format lint test-rust ## the whole suite, as CI runs it
 
 test-rust:
 	$(CARGO) build --workspace --bins
@@ -48,6 +48,8 @@ fmt: ## format the code
 bench: deps ## run the benchmarks and print their figures
 	$(CARGO) bench -p veritrail-core --bench core
 	$(CARGO) bench -p veritrail-store --bench store
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p veritrail-tests --bin veritrail-load -- 10
 
 run: deps ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
 	$(CARGO) build -p veritrail-server --bin veritraild

@@ -18,19 +18,29 @@ pub const ORIGIN: &str = "it.veritrail.test/log";
 
 /// The `veritraild` binary under test.
 pub fn veritraild() -> PathBuf {
-    if let Some(path) = std::env::var_os("VERITRAILD_BIN") {
+    binary("veritraild", "VERITRAILD_BIN")
+}
+
+/// The `veritrail` CLI binary under test.
+pub fn veritrail() -> PathBuf {
+    binary("veritrail", "VERITRAIL_BIN")
+}
+
+/// A binary of the workspace, from `env` or beside the test binary.
+fn binary(name: &str, env: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }
-    // target/<profile>/deps/<test binary> -> target/<profile>/veritraild
+    // target/<profile>/deps/<test binary> -> target/<profile>/<name>
     let exe = std::env::current_exe().expect("test binary path");
     let path = exe
         .parent()
         .and_then(Path::parent)
-        .map(|p| p.join("veritraild"))
+        .map(|p| p.join(name))
         .expect("target dir");
     assert!(
         path.exists(),
-        "{} is missing: run `make test`, or `cargo build --bins` first, or set VERITRAILD_BIN",
+        "{} is missing: run `make test`, or `cargo build --bins` first, or set {env}",
         path.display()
     );
     path
@@ -158,6 +168,16 @@ impl Cluster {
     pub fn spawn_extra(&mut self, id: u64) -> usize {
         let addr = format!("127.0.0.1:{}", free_port());
         self.spawn_node(id, addr, "")
+    }
+
+    /// Every node's address, in node order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// An SDK client that knows every node.
+    pub fn sdk(&self) -> veritrail_client::Client {
+        veritrail_client::Client::connect(self.endpoints()).expect("sdk client")
     }
 
     pub async fn client(&self, i: usize) -> AuditLogClient<Channel> {

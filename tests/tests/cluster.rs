@@ -411,3 +411,77 @@ async fn bad_input_gets_its_documented_code_and_writes_nothing() {
     let status = cluster.status(leader).await.expect("status");
     assert_eq!(status.tree_size, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_pipeline_appends_and_tail_follows_the_log() {
+    use veritrail_proto::v1::{AppendStreamRequest, TailRequest};
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    // A tail opened on a follower before anything is written.
+    let mut tail = cluster
+        .client(follower)
+        .await
+        .tail(TailRequest {
+            from_seq: 0,
+            ..TailRequest::default()
+        })
+        .await
+        .expect("tail")
+        .into_inner();
+    // 100 requests of 5 events in flight on one stream, through a follower.
+    let requests: Vec<AppendStreamRequest> = (0..100u64)
+        .map(|r| AppendStreamRequest {
+            request_id: r,
+            events: (0..5)
+                .map(|e| event("stream", &format!("r{r}-e{e}")))
+                .collect(),
+        })
+        .collect();
+    let mut responses = cluster
+        .client(follower)
+        .await
+        .append_stream(tokio_stream::iter(requests))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut answered = std::collections::BTreeSet::new();
+    let mut seqs = std::collections::BTreeSet::new();
+    while let Some(response) = responses.next().await {
+        let response = response.expect("response");
+        assert!(response.error.is_none(), "{:?}", response.error);
+        assert_eq!(response.receipts.len(), 5);
+        answered.insert(response.request_id);
+        seqs.extend(response.receipts.iter().map(|r| r.seq));
+    }
+    assert_eq!(answered.len(), 100, "every request answered once");
+    assert_eq!(seqs, (0..500).collect(), "dense seqs, each event once");
+    // The tail delivers all of them in order, then what comes later.
+    for expected in 0..500u64 {
+        let entry = tokio::time::timeout(Duration::from_secs(20), tail.next())
+            .await
+            .expect("tail keeps up");
+        assert_eq!(
+            entry
+                .expect("item")
+                .expect("entry")
+                .entry
+                .expect("entry")
+                .seq,
+            expected
+        );
+    }
+    let late = append(&cluster, leader, "late").await;
+    let entry = tokio::time::timeout(Duration::from_secs(20), tail.next())
+        .await
+        .expect("tail follows");
+    assert_eq!(
+        entry
+            .expect("item")
+            .expect("entry")
+            .entry
+            .expect("entry")
+            .seq,
+        late.seq
+    );
+}

@@ -160,6 +160,13 @@ impl ChainVerifier {
     pub fn root(&self) -> Option<Hash> {
         self.frontier.as_ref().map(Frontier::root)
     }
+
+    /// The Merkle frontier of the first `next_seq` entries, if known: with
+    /// [`ChainVerifier::head`] and [`ChainVerifier::last_timestamp_ns`], what a
+    /// later check needs to resume here.
+    pub fn frontier(&self) -> Option<&Frontier> {
+        self.frontier.as_ref()
+    }
 }
 
 #[cfg(test)]

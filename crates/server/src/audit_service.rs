@@ -13,9 +13,10 @@ use veritrail_proto::v1::get_entry_request::Key;
 use veritrail_proto::v1::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, AppendStreamRequest,
     AppendStreamResponse, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
-    GetConsistencyProofResponse, GetEntryRequest, GetEntryResponse, GetInclusionProofRequest,
-    GetInclusionProofResponse, ReadConsistency, ScanRequest, ScanResponse, StreamError,
-    TailRequest, TailResponse, VerifyRangeRequest, VerifyRangeResponse,
+    GetConsistencyProofResponse, GetEntryRequest, GetEntryResponse, GetFrontierRequest,
+    GetFrontierResponse, GetInclusionProofRequest, GetInclusionProofResponse, ReadConsistency,
+    ScanRequest, ScanResponse, StreamError, TailRequest, TailResponse, VerifyRangeRequest,
+    VerifyRangeResponse,
 };
 use veritrail_proto::{entry_to_wire, event_from_wire, receipt_to_wire};
 use veritrail_store::{AppendReceipt, ScanQuery, StoredEntry};
@@ -252,9 +253,10 @@ impl AuditLog for AuditService {
                     })?
             }
             None => {
-                return Err(
-                    NodeError::InvalidArgument("give a seq or a (source, event_id)".into()).into(),
-                );
+                return Err(NodeError::InvalidArgument(
+                    "give a seq or a (source, event_id)".into(),
+                )
+                .into());
             }
         };
         Ok(Response::new(GetEntryResponse {
@@ -271,14 +273,14 @@ impl AuditLog for AuditService {
     ) -> Result<Response<Self::ScanStream>, Status> {
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
-        if let Some(to) = r.to_seq {
-            if to < r.from_seq {
-                return Err(NodeError::InvalidArgument(format!(
-                    "scan range is reversed: from seq {} to seq {to}",
-                    r.from_seq
-                ))
-                .into());
-            }
+        if let Some(to) = r.to_seq
+            && to < r.from_seq
+        {
+            return Err(NodeError::InvalidArgument(format!(
+                "scan range is reversed: from seq {} to seq {to}",
+                r.from_seq
+            ))
+            .into());
         }
         let size = self.node.reader.tail().size;
         let end = r.to_seq.unwrap_or(size);
@@ -289,13 +291,13 @@ impl AuditLog for AuditService {
             ))
             .into());
         }
-        if let (Some(since), Some(until)) = (r.since_ns, r.until_ns) {
-            if until < since {
-                return Err(NodeError::InvalidArgument(format!(
-                    "time range is reversed: since {since} until {until}"
-                ))
-                .into());
-            }
+        if let (Some(since), Some(until)) = (r.since_ns, r.until_ns)
+            && until < since
+        {
+            return Err(NodeError::InvalidArgument(format!(
+                "time range is reversed: since {since} until {until}"
+            ))
+            .into());
         }
         let query = ScanQuery {
             from_seq: r.from_seq,
@@ -416,6 +418,22 @@ impl AuditLog for AuditService {
             proof: proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
             from_root: from_root.as_bytes().to_vec(),
             to_root: to_root.as_bytes().to_vec(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_frontier(
+        &self,
+        request: Request<GetFrontierRequest>,
+    ) -> Result<Response<GetFrontierResponse>, Status> {
+        let r = request.into_inner();
+        self.read_fence(r.consistency).await?;
+        let reader = self.node.reader.clone();
+        let size = r.tree_size;
+        let hashes = blocking(move || Ok(reader.frontier_at(size)?)).await?;
+        Ok(Response::new(GetFrontierResponse {
+            tree_size: size,
+            hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(),
         }))
     }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rocksdb::{DB, DBRawIteratorWithThreadMode};
-use veritrail_core::merkle::{self, NodeId, NodeSource};
+use veritrail_core::merkle::{self, Frontier, NodeId, NodeSource};
 use veritrail_core::{Checkpoint, Entry, Hash, entry_hash};
 
 use crate::db::{
@@ -375,6 +375,13 @@ impl AuditReader {
     pub fn root_at(&self, size: u64) -> Result<Hash> {
         self.check_size(size)?;
         merkle::root_at(&DbNodes::new(&self.shared.db), size)
+    }
+
+    /// The Merkle frontier of the tree of `size` entries: the roots of the perfect
+    /// subtrees that tile it, largest first. Stored nodes only: O(log n) reads.
+    pub fn frontier_at(&self, size: u64) -> Result<Vec<Hash>> {
+        self.check_size(size)?;
+        DbNodes::new(&self.shared.db).nodes(&Frontier::node_ids(size))
     }
 
     /// The inclusion proof of entry `seq` in the tree of `size` entries.

@@ -1,0 +1,203 @@
+//! `veritrail cluster`: status and membership changes.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use serde_json::json;
+use veritrail_client::Client;
+use veritrail_client::proto::{MemberStatus, StatusResponse};
+
+use crate::output::{self, CmdResult, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Every member: role, term, log and applied index, tree size, key.
+    Status,
+    /// Add a node as a learner; it catches up before the command returns.
+    AddLearner {
+        #[arg(long)]
+        id: u64,
+        /// The node's address as the other nodes reach it (host:port).
+        #[arg(long)]
+        addr: String,
+        /// Return at once instead of waiting for it to catch up.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Make a learner a voter.
+    Promote {
+        #[arg(long)]
+        id: u64,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        #[arg(long)]
+        id: u64,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+fn voters(status: &StatusResponse) -> Vec<u64> {
+    status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.node_id)
+        .collect()
+}
+
+fn print_members(format: Format, members: &[MemberStatus]) {
+    match format {
+        Format::Json => output::print_json(&json!({
+            "ok": true,
+            "members": members.iter().map(|m| json!({
+                "node_id": m.node_id,
+                "addr": m.addr,
+                "voter": m.voter,
+                "public_key": m.public_key,
+            })).collect::<Vec<_>>(),
+        })),
+        Format::Text => {
+            for m in members {
+                println!(
+                    "node {:<4} {:<22} {:<8} {}",
+                    m.node_id,
+                    m.addr,
+                    if m.voter { "voter" } else { "learner" },
+                    m.public_key
+                );
+            }
+        }
+    }
+}
+
+pub async fn run(client: &Client, format: Format, command: &ClusterCommand) -> CmdResult {
+    match command {
+        ClusterCommand::Status => status(client, format).await,
+        ClusterCommand::AddLearner { id, addr, no_wait } => {
+            let members = client.add_learner(*id, addr, !no_wait).await?;
+            print_members(format, &members);
+            Ok(())
+        }
+        ClusterCommand::Promote { id } => {
+            let status = client.status().await?;
+            if !status.members.iter().any(|m| m.node_id == *id) {
+                return Err(anyhow::anyhow!(
+                    "node {id} is not a member; add it with `cluster add-learner` first"
+                )
+                .into());
+            }
+            let mut voters = voters(&status);
+            if !voters.contains(id) {
+                voters.push(*id);
+            }
+            let members = client.change_membership(voters, true).await?;
+            print_members(format, &members);
+            Ok(())
+        }
+        ClusterCommand::Remove { id } => {
+            let status = client.status().await?;
+            let voters: Vec<u64> = voters(&status).into_iter().filter(|v| v != id).collect();
+            if voters.is_empty() {
+                return Err(anyhow::anyhow!("removing node {id} would leave no voters").into());
+            }
+            let members = client.change_membership(voters, false).await?;
+            print_members(format, &members);
+            Ok(())
+        }
+        ClusterCommand::TransferLeader { to } => {
+            let leader = client.transfer_leader(*to).await?;
+            match format {
+                Format::Json => output::print_json(&json!({ "ok": true, "leader_id": leader })),
+                Format::Text => println!("leader is now node {leader}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Asks every member for its own view, so a lagging or partitioned node shows.
+async fn status(client: &Client, format: Format) -> CmdResult {
+    let first = client.status().await.context("no node answered")?;
+    let mut rows = Vec::new();
+    for member in &first.members {
+        let own = client.status_of(&member.addr).await;
+        rows.push((member.clone(), own));
+    }
+    let leader = first.leader_id;
+    match format {
+        Format::Json => {
+            let nodes: Vec<_> = rows
+                .iter()
+                .map(|(m, own)| match own {
+                    Ok(s) => json!({
+                        "node_id": m.node_id,
+                        "addr": m.addr,
+                        "voter": m.voter,
+                        "reachable": true,
+                        "role": s.role,
+                        "term": s.term,
+                        "leader_id": s.leader_id,
+                        "last_log_index": s.last_log_index,
+                        "applied_index": s.applied_index,
+                        "tree_size": s.tree_size,
+                        "root": hex::encode(&s.root_hash),
+                        "checkpoint_size": s.checkpoint_size,
+                        "public_key": s.public_key,
+                    }),
+                    Err(e) => json!({
+                        "node_id": m.node_id,
+                        "addr": m.addr,
+                        "voter": m.voter,
+                        "reachable": false,
+                        "error": e.to_string(),
+                    }),
+                })
+                .collect();
+            output::print_json(&json!({
+                "ok": true,
+                "origin": first.origin,
+                "leader_id": leader,
+                "voters": voters(&first).len(),
+                "nodes": nodes,
+            }));
+        }
+        Format::Text => {
+            println!(
+                "origin {}  leader {}  voters {}",
+                first.origin,
+                leader.map_or("none".to_owned(), |l| l.to_string()),
+                voters(&first).len()
+            );
+            println!(
+                "{:<6} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10}  root",
+                "node", "addr", "member", "role", "term", "log", "applied", "size"
+            );
+            for (m, own) in &rows {
+                let member = if m.voter { "voter" } else { "learner" };
+                match own {
+                    Ok(s) => println!(
+                        "{:<6} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10}  {}",
+                        m.node_id,
+                        m.addr,
+                        member,
+                        s.role,
+                        s.term,
+                        s.last_log_index.map_or("-".into(), |i| i.to_string()),
+                        s.applied_index.map_or("-".into(), |i| i.to_string()),
+                        s.tree_size,
+                        &hex::encode(&s.root_hash)[..16.min(s.root_hash.len() * 2)],
+                    ),
+                    Err(e) => println!(
+                        "{:<6} {:<22} {:<8} unreachable: {e}",
+                        m.node_id, m.addr, member
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
+}

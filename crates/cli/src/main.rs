@@ -1,0 +1,149 @@
+//! `veritrail`: the command line of Veritrail, for operators and auditors.
+//!
+//! It talks to the cluster through the SDK and checks what the cluster claims
+//! with the core's verifiers, on this machine: an auditor trusts the keys they
+//! pinned and the mathematics, not the nodes.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use veritrail_client::{Client, ClientConfig};
+
+mod append;
+mod cluster;
+mod output;
+mod read;
+mod trust;
+mod verify;
+
+use output::{Failure, Format};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  verification failed: the reason and the first bad seq are printed
+  2  usage or connection error, or a request the cluster refused";
+
+#[derive(Debug, Parser)]
+#[command(name = "veritrail", version, about = "Append to, read, prove and verify a Veritrail audit log", after_help = AFTER_HELP)]
+struct Cli {
+    /// Node addresses (host:port), comma-separated; any node will do.
+    #[arg(
+        long,
+        env = "VERITRAIL_ENDPOINTS",
+        value_delimiter = ',',
+        global = true,
+        default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+    )]
+    endpoints: Vec<String>,
+    /// `text` for people, `json` (one object per line) for programs.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    output: Format,
+    /// Read from the answering node's own state, which may lag the leader.
+    #[arg(long, global = true)]
+    local: bool,
+    /// Longest wait for one answer, in milliseconds.
+    #[arg(long, global = true, default_value_t = 15_000)]
+    timeout_ms: u64,
+    /// Longest time spent retrying a call the cluster cannot answer yet (no
+    /// leader, node down), in milliseconds.
+    #[arg(long, global = true, default_value_t = 30_000)]
+    retry_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Append one event from flags, or many as newline-delimited JSON on stdin.
+    Append(append::AppendArgs),
+    /// Print one entry, by seq or by source and event id.
+    Get(read::GetArgs),
+    /// Print the entries of a range, filtered.
+    Scan(read::ScanArgs),
+    /// Print entries from a seq on; with --follow, keep printing new ones.
+    Tail(read::TailArgs),
+    /// Print the latest co-signed checkpoint (a C2SP signed note).
+    Checkpoint(read::CheckpointArgs),
+    /// Fetch and check a Merkle proof.
+    #[command(subcommand)]
+    Proof(read::ProofCommand),
+    /// Check the log against the latest checkpoint on this machine: every
+    /// entry's chain link, the Merkle root, and the checkpoint's signatures.
+    Verify(verify::VerifyArgs),
+    /// Write an evidence bundle of a range, checked as it is written.
+    Export(verify::ExportArgs),
+    /// Check an evidence bundle offline, without any network.
+    VerifyBundle(verify::VerifyBundleArgs),
+    /// Inspect and change the cluster.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+}
+
+/// Where the trusted keys come from, for the commands that check signatures.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Node verifier keys (`name+hash+base64`), comma-separated, or `@FILE`
+    /// with one per line. Without it, the keys the cluster reports are used
+    /// (trust on first use) and a warning says so.
+    #[arg(long, value_delimiter = ',')]
+    pub keys: Vec<String>,
+    /// How many of the keys must have signed; a majority by default.
+    #[arg(long)]
+    pub quorum: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VERITRAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(output::EXIT_USAGE_OR_CONNECTION);
+        }
+    };
+    let format = cli.output;
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::from(output::EXIT_OK),
+        Err(failure) => output::report_failure(format, failure),
+    }
+}
+
+fn connect(cli: &Cli) -> Result<Client, Failure> {
+    let mut config = ClientConfig::new(cli.endpoints.iter().cloned());
+    config.local_reads = cli.local;
+    config.request_timeout_ms = cli.timeout_ms;
+    config.retry.deadline_ms = cli.retry_ms;
+    Ok(Client::with_config(config)?)
+}
+
+async fn run(cli: Cli) -> output::CmdResult {
+    let format = cli.output;
+    // The offline command must not even build a client.
+    if let Command::VerifyBundle(args) = &cli.command {
+        return verify::verify_bundle(format, args);
+    }
+    let client = connect(&cli)?;
+    match &cli.command {
+        Command::Append(args) => append::run(&client, format, args).await,
+        Command::Get(args) => read::get(&client, format, args).await,
+        Command::Scan(args) => read::scan(&client, format, args).await,
+        Command::Tail(args) => read::tail(&client, format, args).await,
+        Command::Checkpoint(args) => read::checkpoint(&client, format, args).await,
+        Command::Proof(command) => read::proof(&client, format, command).await,
+        Command::Verify(args) => verify::verify(&client, format, args).await,
+        Command::Export(args) => verify::export(&client, format, args).await,
+        Command::VerifyBundle(_) => Ok(()),
+        Command::Cluster(command) => cluster::run(&client, format, command).await,
+    }
+}

@@ -1,0 +1,235 @@
+//! Printing results as text for people or JSON for programs, and the exit codes.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Serialize;
+use serde_json::json;
+use veritrail_client::{LogEntry, Receipt};
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Exit codes (documented in the README and `veritrail --help`).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_VERIFICATION_FAILED: u8 = 1;
+pub const EXIT_USAGE_OR_CONNECTION: u8 = 2;
+
+/// How a command ended, when not in success.
+#[derive(Debug)]
+pub enum Failure {
+    /// A check failed: what the cluster or a bundle claims does not hold.
+    Verification {
+        reason: String,
+        first_bad_seq: Option<u64>,
+        /// Extra JSON for `--output json` (a report, fork evidence).
+        details: Option<serde_json::Value>,
+    },
+    /// Anything else: bad flags, an unreachable cluster, a refused request.
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Other(error.into())
+    }
+}
+
+pub type CmdResult = Result<(), Failure>;
+
+/// Prints the failure and returns its exit code.
+pub fn report_failure(format: Format, failure: Failure) -> ExitCode {
+    match failure {
+        Failure::Verification {
+            reason,
+            first_bad_seq,
+            details,
+        } => {
+            match format {
+                Format::Json => print_json(&json!({
+                    "ok": false,
+                    "error": "verification_failed",
+                    "reason": reason,
+                    "first_bad_seq": first_bad_seq,
+                    "details": details,
+                })),
+                Format::Text => {
+                    let at = first_bad_seq
+                        .map(|s| format!(" (first bad seq: {s})"))
+                        .unwrap_or_default();
+                    eprintln!("VERIFICATION FAILED{at}: {reason}");
+                }
+            }
+            ExitCode::from(EXIT_VERIFICATION_FAILED)
+        }
+        Failure::Other(error) => {
+            match format {
+                Format::Json => print_json(&json!({
+                    "ok": false,
+                    "error": "error",
+                    "reason": format!("{error:#}"),
+                })),
+                Format::Text => eprintln!("error: {error:#}"),
+            }
+            ExitCode::from(EXIT_USAGE_OR_CONNECTION)
+        }
+    }
+}
+
+pub fn print_json(value: &impl Serialize) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// An entry as one JSON object. The payload is base64; `canonical` is the
+/// hashed form, base64.
+pub fn entry_json(entry: &LogEntry) -> serde_json::Value {
+    let e = &entry.entry;
+    json!({
+        "seq": e.seq,
+        "timestamp_ns": e.timestamp_ns,
+        "prev_hash": e.prev_hash.to_hex(),
+        "entry_hash": entry.hash.to_hex(),
+        "principal": e.principal,
+        "event": {
+            "source": e.event.source,
+            "event_id": e.event.event_id,
+            "actor": e.event.actor,
+            "action": e.event.action,
+            "resource": e.event.resource,
+            "outcome": e.event.outcome,
+            "event_time_ns": e.event.event_time_ns,
+            "trace_id": e.event.trace_id,
+            "attributes": e.event.attributes,
+            "payload_base64": BASE64.encode(&e.event.payload),
+        },
+        "canonical_base64": BASE64.encode(&entry.canonical),
+    })
+}
+
+pub fn print_entry(format: Format, entry: &LogEntry) {
+    match format {
+        Format::Json => print_json(&entry_json(entry)),
+        Format::Text => {
+            let e = &entry.entry;
+            let mut line = format!(
+                "{:>8}  {}  {}  {} {} {} -> {}  [{}/{}] by {}",
+                e.seq,
+                format_time(e.timestamp_ns),
+                &entry.hash.to_hex()[..16],
+                e.event.actor,
+                e.event.action,
+                e.event.resource,
+                e.event.outcome,
+                e.event.source,
+                e.event.event_id,
+                e.principal,
+            );
+            if !e.event.attributes.is_empty() {
+                let attrs: Vec<String> = e
+                    .event
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                line.push_str(&format!("  {}", attrs.join(" ")));
+            }
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+pub fn receipt_json(receipt: &Receipt) -> serde_json::Value {
+    json!({
+        "seq": receipt.seq,
+        "entry_hash": receipt.entry_hash.to_hex(),
+        "timestamp_ns": receipt.timestamp_ns,
+        "duplicate": receipt.duplicate,
+        "event_id": receipt.event_id,
+    })
+}
+
+pub fn print_receipt(format: Format, receipt: &Receipt) {
+    match format {
+        Format::Json => print_json(&receipt_json(receipt)),
+        Format::Text => println!(
+            "seq {} hash {} at {}{} (event id {})",
+            receipt.seq,
+            receipt.entry_hash,
+            format_time(receipt.timestamp_ns),
+            if receipt.duplicate {
+                ", already in the log"
+            } else {
+                ""
+            },
+            receipt.event_id
+        ),
+    }
+}
+
+/// Unix nanoseconds as RFC 3339 UTC with nanoseconds.
+pub fn format_time(ns: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    humantime::format_rfc3339_nanos(time).to_string()
+}
+
+/// An RFC 3339 time (`2026-11-28T12:00:00Z`) or unix nanoseconds, as unix
+/// nanoseconds.
+pub fn parse_time(text: &str) -> anyhow::Result<u64> {
+    if let Ok(ns) = text.parse::<u64>() {
+        return Ok(ns);
+    }
+    let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        anyhow::anyhow!("{text:?} is neither unix nanoseconds nor an RFC 3339 time: {e}")
+    })?;
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow::anyhow!("{text:?} is before 1970"))?;
+    u64::try_from(since.as_nanos()).map_err(|_| anyhow::anyhow!("{text:?} is too far ahead"))
+}
+
+/// A progress bar on stderr when it is a terminal and the output is text;
+/// hidden otherwise, so scripts and JSON consumers see nothing of it.
+pub fn progress(format: Format, total: u64, what: &str) -> indicatif::ProgressBar {
+    if format == Format::Json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} entries ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_time(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            parse_time("2000-02-29T00:00:00Z").ok(),
+            Some(951_782_400_000_000_000)
+        );
+        assert_eq!(parse_time("42").ok(), Some(42));
+        assert!(parse_time("yesterday").is_err());
+    }
+}

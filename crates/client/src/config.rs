@@ -1,0 +1,92 @@
+//! How the SDK connects, waits and retries. Every limit names its unit.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// Settings of a [`crate::Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` (or `http://host:port`) of one or more nodes. The SDK learns
+    /// the leader from any of them.
+    pub endpoints: Vec<String>,
+    /// Longest wait for a TCP connection to a node.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for one attempt's answer (for streams: for the stream to
+    /// open). An append that times out may still commit; the retry is safe.
+    pub request_timeout_ms: u64,
+    /// Largest message the SDK accepts from a node.
+    pub max_decoding_message_bytes: usize,
+    /// Reads are linearizable unless this is set.
+    pub local_reads: bool,
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ClientConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 15_000,
+            max_decoding_message_bytes: 64 << 20,
+            local_reads: false,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter between attempts, bounded both in
+/// attempts and in total time. An answer naming the leader is followed at once,
+/// without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Most attempts of one call (or of opening or resuming one stream), the
+    /// first included. The producer, which sees many failures per election,
+    /// is bounded by `deadline_ms` alone.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub initial_backoff_ms: u64,
+    /// Longest backoff.
+    pub max_backoff_ms: u64,
+    /// No new attempt starts this long after the first one did.
+    pub deadline_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        // Long enough to ride out a leader election (about a second with the
+        // default election timeout) and a node restart, short enough that a dead
+        // cluster is reported within half a minute.
+        RetryPolicy {
+            max_attempts: 30,
+            initial_backoff_ms: 20,
+            max_backoff_ms: 1_000,
+            deadline_ms: 30_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: every failure is returned at once.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The delays between attempts, jittered.
+    pub(crate) fn backoff(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.initial_backoff_ms.max(1)))
+            .with_max_delay(Duration::from_millis(self.max_backoff_ms.max(1)))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    pub(crate) fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+}

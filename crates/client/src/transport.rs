@@ -1,0 +1,341 @@
+//! Channels to the nodes, the leader the SDK believes in, and the retry loop
+//! every call goes through.
+//!
+//! The SDK keeps one lazily connected channel per node and a preferred node: the
+//! leader when it is known. A node that does not lead answers `UNAVAILABLE` and
+//! names the leader in `x-veritrail-leader`; the SDK switches to it and retries
+//! at once. Any other retryable failure moves the preference to the next node
+//! and waits a jittered, growing backoff. Every call in Veritrail is safe to
+//! repeat (appends carry their idempotency key), so every call is retried.
+
+use std::future::Future;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+
+/// Response metadata naming the leader's `host:port` (docs/ERRORS.md).
+pub const LEADER_ADDR_METADATA: &str = "x-veritrail-leader";
+
+/// Consecutive leader redirects followed without a pause: enough for one
+/// election's worth of stale hints, few enough that two nodes naming each other
+/// cannot spin.
+pub(crate) const REDIRECTS_WITHOUT_BACKOFF_MAX: u32 = 3;
+
+#[derive(Debug, Clone)]
+struct Node {
+    addr: String,
+    channel: Channel,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Not retryable: the answer is final.
+    No,
+    /// The leader is elsewhere and now preferred: retry at once.
+    Redirected,
+    /// Retry after a backoff.
+    Backoff,
+}
+
+#[derive(Debug)]
+pub(crate) struct Transport {
+    pub(crate) config: ClientConfig,
+    nodes: RwLock<Vec<Node>>,
+    preferred: AtomicUsize,
+}
+
+impl Transport {
+    pub(crate) fn new(config: ClientConfig) -> Result<Transport> {
+        if config.endpoints.is_empty() {
+            return Err(Error::InvalidRequest(
+                "no endpoints: give at least one node address (host:port)".into(),
+            ));
+        }
+        let mut nodes = Vec::new();
+        for addr in &config.endpoints {
+            let addr = normalize(addr);
+            if nodes.iter().any(|n: &Node| n.addr == addr) {
+                continue;
+            }
+            let channel = lazy_channel(&config, &addr)?;
+            nodes.push(Node { addr, channel });
+        }
+        Ok(Transport {
+            config,
+            nodes: RwLock::new(nodes),
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    /// The preferred node: its index and channel.
+    pub(crate) fn pick(&self) -> (usize, Channel) {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        let i = self.preferred.load(Ordering::Relaxed) % nodes.len();
+        (i, nodes[i].channel.clone())
+    }
+
+    /// Every known node's address, in the order they were learnt.
+    pub(crate) fn addrs(&self) -> Vec<String> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// The channel to node `i`.
+    pub(crate) fn channel(&self, i: usize) -> Option<Channel> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes.get(i).map(|n| n.channel.clone())
+    }
+
+    /// The channel to `addr`, learning the node if it is new.
+    pub(crate) fn channel_to(&self, addr: &str) -> Result<Channel> {
+        let i = self.learn(addr)?;
+        self.channel(i)
+            .ok_or_else(|| Error::InvalidRequest(format!("unknown node {addr}")))
+    }
+
+    fn learn(&self, addr: &str) -> Result<usize> {
+        let addr = normalize(addr);
+        if let Some(i) = self.position(&addr) {
+            return Ok(i);
+        }
+        let channel = lazy_channel(&self.config, &addr)?;
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = nodes.iter().position(|n| n.addr == addr) {
+            return Ok(i);
+        }
+        nodes.push(Node { addr, channel });
+        Ok(nodes.len() - 1)
+    }
+
+    fn position(&self, addr: &str) -> Option<usize> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes.iter().position(|n| n.addr == addr)
+    }
+
+    /// Learns from a failed attempt at node `used`: follows a leader hint, or
+    /// moves away from a node that cannot answer. Only the first of several
+    /// concurrent failures at one node moves the preference.
+    pub(crate) fn on_failure(&self, used: usize, status: &Status) -> Retry {
+        match status.code() {
+            Code::Unavailable => {
+                if let Some(hint) = leader_hint(status)
+                    && let Ok(i) = self.learn(&hint)
+                    && i != used
+                {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Retry::Redirected;
+                }
+                self.rotate_from(used);
+                Retry::Backoff
+            }
+            // A node that times out or fails internally may be cut off or broken:
+            // another node may answer. The cluster may still commit an append
+            // that timed out; the retry carries the same event ids.
+            Code::DeadlineExceeded | Code::Internal | Code::Unknown | Code::Cancelled => {
+                self.rotate_from(used);
+                Retry::Backoff
+            }
+            // The leader is busy or a request raced a change: same node, later.
+            Code::ResourceExhausted | Code::Aborted => Retry::Backoff,
+            _ => Retry::No,
+        }
+    }
+
+    fn rotate_from(&self, used: usize) {
+        let n = self
+            .nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            .max(1);
+        let _ = self.preferred.compare_exchange(
+            used,
+            (used + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Runs `attempt` against the preferred node until it succeeds, fails for
+    /// good, or the retry policy runs out. Returns the value and the node that
+    /// gave it.
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<(T, usize)>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Status>>,
+    {
+        let policy = self.config.retry;
+        let started = Instant::now();
+        let mut backoff = policy.backoff();
+        let mut attempts = 0u32;
+        let mut redirects = 0u32;
+        loop {
+            attempts += 1;
+            let (i, channel) = self.pick();
+            let status = match attempt(channel).await {
+                Ok(value) => return Ok((value, i)),
+                Err(status) => status,
+            };
+            let retry = self.on_failure(i, &status);
+            tracing::debug!(what, attempt = attempts, code = ?status.code(), message = status.message(), ?retry, "attempt failed");
+            if retry == Retry::No {
+                return Err(status.into());
+            }
+            if attempts >= policy.max_attempts || started.elapsed() >= policy.deadline() {
+                return Err(exhausted(attempts, started, status.into()));
+            }
+            if retry == Retry::Redirected && redirects < REDIRECTS_WITHOUT_BACKOFF_MAX {
+                redirects += 1;
+                continue;
+            }
+            redirects = 0;
+            let delay = backoff
+                .next()
+                .unwrap_or(Duration::from_millis(policy.max_backoff_ms));
+            let left = policy.deadline().saturating_sub(started.elapsed());
+            tokio::time::sleep(delay.min(left)).await;
+        }
+    }
+}
+
+/// The error after the last attempt.
+pub(crate) fn exhausted(attempts: u32, started: Instant, last: Error) -> Error {
+    if attempts <= 1 {
+        return last;
+    }
+    Error::RetriesExhausted {
+        attempts,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        last: Box::new(last),
+    }
+}
+
+/// The leader a node named in its answer.
+pub(crate) fn leader_hint(status: &Status) -> Option<String> {
+    status
+        .metadata()
+        .get(LEADER_ADDR_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// `host:port` and `http://host:port` name the same node.
+fn normalize(addr: &str) -> String {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn lazy_channel(config: &ClientConfig, addr: &str) -> Result<Channel> {
+    let endpoint = Endpoint::from_shared(addr.to_owned())
+        .map_err(|e| Error::InvalidRequest(format!("endpoint {addr:?} is not an address: {e}")))?
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .timeout(Duration::from_millis(config.request_timeout_ms))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_lazy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::metadata::MetadataValue;
+
+    fn transport() -> Transport {
+        Transport::new(ClientConfig::new(["127.0.0.1:1", "http://127.0.0.1:2/"])).expect("t")
+    }
+
+    #[tokio::test]
+    async fn follows_leader_hints_and_learns_new_nodes() {
+        let t = transport();
+        assert_eq!(t.addrs(), ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        let mut status = Status::unavailable("not the leader");
+        status.metadata_mut().insert(
+            LEADER_ADDR_METADATA,
+            MetadataValue::from_static("127.0.0.1:3"),
+        );
+        assert_eq!(t.on_failure(0, &status), Retry::Redirected);
+        assert_eq!(t.pick().0, 2);
+        assert_eq!(t.addrs().len(), 3);
+        // A hint naming the node that answered is no news.
+        assert_eq!(t.on_failure(2, &status), Retry::Backoff);
+    }
+
+    #[tokio::test]
+    async fn rotates_away_from_failing_nodes_once_per_failure() {
+        let t = transport();
+        assert_eq!(
+            t.on_failure(0, &Status::unavailable("down")),
+            Retry::Backoff
+        );
+        assert_eq!(t.pick().0, 1);
+        // A late failure from node 0 must not move the preference off node 1.
+        assert_eq!(
+            t.on_failure(0, &Status::unavailable("down")),
+            Retry::Backoff
+        );
+        assert_eq!(t.pick().0, 1);
+        assert_eq!(t.on_failure(1, &Status::invalid_argument("bad")), Retry::No);
+        assert_eq!(
+            t.on_failure(1, &Status::resource_exhausted("busy")),
+            Retry::Backoff
+        );
+        assert_eq!(t.pick().0, 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_within_the_policy() {
+        let mut config = ClientConfig::new(["127.0.0.1:1"]);
+        config.retry.max_attempts = 4;
+        config.retry.initial_backoff_ms = 1;
+        config.retry.max_backoff_ms = 2;
+        let t = Transport::new(config).expect("t");
+        let mut calls = 0;
+        let result: Result<((), usize)> = t
+            .call("test", |_| {
+                calls += 1;
+                async { Err(Status::unavailable("down")) }
+            })
+            .await;
+        assert_eq!(calls, 4);
+        match result {
+            Err(Error::RetriesExhausted {
+                attempts: 4, last, ..
+            }) => {
+                assert_eq!(last.code(), Some(Code::Unavailable))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut calls = 0;
+        let result: Result<((), usize)> = t
+            .call("test", |_| {
+                calls += 1;
+                async { Err(Status::already_exists("dup")) }
+            })
+            .await;
+        assert_eq!(calls, 1);
+        assert_eq!(
+            result.err().and_then(|e| e.code()),
+            Some(Code::AlreadyExists)
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_empty_and_malformed_endpoints() {
+        assert!(Transport::new(ClientConfig::new(Vec::<String>::new())).is_err());
+        assert!(Transport::new(ClientConfig::new(["not a uri"])).is_err());
+    }
+}

@@ -1,0 +1,556 @@
+//! The `veritrail` CLI as a user runs it: a real binary against a real
+//! cluster, checked by its output and its documented exit codes (0 success,
+//! 1 verification failed, 2 usage or connection error).
+
+use std::process::Output;
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt as _;
+use veritrail_client::{Advance, Client, Error, Verifier};
+use veritrail_core::note::{NoteKey, NoteSigner, SignedNote};
+use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, veritrail, wait_for};
+
+async fn run(endpoints: &str, args: &[&str], stdin: Option<String>) -> Output {
+    let mut child = tokio::process::Command::new(veritrail())
+        .args(args)
+        .env("VERITRAIL_ENDPOINTS", endpoints)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn veritrail");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the CLI finishes")
+    .expect("output")
+}
+
+fn lines_of(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn explain(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(output.status.code(), Some(code), "{}", explain(output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_read_verify_export_and_check_a_bundle_offline() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let endpoints = cluster.endpoints().join(",");
+    let ep = endpoints.as_str();
+
+    // One event from flags.
+    let out = run(
+        ep,
+        &[
+            "--output",
+            "json",
+            "append",
+            "--source",
+            "billing",
+            "--event-id",
+            "inv-1",
+            "--actor",
+            "alice",
+            "--action",
+            "invoice.refund",
+            "--resource",
+            "invoice/1",
+            "--outcome",
+            "success",
+            "--attr",
+            "amount=42",
+            "--payload",
+            "{\"x\":1}",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(lines_of(&out)[0]["seq"], 0);
+
+    // A thousand more as NDJSON on stdin, through the producer.
+    let ndjson: String = (0..1000)
+        .map(|n| {
+            format!(
+                "{{\"source\":\"{}\",\"event_id\":\"e{n}\",\"actor\":\"bob\",\"action\":\"doc.read\",\"resource\":\"doc/{n}\",\"outcome\":\"success\"}}\n",
+                if n % 2 == 0 { "docs" } else { "wiki" }
+            )
+        })
+        .collect();
+    let out = run(
+        ep,
+        &["--output", "json", "append", "--stdin"],
+        Some(ndjson.clone()),
+    )
+    .await;
+    assert_exit(&out, 0);
+    let receipts = lines_of(&out);
+    assert_eq!(receipts.len(), 1000);
+    assert!(receipts.iter().all(|r| r["duplicate"] == false));
+    // The same input again writes nothing new.
+    let out = run(ep, &["append", "--stdin"], Some(ndjson)).await;
+    assert_exit(&out, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("appended 1000 events (1000 were already in the log)"),
+        "{}",
+        explain(&out)
+    );
+
+    let out = run(
+        ep,
+        &[
+            "--output",
+            "json",
+            "get",
+            "--source",
+            "billing",
+            "--event-id",
+            "inv-1",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(lines_of(&out)[0]["event"]["attributes"]["amount"], "42");
+    let out = run(
+        ep,
+        &[
+            "--output", "json", "scan", "--source", "wiki", "--from", "1", "--limit", "7",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let scanned = lines_of(&out);
+    assert_eq!(scanned.len(), 7);
+    assert!(scanned.iter().all(|e| e["event"]["source"] == "wiki"));
+
+    // Wait until a checkpoint covers everything.
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "a checkpoint of 1001 entries",
+        || async {
+            let out = run(ep, &["--output", "json", "checkpoint"], None).await;
+            (out.status.success() && lines_of(&out)[0]["tree_size"] == 1001).then_some(())
+        },
+    )
+    .await;
+
+    // Verify on the client, then again incrementally from a trusted state.
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("trusted.json");
+    let state_arg = state.to_str().expect("utf-8 path");
+    let out = run(
+        ep,
+        &["--output", "json", "verify", "--trusted-state", state_arg],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let report = &lines_of(&out)[0];
+    assert_eq!(report["entries_checked"], 1001, "{report}");
+    let out = run(
+        ep,
+        &[
+            "append",
+            "--source",
+            "billing",
+            "--actor",
+            "a",
+            "--action",
+            "b",
+            "--resource",
+            "c",
+            "--outcome",
+            "d",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let report = wait_for(
+        std::time::Duration::from_secs(30),
+        "an incremental verify",
+        || async {
+            let out = run(
+                ep,
+                &["--output", "json", "verify", "--trusted-state", state_arg],
+                None,
+            )
+            .await;
+            assert_exit(&out, 0);
+            let report = lines_of(&out).remove(0);
+            (report["tree_size"] == 1002).then_some(report)
+        },
+    )
+    .await;
+    assert_eq!(report["checked_from"], 1001);
+    assert_eq!(report["entries_checked"], 1);
+
+    // The keys, pinned the way an auditor would.
+    let out = run(ep, &["--output", "json", "cluster", "status"], None).await;
+    assert_exit(&out, 0);
+    let status = &lines_of(&out)[0];
+    assert_eq!(status["voters"], 3);
+    let keys: Vec<String> = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["public_key"].as_str().expect("key").to_owned())
+        .collect();
+    let keys_file = dir.path().join("keys.txt");
+    std::fs::write(&keys_file, keys.join("\n")).expect("keys");
+    let keys_arg = format!("@{}", keys_file.display());
+
+    // Export a middle range; verify it offline with the pinned keys.
+    let bundle = dir.path().join("evidence.vtb");
+    let bundle_arg = bundle.to_str().expect("utf-8 path");
+    let out = run(
+        ep,
+        &[
+            "export", "--from", "100", "--to", "600", "-o", bundle_arg, "--keys", &keys_arg,
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let out = run(
+        "127.0.0.1:1",
+        &[
+            "--output",
+            "json",
+            "verify-bundle",
+            bundle_arg,
+            "--keys",
+            &keys_arg,
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let report = &lines_of(&out)[0];
+    assert_eq!(
+        (report["start"].as_u64(), report["count"].as_u64()),
+        (Some(100), Some(500))
+    );
+    assert_eq!(report["keys_from_bundle"], false);
+
+    // Tampered bundles: each fails with exit 1 and its reason.
+    let text = std::fs::read_to_string(&bundle).expect("read");
+    let original: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header: Value = serde_json::from_str(&original[0]).expect("header");
+    let note = header["checkpoint"]
+        .as_str()
+        .expect("checkpoint")
+        .to_owned();
+    let with_note = |note: String| {
+        let mut h = header.clone();
+        h["checkpoint"] = Value::String(note);
+        let mut lines = original.clone();
+        lines[0] = h.to_string();
+        lines
+    };
+    let signed = SignedNote::parse(&note).expect("note");
+    let stranger = NoteSigner::from_seed("stranger", &[9; 32]).expect("signer");
+    let mut foreign = signed.clone();
+    foreign.sign(&stranger).expect("sign");
+    let mut lonely = SignedNote::new(signed.text()).expect("note");
+    lonely
+        .add_signature(signed.signatures()[0].clone())
+        .expect("signature");
+    let mut flipped = original.clone();
+    let mut line = flipped[43].clone().into_bytes();
+    line[40] = if line[40] == b'A' { b'B' } else { b'A' };
+    flipped[43] = String::from_utf8(line).expect("ascii");
+    let mut dropped = original.clone();
+    dropped.remove(200);
+    let mut swapped = original.clone();
+    swapped.swap(300, 301);
+    let cases: Vec<(&str, Vec<String>, Option<u64>, &str)> = vec![
+        // Line k holds seq 100 + k - 1.
+        ("a flipped byte", flipped, Some(142), "prev_hash"),
+        ("a dropped entry", dropped, Some(299), "carries seq 300"),
+        ("two entries swapped", swapped, Some(399), "seq"),
+        (
+            "an altered checkpoint",
+            with_note(note.replacen("\n", "\n1", 1)),
+            None,
+            "signature",
+        ),
+        (
+            "a signature by an unknown key",
+            with_note(foreign.to_string()),
+            None,
+            "stranger",
+        ),
+        (
+            "fewer signatures than the quorum",
+            with_note(lonely.to_string()),
+            None,
+            "quorum",
+        ),
+    ];
+    for (what, lines, bad_seq, reason) in cases {
+        let path = dir.path().join("tampered.vtb");
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let path = path.to_str().expect("path");
+        let out = run(
+            "127.0.0.1:1",
+            &[
+                "--output",
+                "json",
+                "verify-bundle",
+                path,
+                "--keys",
+                &keys_arg,
+            ],
+            None,
+        )
+        .await;
+        assert_exit(&out, 1);
+        let failure = &lines_of(&out)[0];
+        assert_eq!(
+            failure["first_bad_seq"].as_u64(),
+            bad_seq,
+            "{what}: {failure}"
+        );
+        let text = failure["reason"].as_str().expect("reason").to_lowercase();
+        assert!(
+            text.contains(reason),
+            "{what}: {text:?} does not mention {reason:?}"
+        );
+        // The text form names the reason too.
+        let out = run(
+            "127.0.0.1:1",
+            &["verify-bundle", path, "--keys", &keys_arg],
+            None,
+        )
+        .await;
+        assert_exit(&out, 1);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("VERIFICATION FAILED"),
+            "{}",
+            explain(&out)
+        );
+    }
+
+    // Proofs, checked on the client.
+    let out = run(
+        ep,
+        &[
+            "--output",
+            "json",
+            "proof",
+            "inclusion",
+            "--seq",
+            "5",
+            "--keys",
+            &keys_arg,
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let out = run(
+        ep,
+        &[
+            "--output",
+            "json",
+            "proof",
+            "consistency",
+            "--from",
+            "1001",
+            "--keys",
+            &keys_arg,
+        ],
+        None,
+    )
+    .await;
+    // From the checkpoint of 1001 entries awaited above: both roots co-signed.
+    assert_exit(&out, 0);
+    let proof = &lines_of(&out)[0];
+    assert_eq!(proof["from_root_signed"], true, "{proof}");
+    assert_eq!(proof["to_size"], 1002, "{proof}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_and_connection_errors_exit_2_with_a_message() {
+    // No such flag.
+    let out = run("127.0.0.1:1", &["append", "--nonsense"], None).await;
+    assert_exit(&out, 2);
+    // Missing required fields.
+    let out = run("127.0.0.1:1", &["append", "--source", "x"], None).await;
+    assert_exit(&out, 2);
+    // Nobody listens: a bounded wait, then exit 2 naming the failure.
+    let port = veritrail_tests::free_port();
+    let out = run(
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--timeout-ms",
+            "500",
+            "--retry-ms",
+            "1000",
+            "--output",
+            "json",
+            "get",
+            "--seq",
+            "0",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 2);
+    let failure = &lines_of(&out)[0];
+    assert_eq!(failure["ok"], false);
+    // A bundle that does not exist.
+    let out = run(
+        "127.0.0.1:1",
+        &["verify-bundle", "/nonexistent/bundle"],
+        None,
+    )
+    .await;
+    assert_exit(&out, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stdin_stops_at_the_line_and_says_which() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let endpoints = cluster.endpoints().join(",");
+    let input = "{\"source\":\"s\",\"actor\":\"a\",\"action\":\"b\",\"resource\":\"c\",\"outcome\":\"d\"}\nnot json\n";
+    let out = run(&endpoints, &["append", "--stdin"], Some(input.into())).await;
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        explain(&out)
+    );
+    // The valid line before it was appended; nothing after it was.
+    let leader = cluster.leader().await;
+    assert_eq!(cluster.status(leader).await.expect("status").tree_size, 1);
+}
+
+/// The same node keys signing a second history (every node wiped but its key,
+/// as if a quorum of keys were stolen or the cluster rebuilt to rewrite
+/// history): the SDK's verifier reports a fork with both signed notes, and the
+/// CLI's incremental verify exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_history_is_caught_as_a_fork() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let endpoints = cluster.endpoints().join(",");
+    let client = cluster.sdk();
+    let status = client.status().await.expect("status");
+    let keys: Vec<NoteKey> = status
+        .members
+        .iter()
+        .map(|m| NoteKey::parse(&m.public_key).expect("key"))
+        .collect();
+    let append = |client: Client, prefix: &'static str, n: usize| async move {
+        let events = (0..n)
+            .map(|i| veritrail_client::Event {
+                source: "ledger".into(),
+                event_id: format!("{prefix}-{i}"),
+                actor: "alice".into(),
+                action: "entry.post".into(),
+                resource: format!("account/{i}"),
+                outcome: prefix.into(),
+                ..Default::default()
+            })
+            .collect();
+        client.append_batch(events).await.expect("append")
+    };
+    append(client.clone(), "true", 20).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("trusted.json");
+    let state_arg = state.to_str().expect("path").to_owned();
+    let mut verifier = Verifier::majority(ORIGIN, keys).expect("verifier");
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "a checkpoint of 20",
+        || async { (client.checkpoint(None).await.ok()?.tree_size == 20).then_some(()) },
+    )
+    .await;
+    assert!(matches!(
+        verifier.update(&client).await.expect("update"),
+        Advance::First { size: 20 }
+    ));
+    let out = run(&endpoints, &["verify", "--trusted-state", &state_arg], None).await;
+    assert_exit(&out, 0);
+
+    // Wipe every node but its key, and write another history, longer.
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for node in &cluster.nodes {
+        for item in std::fs::read_dir(&node.data_dir).expect("data dir") {
+            let path = item.expect("entry").path();
+            if path.file_name().is_some_and(|n| n != "node.key") {
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path).expect("wipe");
+                } else {
+                    std::fs::remove_file(&path).expect("wipe");
+                }
+            }
+        }
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_voters(3).await;
+    let client = cluster.sdk();
+    append(client.clone(), "forged", 30).await;
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "a checkpoint of 30",
+        || async { (client.checkpoint(None).await.ok()?.tree_size == 30).then_some(()) },
+    )
+    .await;
+
+    match verifier.update(&client).await {
+        Err(Error::Fork(evidence)) => {
+            assert!(evidence.trusted.contains("\n20\n"), "{}", evidence.trusted);
+            assert!(evidence.offered.contains("\n30\n"), "{}", evidence.offered);
+        }
+        other => panic!("expected a fork, got {other:?}"),
+    }
+    assert_eq!(
+        verifier.trusted().map(|t| t.checkpoint.size),
+        Some(20),
+        "trust did not move"
+    );
+    let out = run(
+        &endpoints,
+        &["--output", "json", "verify", "--trusted-state", &state_arg],
+        None,
+    )
+    .await;
+    assert_exit(&out, 1);
+    let failure = &lines_of(&out)[0];
+    assert!(
+        failure["details"]["fork"]["offered"].is_string(),
+        "{failure}"
+    );
+}
