@@ -52,7 +52,7 @@ bench: deps ## run the benchmarks and print their figures
 	$(CARGO) run --release -p veritrail-tests --bin veritrail-load -- 10
 
 run: deps ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
-	$(CARGO) build -p veritrail-server --bin veritraild
+	$(CARGO) build -p veritrail-server --bin veritraild -p veritrail-cli --bin veritrail
 	@.ci/rocksdb-cache save
 	deploy/local/run.sh
 

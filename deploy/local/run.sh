@@ -43,10 +43,11 @@ Veritrail is running: three nodes, any of them takes appends.
   metrics   http://127.0.0.1:9101/metrics  (9102, 9103)
   logs      data/node1.log  data/node2.log  data/node3.log
 
-Try it (grpcurl, with server reflection):
-  grpcurl -plaintext -d '{"event":{"source":"billing","event_id":"evt-1","actor":"alice","action":"invoice.refund","resource":"invoice/42","outcome":"success"}}' 127.0.0.1:7002 veritrail.v1.AuditLog/Append
-  grpcurl -plaintext 127.0.0.1:7003 veritrail.v1.AuditLog/GetCheckpoint
-  $bin status --addr 127.0.0.1:7001
+Try it, in another terminal (the README's tour goes on from here):
+  export PATH=$PWD/$(dirname "$bin"):\$PATH
+  veritrail append --source billing --actor alice --action invoice.refund --resource invoice/42 --outcome success
+  veritrail cluster status
+  veritrail verify
 
 Ctrl-C stops the cluster.
 MSG

@@ -5,7 +5,7 @@
 //! The binary comes from the same target directory as the test (`make test`
 //! builds it first), or from `VERITRAILD_BIN`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,13 +31,14 @@ fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }
-    // target/<profile>/deps/<test binary> -> target/<profile>/<name>
+    // Tests run from target/<profile>/deps/, the load generator from
+    // target/<profile>/: the binary is in target/<profile>/ either way.
     let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join(name))
-        .expect("target dir");
+    let dir = exe.parent().expect("binary dir");
+    let path = [dir.join(name), dir.parent().unwrap_or(dir).join(name)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| dir.join(name));
     assert!(
         path.exists(),
         "{} is missing: run `make test`, or `cargo build --bins` first, or set {env}",

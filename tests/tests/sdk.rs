@@ -315,3 +315,72 @@ async fn the_verifier_follows_checkpoints_and_checks_receipts() {
     let mut v = Verifier::load(&path).expect("load");
     assert!(v.verify_receipt(&client, &forged).await.is_err());
 }
+
+/// A leader with a small queue refuses what does not fit (`RESOURCE_EXHAUSTED`)
+/// instead of queueing past the request timeout; the producer backs off and
+/// resends only the refused requests, and every event still lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_leader_pushes_back_and_the_producer_still_delivers() {
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_toml: "[batch]\nqueue_max_events = 128\n[grpc]\nmax_batch_events = 64\n".into(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = cluster.leader().await;
+    // Raw requests, all at once: some must be refused, with the documented code.
+    let mut raw = Vec::new();
+    for r in 0..32 {
+        let mut client = cluster.client(leader).await;
+        raw.push(tokio::spawn(async move {
+            let events = (0..64)
+                .map(|e| veritrail_tests::event("raw", &format!("r{r}-{e}")))
+                .collect();
+            client
+                .append_batch(veritrail_proto::v1::AppendBatchRequest { events })
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }));
+    }
+    let mut refused = 0;
+    for r in raw {
+        match r.await.expect("task") {
+            Ok(()) => {}
+            Err(Code::ResourceExhausted) => refused += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(refused > 0, "32 x 64 events at once fit a queue of 128");
+
+    let client = cluster.sdk();
+    let producer = Producer::new(
+        &client,
+        ProducerConfig {
+            batch_max_events: 64,
+            in_flight_max_batches: 8,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let mut pending = Vec::new();
+    for n in 0..3_000 {
+        pending.push(
+            producer
+                .send(event("busy", &format!("b{n}")))
+                .await
+                .expect("send"),
+        );
+    }
+    for p in pending {
+        let id = p.event_id().to_owned();
+        p.await.unwrap_or_else(|e| panic!("receipt of {id}: {e}"));
+    }
+    producer.close().await.expect("close");
+    let index = index(&client).await;
+    let busy = index.keys().filter(|(source, _)| source == "busy").count();
+    assert_eq!(busy, 3_000);
+    assert!(index.values().all(|s| s.len() == 1), "no event twice");
+}

@@ -12,6 +12,9 @@ use crate::output::{self, CmdResult, Format};
 pub enum ClusterCommand {
     /// Every member: role, term, log and applied index, tree size, key.
     Status,
+    /// The voters' checkpoint verifier keys, one per line: what an auditor pins
+    /// with `--keys @FILE`.
+    Keys,
     /// Add a node as a learner; it catches up before the command returns.
     AddLearner {
         #[arg(long)]
@@ -77,6 +80,28 @@ fn print_members(format: Format, members: &[MemberStatus]) {
 pub async fn run(client: &Client, format: Format, command: &ClusterCommand) -> CmdResult {
     match command {
         ClusterCommand::Status => status(client, format).await,
+        ClusterCommand::Keys => {
+            let status = client.status().await?;
+            let keys: Vec<&str> = status
+                .members
+                .iter()
+                .filter(|m| m.voter)
+                .map(|m| m.public_key.as_str())
+                .collect();
+            match format {
+                Format::Json => output::print_json(&json!({
+                    "ok": true,
+                    "origin": status.origin,
+                    "keys": keys,
+                })),
+                Format::Text => {
+                    for key in keys {
+                        println!("{key}");
+                    }
+                }
+            }
+            Ok(())
+        }
         ClusterCommand::AddLearner { id, addr, no_wait } => {
             let members = client.add_learner(*id, addr, !no_wait).await?;
             print_members(format, &members);

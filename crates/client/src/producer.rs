@@ -182,6 +182,8 @@ struct Item {
 struct InFlight {
     items: Vec<Item>,
     sent_at: Instant,
+    /// Times the leader answered that it was too busy.
+    attempts: u32,
 }
 
 struct Connection {
@@ -206,6 +208,9 @@ struct Worker {
     /// Flush waiters and the last ticket each waits for.
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     connection: Option<Connection>,
+    /// Requests the leader was too busy to queue, and when to send them again
+    /// on the same stream.
+    delayed: Vec<(tokio::time::Instant, u64)>,
     /// Consecutive failures without an answer, and when they began.
     failures: u32,
     failing_since: Option<Instant>,
@@ -239,6 +244,7 @@ impl Worker {
             outstanding: BTreeSet::new(),
             flushes: Vec::new(),
             connection: None,
+            delayed: Vec::new(),
             failures: 0,
             failing_since: None,
             backoffs: 0,
@@ -272,6 +278,7 @@ impl Worker {
             let oldest = self.in_flight.values().map(|f| f.sent_at).min();
             let timeout =
                 oldest.map(|t| tokio::time::Instant::from_std(t + self.request_timeout()));
+            let retry_at = self.delayed.iter().map(|(at, _)| *at).min();
             tokio::select! {
                 command = self.rx.recv(), if can_read => match command {
                     Some(Command::Send(item)) => self.enqueue(*item),
@@ -282,6 +289,9 @@ impl Worker {
                     self.send_batch().await;
                 }
                 response = next_response(&mut self.connection) => self.on_response(response).await,
+                _ = sleep_until(retry_at.unwrap_or_else(far_future)), if retry_at.is_some() => {
+                    self.resend_due().await;
+                }
                 _ = sleep_until(timeout.unwrap_or_else(far_future)), if timeout.is_some() => {
                     let status = tonic::Status::deadline_exceeded(format!(
                         "no answer on the append stream within {} ms",
@@ -352,6 +362,7 @@ impl Worker {
             InFlight {
                 items,
                 sent_at: Instant::now(),
+                attempts: 0,
             },
         );
         if let Some(connection) = &self.connection
@@ -364,6 +375,7 @@ impl Worker {
     /// Opens a stream at the preferred node and resends everything unanswered.
     /// False when the retry policy ran out: the affected events then fail.
     async fn connect(&mut self) -> bool {
+        self.transport.prefer_leader().await;
         let capacity = self.config.in_flight_max_batches * 2 + 8;
         let max_decoding = self.transport.config.max_decoding_message_bytes;
         let opened = self
@@ -381,6 +393,7 @@ impl Worker {
             .await;
         match opened {
             Ok(((requests, responses), node)) => {
+                self.delayed.clear();
                 let mut resend = Vec::new();
                 for (id, flight) in &mut self.in_flight {
                     flight.sent_at = Instant::now();
@@ -405,6 +418,28 @@ impl Worker {
                 tracing::warn!(%error, "append stream could not be opened; failing queued events");
                 self.fail_all(&error);
                 false
+            }
+        }
+    }
+
+    /// Sends again the busy-refused requests whose backoff is over.
+    async fn resend_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.delayed.iter().partition(|(at, _)| *at <= now);
+        self.delayed = later;
+        for (_, id) in due {
+            let Some(flight) = self.in_flight.get_mut(&id) else {
+                continue;
+            };
+            flight.sent_at = Instant::now();
+            let request = AppendStreamRequest {
+                request_id: id,
+                events: flight.items.iter().map(|i| i.event.clone()).collect(),
+            };
+            if let Some(connection) = &self.connection
+                && connection.requests.send(request).await.is_err()
+            {
+                self.connection = None;
             }
         }
     }
@@ -470,6 +505,27 @@ impl Worker {
             status
                 .metadata_mut()
                 .insert(crate::transport::LEADER_ADDR_METADATA, value);
+        }
+        if status.code() == Code::ResourceExhausted {
+            // The leader is busy, the stream is fine: send this request again
+            // after a backoff, alone, instead of resending everything.
+            let attempt = flight.attempts;
+            let delay = self
+                .transport
+                .config
+                .retry
+                .backoff()
+                .nth(attempt as usize)
+                .unwrap_or(Duration::from_millis(
+                    self.transport.config.retry.max_backoff_ms,
+                ));
+            let mut flight = flight;
+            flight.attempts += 1;
+            flight.sent_at = Instant::now() + delay;
+            self.in_flight.insert(response.request_id, flight);
+            self.delayed
+                .push((tokio::time::Instant::now() + delay, response.request_id));
+            return;
         }
         let node = self.connection.as_ref().map_or(0, |c| c.node);
         match self.transport.on_failure(node, &status) {

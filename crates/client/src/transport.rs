@@ -119,6 +119,21 @@ impl Transport {
         nodes.iter().position(|n| n.addr == addr)
     }
 
+    /// Asks the preferred node who leads and prefers the leader. A follower
+    /// would forward every append (one more hop, and one more place to queue);
+    /// streams, which carry most of the traffic, go to the leader directly.
+    /// Best effort: on any failure the preference stays as it was.
+    pub(crate) async fn prefer_leader(&self) {
+        let (_, channel) = self.pick();
+        let mut admin = veritrail_proto::v1::admin_client::AdminClient::new(channel);
+        if let Ok(status) = admin.status(veritrail_proto::v1::StatusRequest {}).await
+            && !status.get_ref().leader_addr.is_empty()
+            && let Ok(i) = self.learn(&status.get_ref().leader_addr)
+        {
+            self.preferred.store(i, Ordering::Relaxed);
+        }
+    }
+
     /// Learns from a failed attempt at node `used`: follows a leader hint, or
     /// moves away from a node that cannot answer. Only the first of several
     /// concurrent failures at one node moves the preference.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::Raft;
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use veritrail_store::{
     AppendRequest, Command, CommandResponse, Proposal, RequestOutcome, TypeConfig,
 };
@@ -36,6 +36,8 @@ struct Pending {
     request: AppendRequest,
     size_bytes: usize,
     reply: oneshot::Sender<Result<RequestOutcome, BatchError>>,
+    /// This request's share of `queue_max_events`, returned when it is proposed.
+    _queued: OwnedSemaphorePermit,
 }
 
 /// The queue into the batching task. Cheap to clone.
@@ -43,12 +45,19 @@ struct Pending {
 pub struct Batcher {
     tx: mpsc::Sender<Pending>,
     queue_max_requests: usize,
+    /// Events waiting for a batch. Requests are bounded too, but one request
+    /// can carry thousands of events: without this bound a few streams of large
+    /// requests queue minutes of work, every request times out, and clients
+    /// retry into a longer queue.
+    queued_events: Arc<Semaphore>,
+    queue_max_events: usize,
 }
 
 impl std::fmt::Debug for Batcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
             .field("queue_max_requests", &self.queue_max_requests)
+            .field("queue_max_events", &self.queue_max_events)
             .finish()
     }
 }
@@ -58,10 +67,13 @@ impl Batcher {
     pub fn start(raft: Raft<TypeConfig>, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_max_requests);
         let queue_max_requests = config.queue_max_requests;
+        let queue_max_events = config.queue_max_events;
         tokio::spawn(run(raft, config, metrics, rx));
         Batcher {
             tx,
             queue_max_requests,
+            queued_events: Arc::new(Semaphore::new(queue_max_events)),
+            queue_max_events,
         }
     }
 
@@ -72,12 +84,23 @@ impl Batcher {
     ) -> NodeResult<Result<RequestOutcome, BatchError>> {
         let size_bytes =
             request.events.iter().map(event_size).sum::<usize>() + request.principal.len();
+        let events = u32::try_from(request.events.len()).unwrap_or(u32::MAX);
+        let queued = Arc::clone(&self.queued_events)
+            .try_acquire_many_owned(events)
+            .map_err(|_| {
+                NodeError::ResourceExhausted(format!(
+                    "the leader's append queue is full (up to {} events wait for a batch); \
+                     retry with backoff",
+                    self.queue_max_events
+                ))
+            })?;
         let (reply, outcome) = oneshot::channel();
         self.tx
             .try_send(Pending {
                 request,
                 size_bytes,
                 reply,
+                _queued: queued,
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => NodeError::ResourceExhausted(format!(

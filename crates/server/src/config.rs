@@ -64,6 +64,11 @@ pub struct BatchConfig {
     /// Requests waiting for a batch; beyond it appends are refused
     /// (`RESOURCE_EXHAUSTED`) instead of queueing without bound.
     pub queue_max_requests: usize,
+    /// Events waiting for a batch, across all requests; beyond it appends are
+    /// refused (`RESOURCE_EXHAUSTED`). Keep it to a second or two of the
+    /// cluster's throughput, so that queued requests finish well within
+    /// `grpc.request_timeout_ms`. At least `grpc.max_batch_events`.
+    pub queue_max_events: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +158,7 @@ impl Default for BatchConfig {
             linger_us: 300,
             max_inflight: 4,
             queue_max_requests: 16_384,
+            queue_max_events: 32_768,
         }
     }
 }
@@ -329,6 +335,15 @@ impl Config {
             return Err(invalid(
                 "batch",
                 "max_events, max_bytes, max_inflight and queue_max_requests must be at least 1",
+            ));
+        }
+        if b.queue_max_events < self.grpc.max_batch_events {
+            return Err(invalid(
+                "batch.queue_max_events",
+                format!(
+                    "must be at least grpc.max_batch_events ({}), or the largest batch could never queue",
+                    self.grpc.max_batch_events
+                ),
             ));
         }
         let r = &self.raft;

@@ -4,6 +4,9 @@
 //!
 //! `make bench` runs it. The full benchmark against etcd and NATS is issue #8.
 //!
+//! Workloads: one client unary; 64 clients unary; 16 clients with batches of
+//! 256; 16 SDK producers, each pipelining over one `AppendStream`.
+//!
 //! Usage: veritrail-load [SECONDS_PER_WORKLOAD]
 
 use std::sync::Arc;
@@ -73,6 +76,65 @@ async fn workload(cluster: &Cluster, clients: usize, batch: usize, seconds: u64)
     }
 }
 
+/// `producers` SDK producers, each one `AppendStream`, each keeping up to
+/// `window` events awaiting their receipts. Latency is from `send` to receipt.
+async fn producers(cluster: &Cluster, producers: usize, window: usize, seconds: u64) -> Result {
+    use std::collections::VecDeque;
+    use veritrail_client::{Producer, ProducerConfig};
+    let client = cluster.sdk();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let producer = Producer::new(&client, ProducerConfig::default()).expect("producer");
+            let mut waiting = VecDeque::new();
+            let mut latencies = Vec::new();
+            let mut n = 0u64;
+            let sdk_event = |n: u64| {
+                let e = event(1000 + p, n);
+                veritrail_client::Event {
+                    source: e.source,
+                    event_id: e.event_id,
+                    actor: e.actor,
+                    action: e.action,
+                    resource: e.resource,
+                    outcome: e.outcome,
+                    payload: e.payload,
+                    ..Default::default()
+                }
+            };
+            while Instant::now() < deadline {
+                let pending = producer.send(sdk_event(n)).await.expect("send");
+                waiting.push_back((Instant::now(), pending));
+                n += 1;
+                while waiting.len() >= window {
+                    let (t, pending) = waiting.pop_front().expect("non-empty");
+                    pending.await.expect("receipt");
+                    latencies.push(t.elapsed());
+                }
+            }
+            producer.flush().await.expect("flush");
+            for (t, pending) in waiting {
+                pending.await.expect("receipt");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("producer task"));
+    }
+    latencies.sort();
+    Result {
+        events: latencies.len() as u64,
+        elapsed: start.elapsed(),
+        latencies,
+    }
+}
+
 fn pct(sorted: &[Duration], p: f64) -> String {
     let d = sorted[((sorted.len() - 1) as f64 * p).round() as usize];
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
@@ -96,12 +158,18 @@ async fn main() {
         ("16 clients, batches of 256", 16, 256),
     ] {
         let r = workload(&cluster, clients, batch, seconds).await;
-        println!(
-            "{name:<28} {:>12.0} {:>10} {:>10} {:>10}",
-            r.events as f64 / r.elapsed.as_secs_f64(),
-            pct(&r.latencies, 0.5),
-            pct(&r.latencies, 0.99),
-            pct(&r.latencies, 1.0)
-        );
+        report(name, &r);
     }
+    let r = producers(&cluster, 16, 2_048, seconds).await;
+    report("16 SDK producers (stream)", &r);
+}
+
+fn report(name: &str, r: &Result) {
+    println!(
+        "{name:<28} {:>12.0} {:>10} {:>10} {:>10}",
+        r.events as f64 / r.elapsed.as_secs_f64(),
+        pct(&r.latencies, 0.5),
+        pct(&r.latencies, 0.99),
+        pct(&r.latencies, 1.0)
+    );
 }
