@@ -14,6 +14,8 @@ use veritrail_proto::v1::admin_client::AdminClient;
 use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{Event, StatusRequest, StatusResponse};
 
+pub mod chaos;
+
 pub const ORIGIN: &str = "it.veritrail.test/log";
 
 /// The `veritraild` binary under test.
@@ -73,6 +75,25 @@ where
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or gives `None` after
+/// `timeout`.
+pub async fn wait_for_opt<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -189,10 +210,14 @@ impl Cluster {
         AdminClient::new(channel(&self.nodes[i].addr).await)
     }
 
+    /// The node's status, or `None` when it does not answer within 2 s (it is
+    /// down, paused, or starting).
     pub async fn status(&self, i: usize) -> Option<StatusResponse> {
         let mut admin = AdminClient::new(
             Channel::from_shared(format!("http://{}", self.nodes[i].addr))
                 .ok()?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(2))
                 .connect()
                 .await
                 .ok()?,
@@ -263,6 +288,28 @@ impl Cluster {
     /// Starts a killed node again, with its data.
     pub fn restart(&mut self, i: usize) {
         start_process(&mut self.nodes[i]);
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open, as in a long GC pause
+    /// or a VM stall. Peers see silence, not a closed connection.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, "STOP");
+    }
+
+    /// SIGCONT after [`Cluster::pause`].
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "CONT");
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.nodes[i].child {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{signal} node {}", self.nodes[i].id);
+        }
     }
 
     /// The last lines of a node's log, for failure messages.

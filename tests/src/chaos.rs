@@ -1,0 +1,601 @@
+//! Fault injection against a real cluster: a seeded schedule of faults while
+//! clients append, read and fetch checkpoints; a recorded history; and a
+//! checker that looks for every way history could have been lost, duplicated,
+//! invented or forked.
+//!
+//! Faults are real: `kill -9` of the leader or of any node followed by a
+//! restart on the same data, and `SIGSTOP`/`SIGCONT` pauses longer than the
+//! election timeout. One fault at a time, each healed before the next, so a
+//! majority is always up and the cluster must stay live; the checker holds it
+//! to safety regardless. The schedule is drawn from a seed, printed first, so
+//! a run can be replayed with `VERITRAIL_CHAOS_SEED`.
+//!
+//! What this harness does not inject yet (see issue #6): network partitions
+//! and disk corruption.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use veritrail_client::{Client, Event, ScanQuery};
+use veritrail_core::checkpoint::CheckpointVerifier;
+use veritrail_core::merkle::verify_consistency;
+use veritrail_core::note::NoteKey;
+use veritrail_core::{ChainVerifier, Hash};
+
+use crate::{Cluster, ClusterOptions, ORIGIN};
+
+/// The event source every chaos writer appends under.
+pub const SOURCE: &str = "chaos";
+
+/// How long and how hard.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    pub seed: u64,
+    pub duration: Duration,
+    pub nodes: usize,
+    pub writers: usize,
+}
+
+impl ChaosConfig {
+    /// `VERITRAIL_CHAOS_SECS` (else `default_secs`) and `VERITRAIL_CHAOS_SEED`
+    /// (else drawn from the clock).
+    pub fn from_env(default_secs: u64) -> ChaosConfig {
+        let secs = std::env::var("VERITRAIL_CHAOS_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default_secs);
+        let seed = std::env::var("VERITRAIL_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        ChaosConfig {
+            seed,
+            duration: Duration::from_secs(secs),
+            nodes: 3,
+            writers: 8,
+        }
+    }
+}
+
+/// One line of the history.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Invoke {
+        at_ms: u64,
+        writer: usize,
+        id: String,
+    },
+    Ack {
+        at_ms: u64,
+        writer: usize,
+        id: String,
+        seq: u64,
+        hash: String,
+        duplicate: bool,
+    },
+    Fail {
+        at_ms: u64,
+        writer: usize,
+        id: String,
+        error: String,
+    },
+    Fault {
+        at_ms: u64,
+        kind: String,
+        node: u64,
+        for_ms: u64,
+    },
+    Checkpoint {
+        at_ms: u64,
+        size: u64,
+        note: String,
+    },
+    Violation {
+        at_ms: u64,
+        what: String,
+    },
+}
+
+#[derive(Debug)]
+struct History {
+    start: Instant,
+    ops: Mutex<Vec<Op>>,
+}
+
+impl History {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn push(&self, op: Op) {
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+    }
+
+    fn violation(&self, what: String) {
+        eprintln!("chaos: VIOLATION: {what}");
+        self.push(Op::Violation {
+            at_ms: self.now_ms(),
+            what,
+        });
+    }
+}
+
+/// What a run did and found.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub seed: u64,
+    pub seconds: u64,
+    pub invoked: u64,
+    pub acknowledged: u64,
+    /// Events never acknowledged: the run ended while they were retried.
+    pub unknown: u64,
+    /// Appends that failed after the SDK's own retries, and were tried again
+    /// with the same event id.
+    pub failed_attempts: u64,
+    /// Reads of acknowledged events that answered (and were compared).
+    pub reads: u64,
+    pub checkpoints_seen: u64,
+    pub faults: BTreeMap<String, u64>,
+    pub final_size: u64,
+    pub violations: Vec<String>,
+    /// Where the history was written, when there were violations.
+    pub history_file: Option<String>,
+}
+
+fn event(id: &str, writer: usize) -> Event {
+    Event {
+        source: SOURCE.into(),
+        event_id: id.into(),
+        actor: format!("writer-{writer}"),
+        action: "chaos.append".into(),
+        resource: format!("item/{id}"),
+        outcome: "success".into(),
+        payload: id.as_bytes().to_vec(),
+        ..Event::default()
+    }
+}
+
+/// Runs the workload and the faults for `config.duration`, heals, checks, and
+/// returns the summary (it does not panic on violations: the caller decides).
+pub async fn run(config: &ChaosConfig) -> Summary {
+    eprintln!(
+        "chaos: seed {} ({} s, {} nodes, {} writers); replay with VERITRAIL_CHAOS_SEED={}",
+        config.seed,
+        config.duration.as_secs(),
+        config.nodes,
+        config.writers,
+        config.seed
+    );
+    let mut cluster = Cluster::start(config.nodes, ClusterOptions::default()).await;
+    let history = Arc::new(History {
+        start: Instant::now(),
+        ops: Mutex::new(Vec::new()),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, u64, Hash)>>> = Arc::new(Mutex::new(Vec::new()));
+    let reads = Arc::new(AtomicU64::new(0));
+    let client = cluster.sdk();
+
+    let mut tasks = Vec::new();
+    for w in 0..config.writers {
+        tasks.push(tokio::spawn(writer(
+            w,
+            client.clone(),
+            Arc::clone(&history),
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+        )));
+    }
+    for r in 0..2 {
+        tasks.push(tokio::spawn(reader(
+            config.seed ^ r,
+            client.clone(),
+            Arc::clone(&history),
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+            Arc::clone(&reads),
+        )));
+    }
+    tasks.push(tokio::spawn(checkpoints(
+        client.clone(),
+        Arc::clone(&history),
+        Arc::clone(&stop),
+    )));
+
+    let faults = nemesis(&mut cluster, config, &history).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut summary = check(&cluster, &client, &history).await;
+    summary.seed = config.seed;
+    summary.seconds = config.duration.as_secs();
+    summary.faults = faults;
+    summary.reads = reads.load(Ordering::Relaxed);
+    if !summary.violations.is_empty() {
+        let path = std::env::temp_dir().join(format!("veritrail-chaos-{}.jsonl", config.seed));
+        let ops = history.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let text: String = ops
+            .iter()
+            .map(|op| serde_json::to_string(op).unwrap_or_default() + "\n")
+            .collect();
+        if std::fs::write(&path, text).is_ok() {
+            summary.history_file = Some(path.display().to_string());
+        }
+    }
+    summary
+}
+
+/// Appends new events one after another, retrying each with its own id until
+/// it is acknowledged or the run ends.
+async fn writer(
+    w: usize,
+    client: Client,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(String, u64, Hash)>>>,
+) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let id = format!("w{w}-{n}");
+        history.push(Op::Invoke {
+            at_ms: history.now_ms(),
+            writer: w,
+            id: id.clone(),
+        });
+        loop {
+            let outcome =
+                tokio::time::timeout(Duration::from_secs(20), client.append(event(&id, w))).await;
+            match outcome {
+                Ok(Ok(receipt)) => {
+                    history.push(Op::Ack {
+                        at_ms: history.now_ms(),
+                        writer: w,
+                        id: id.clone(),
+                        seq: receipt.seq,
+                        hash: receipt.entry_hash.to_hex(),
+                        duplicate: receipt.duplicate,
+                    });
+                    acked.lock().unwrap_or_else(|e| e.into_inner()).push((
+                        id.clone(),
+                        receipt.seq,
+                        receipt.entry_hash,
+                    ));
+                    break;
+                }
+                Ok(Err(e)) if e.code() == Some(tonic::Code::AlreadyExists) => {
+                    // The same event under the same id must deduplicate.
+                    history.violation(format!("{id}: a retry of the same event was refused: {e}"));
+                    break;
+                }
+                other => {
+                    let error = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer within 20 s".to_owned(),
+                    };
+                    history.push(Op::Fail {
+                        at_ms: history.now_ms(),
+                        writer: w,
+                        id: id.clone(),
+                        error,
+                    });
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+            }
+        }
+        n += 1;
+    }
+}
+
+/// Reads back acknowledged events, by seq and by id, and compares.
+async fn reader(
+    seed: u64,
+    client: Client,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(String, u64, Hash)>>>,
+    reads: Arc<AtomicU64>,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    while !stop.load(Ordering::Relaxed) {
+        let pick = {
+            let acked = acked.lock().unwrap_or_else(|e| e.into_inner());
+            (!acked.is_empty()).then(|| acked[rng.random_range(0..acked.len())].clone())
+        };
+        let Some((id, seq, hash)) = pick else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let read = if rng.random_bool(0.5) {
+            client.get(seq).await
+        } else {
+            client.get_by_event_id(SOURCE, &id).await
+        };
+        if read.is_ok() {
+            reads.fetch_add(1, Ordering::Relaxed);
+        }
+        match read {
+            Ok(entry) if entry.hash == hash && entry.entry.event.event_id == id && entry.seq() == seq => {}
+            Ok(entry) => history.violation(format!(
+                "{id} was acknowledged at seq {seq} with hash {hash}; a read returned seq {} id {} hash {}",
+                entry.seq(),
+                entry.entry.event.event_id,
+                entry.hash
+            )),
+            // Faults make reads fail for a while; that is availability, not safety.
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fetches the latest checkpoint now and then, keeping every one seen.
+async fn checkpoints(client: Client, history: Arc<History>, stop: Arc<AtomicBool>) {
+    let mut seen = BTreeSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(c) = client.checkpoint(None).await
+            && seen.insert(c.note.clone())
+        {
+            history.push(Op::Checkpoint {
+                at_ms: history.now_ms(),
+                size: c.tree_size,
+                note: c.note,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// The node the running nodes agree leads, if they do within a short wait.
+async fn current_leader(cluster: &Cluster) -> Option<usize> {
+    for _ in 0..20 {
+        let mut leaders = BTreeSet::new();
+        for i in 0..cluster.nodes.len() {
+            if let Some(status) = cluster.status(i).await
+                && let Some(l) = status.leader_id
+            {
+                leaders.insert(l);
+            }
+        }
+        if leaders.len() == 1 {
+            let id = leaders.first().copied()?;
+            return cluster.nodes.iter().position(|n| n.id == id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Injects one fault at a time, each healed before the next, until the run's
+/// time is up. Returns the count by kind.
+async fn nemesis(
+    cluster: &mut Cluster,
+    config: &ChaosConfig,
+    history: &History,
+) -> BTreeMap<String, u64> {
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut faults = BTreeMap::new();
+    let end = Instant::now() + config.duration;
+    while Instant::now() < end {
+        // The quiet time between faults is part of the schedule.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
+        let kind =
+            ["kill-leader", "kill-node", "pause-leader", "pause-node"][rng.random_range(0..4)];
+        let random_node = rng.random_range(0..cluster.nodes.len());
+        let target = if kind.ends_with("leader") {
+            current_leader(cluster).await.unwrap_or(random_node)
+        } else {
+            random_node
+        };
+        // Longer than the election timeout (300-600 ms in the fixture).
+        let for_ms = rng.random_range(700..3_000);
+        history.push(Op::Fault {
+            at_ms: history.now_ms(),
+            kind: kind.to_owned(),
+            node: cluster.nodes[target].id,
+            for_ms,
+        });
+        *faults.entry(kind.to_owned()).or_insert(0) += 1;
+        if kind.starts_with("kill") {
+            cluster.kill(target);
+            tokio::time::sleep(Duration::from_millis(for_ms)).await;
+            cluster.restart(target);
+        } else {
+            cluster.pause(target);
+            tokio::time::sleep(Duration::from_millis(for_ms)).await;
+            cluster.resume(target);
+        }
+    }
+    faults
+}
+
+/// Waits for every node to agree, then checks the history against the log.
+async fn check(cluster: &Cluster, client: &Client, history: &History) -> Summary {
+    let mut summary = Summary::default();
+    let mut violations = Vec::new();
+
+    // Settle: every node at the same size, root and head.
+    let settled = crate::wait_for_opt(Duration::from_secs(90), || async {
+        let mut states = BTreeSet::new();
+        for i in 0..cluster.nodes.len() {
+            let s = cluster.status(i).await?;
+            states.insert((s.tree_size, s.root_hash, s.chain_head));
+        }
+        (states.len() == 1).then(|| states.into_iter().next())?
+    })
+    .await;
+    let Some((final_size, final_root, final_head)) = settled else {
+        violations.push("the nodes did not converge on one size, root and head within 90 s".into());
+        summary.violations = violations;
+        return summary;
+    };
+    summary.final_size = final_size;
+
+    // The whole log, replayed: dense seqs, unbroken chain, the nodes' root.
+    let mut chain = ChainVerifier::from_genesis(ORIGIN);
+    let mut by_id: BTreeMap<String, Vec<(u64, Hash)>> = BTreeMap::new();
+    let mut entries = client.scan(ScanQuery {
+        to_seq: Some(final_size),
+        ..ScanQuery::default()
+    });
+    while let Some(entry) = entries.next().await {
+        match entry {
+            Ok(entry) => {
+                if let Err(e) = chain.push(&entry.canonical) {
+                    violations.push(format!("the final log does not replay: {e}"));
+                    break;
+                }
+                let e = &entry.entry.event;
+                if e.source != SOURCE || !e.event_id.starts_with('w') {
+                    violations.push(format!(
+                        "seq {} holds {}/{}, which no client sent",
+                        entry.seq(),
+                        e.source,
+                        e.event_id
+                    ));
+                }
+                by_id
+                    .entry(e.event_id.clone())
+                    .or_default()
+                    .push((entry.seq(), entry.hash));
+            }
+            Err(e) => {
+                violations.push(format!("reading the final log failed: {e}"));
+                break;
+            }
+        }
+    }
+    if chain.next_seq() != final_size {
+        violations.push(format!(
+            "the final log has {} entries; the nodes report {final_size}",
+            chain.next_seq()
+        ));
+    }
+    let replayed_root = chain
+        .root()
+        .unwrap_or_else(veritrail_core::merkle::empty_root);
+    if replayed_root.as_bytes() != final_root.as_slice() {
+        violations.push("the replayed Merkle root is not the nodes' root".into());
+    }
+    if final_size > 0 && chain.head().map(|h| h.as_bytes().to_vec()) != Some(final_head) {
+        violations.push("the replayed chain head is not the nodes' head".into());
+    }
+
+    // Every acknowledged event exactly once, where its receipt said; every
+    // unacknowledged one at most once.
+    let ops = history
+        .ops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut invoked = BTreeSet::new();
+    let mut acks = BTreeMap::new();
+    for op in &ops {
+        match op {
+            Op::Invoke { id, .. } => {
+                invoked.insert(id.clone());
+            }
+            Op::Ack { id, seq, hash, .. } => {
+                acks.insert(id.clone(), (*seq, hash.clone()));
+            }
+            Op::Fail { .. } => summary.failed_attempts += 1,
+            Op::Violation { what, .. } => violations.push(what.clone()),
+            _ => {}
+        }
+    }
+    summary.invoked = invoked.len() as u64;
+    summary.acknowledged = acks.len() as u64;
+    summary.unknown = summary.invoked - summary.acknowledged;
+    for (id, (seq, hash)) in &acks {
+        match by_id.get(id).map(Vec::as_slice) {
+            None | Some([]) => {
+                violations.push(format!("{id} was acknowledged at seq {seq} and is lost"))
+            }
+            Some([(s, h)]) if s == seq && &h.to_hex() == hash => {}
+            Some([(s, h)]) => violations.push(format!(
+                "{id} was acknowledged at seq {seq} ({hash}) but is at seq {s} ({h})"
+            )),
+            Some(many) => violations.push(format!("{id} appears {} times", many.len())),
+        }
+    }
+    for (id, places) in &by_id {
+        if !invoked.contains(id) {
+            violations.push(format!("{id} is in the log but no client sent it"));
+        } else if places.len() > 1 && !acks.contains_key(id) {
+            violations.push(format!("{id} appears {} times", places.len()));
+        }
+    }
+
+    // Checkpoints: quorum-signed, one root per size, all consistent with the end.
+    match cluster_keys(client).await {
+        Some(trust) => {
+            let mut roots: BTreeMap<u64, BTreeSet<Hash>> = BTreeMap::new();
+            for op in &ops {
+                let Op::Checkpoint { size, note, .. } = op else {
+                    continue;
+                };
+                summary.checkpoints_seen += 1;
+                let verified = match trust.verify(note) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        violations
+                            .push(format!("a checkpoint of size {size} does not verify: {e}"));
+                        continue;
+                    }
+                };
+                let c = verified.checkpoint;
+                roots.entry(c.size).or_default().insert(c.root);
+                let final_root = Hash::from_slice(&final_root).unwrap_or_default();
+                match client.consistency_proof(c.size, final_size).await {
+                    Ok(p) => {
+                        if let Err(e) =
+                            verify_consistency(c.size, final_size, &c.root, &final_root, &p.proof)
+                        {
+                            violations.push(format!(
+                                "the checkpoint of size {} is not consistent with the final log: {e}",
+                                c.size
+                            ));
+                        }
+                    }
+                    Err(e) => violations.push(format!("no consistency proof from {}: {e}", c.size)),
+                }
+            }
+            for (size, set) in roots {
+                if set.len() > 1 {
+                    violations.push(format!(
+                        "{} different quorum-signed roots for size {size}",
+                        set.len()
+                    ));
+                }
+            }
+        }
+        None => violations.push("could not read the cluster's keys".into()),
+    }
+    summary.violations = violations;
+    summary
+}
+
+async fn cluster_keys(client: &Client) -> Option<CheckpointVerifier> {
+    let status = client.status().await.ok()?;
+    let keys: Vec<NoteKey> = status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .filter_map(|m| NoteKey::parse(&m.public_key).ok())
+        .collect();
+    CheckpointVerifier::majority(&status.origin, keys).ok()
+}
