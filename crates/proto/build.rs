@@ -8,6 +8,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("veritrail/v1/admin.proto"),
         root.join("veritrail/raft/v1/raft.proto"),
     ];
+    // The protos live outside this package, where cargo does not look for
+    // changes by itself.
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    println!("cargo:rerun-if-changed=build.rs");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         // Ordered maps: attributes convert to the core's BTreeMap without sorting.

@@ -4,14 +4,16 @@
 //! invented or forked.
 //!
 //! Faults are real: `kill -9` of the leader or of any node followed by a
-//! restart on the same data, and `SIGSTOP`/`SIGCONT` pauses longer than the
-//! election timeout. One fault at a time, each healed before the next, so a
+//! restart on the same data; `SIGSTOP`/`SIGCONT` pauses longer than the
+//! election timeout; and network partitions made of packet loss between
+//! network namespaces (`crate::netns`): the leader or any node isolated, a
+//! bridge node that alone sees both halves, a clean minority/majority split. One fault at a time, each healed before the next, so a
 //! majority is always up and the cluster must stay live; the checker holds it
 //! to safety regardless. The schedule is drawn from a seed, printed first, so
 //! a run can be replayed with `VERITRAIL_CHAOS_SEED`.
 //!
-//! What this harness does not inject yet (see issue #6): network partitions
-//! and disk corruption.
+//! What this harness does not inject yet (see issue #6): disk corruption, and
+//! wiping a node to add it back under a new id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,8 +46,8 @@ pub struct ChaosConfig {
 
 impl ChaosConfig {
     /// `VERITRAIL_CHAOS_SECS` (else `default_secs`) and `VERITRAIL_CHAOS_SEED`
-    /// (else drawn from the clock).
-    pub fn from_env(default_secs: u64) -> ChaosConfig {
+    /// (else drawn from the clock), for a cluster of `nodes`.
+    pub fn from_env(default_secs: u64, nodes: usize) -> ChaosConfig {
         let secs = std::env::var("VERITRAIL_CHAOS_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -62,7 +64,7 @@ impl ChaosConfig {
         ChaosConfig {
             seed,
             duration: Duration::from_secs(secs),
-            nodes: 3,
+            nodes,
             writers: 8,
         }
     }
@@ -101,6 +103,8 @@ pub enum Op {
         at_ms: u64,
         size: u64,
         note: String,
+        /// The voters' keys when it was fetched.
+        keys: Vec<String>,
     },
     Violation {
         at_ms: u64,
@@ -178,7 +182,14 @@ pub async fn run(config: &ChaosConfig) -> Summary {
         config.writers,
         config.seed
     );
-    let mut cluster = Cluster::start(config.nodes, ClusterOptions::default()).await;
+    let mut cluster = Cluster::start(
+        config.nodes,
+        ClusterOptions {
+            netns: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
     let history = Arc::new(History {
         start: Instant::now(),
         ops: Mutex::new(Vec::new()),
@@ -350,10 +361,22 @@ async fn checkpoints(client: Client, history: Arc<History>, stop: Arc<AtomicBool
         if let Ok(c) = client.checkpoint(None).await
             && seen.insert(c.note.clone())
         {
+            // The voters of the moment: membership changes when a node is
+            // replaced, and a checkpoint is judged by the keys of its time.
+            let keys = match client.status().await {
+                Ok(status) => status
+                    .members
+                    .iter()
+                    .filter(|m| m.voter)
+                    .map(|m| m.public_key.clone())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             history.push(Op::Checkpoint {
                 at_ms: history.now_ms(),
                 size: c.tree_size,
                 note: c.note,
+                keys,
             });
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -390,12 +413,22 @@ async fn nemesis(
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut faults = BTreeMap::new();
     let end = Instant::now() + config.duration;
+    let mut next_id = 100 + cluster.nodes.len() as u64;
+    let mut kinds = vec!["kill-leader", "kill-node", "pause-leader", "pause-node"];
+    if cluster.can_partition() {
+        kinds.extend(["isolate-leader", "isolate-node", "bridge", "split"]);
+        // Replacing a node reuses its address, which needs the node's own
+        // network namespace.
+        kinds.push("corrupt-and-replace");
+    } else {
+        eprintln!("chaos: no private network (needs root): partitions are not injected");
+    }
     while Instant::now() < end {
         // The quiet time between faults is part of the schedule.
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
-        let kind =
-            ["kill-leader", "kill-node", "pause-leader", "pause-node"][rng.random_range(0..4)];
-        let random_node = rng.random_range(0..cluster.nodes.len());
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        let n = cluster.nodes.len();
+        let random_node = rng.random_range(0..n);
         let target = if kind.ends_with("leader") {
             current_leader(cluster).await.unwrap_or(random_node)
         } else {
@@ -410,17 +443,155 @@ async fn nemesis(
             for_ms,
         });
         *faults.entry(kind.to_owned()).or_insert(0) += 1;
-        if kind.starts_with("kill") {
-            cluster.kill(target);
-            tokio::time::sleep(Duration::from_millis(for_ms)).await;
-            cluster.restart(target);
-        } else {
-            cluster.pause(target);
-            tokio::time::sleep(Duration::from_millis(for_ms)).await;
-            cluster.resume(target);
+        match kind {
+            "corrupt-and-replace" => {
+                let (problems, _) = corrupt_and_replace(cluster, &mut rng, next_id).await;
+                for problem in problems {
+                    history.violation(problem);
+                }
+                next_id += 1;
+            }
+            "kill-leader" | "kill-node" => {
+                cluster.kill(target);
+                tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                cluster.restart(target);
+            }
+            "pause-leader" | "pause-node" => {
+                cluster.pause(target);
+                tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                cluster.resume(target);
+            }
+            partition => {
+                match partition {
+                    // The target alone on one side: a leader in a minority.
+                    "isolate-leader" | "isolate-node" => cluster.partition(&[target]),
+                    // The target talks to everyone; the others, split in two
+                    // halves, do not talk across: only the bridge sees a majority.
+                    "bridge" => {
+                        let others: Vec<usize> = (0..n).filter(|i| *i != target).collect();
+                        let (left, right) = others.split_at(others.len() / 2);
+                        for &a in left {
+                            for &b in right {
+                                cluster.cut(a, b);
+                            }
+                        }
+                    }
+                    // A clean split: a random minority against the majority.
+                    _ => {
+                        let mut side: Vec<usize> = (0..n).collect();
+                        for i in (1..side.len()).rev() {
+                            side.swap(i, rng.random_range(0..=i));
+                        }
+                        side.truncate((n - 1) / 2);
+                        cluster.partition(&side);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                cluster.heal();
+            }
         }
     }
     faults
+}
+
+/// Flips one byte in the middle of the largest file of a stopped follower's
+/// data directory, checks that `veritraild fsck` flags it and that the node
+/// does not come back as if nothing happened, then does what an operator
+/// would: replaces it by an empty node with a new id at the same address
+/// (`AddLearner`, then `ChangeMembership`). Returns what went wrong, and
+/// whether the damaged node refused to start.
+pub async fn corrupt_and_replace(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    new_id: u64,
+) -> (Vec<String>, bool) {
+    let mut problems = Vec::new();
+    let n = cluster.nodes.len();
+    let leader = current_leader(cluster).await;
+    let followers: Vec<usize> = (0..n).filter(|i| Some(*i) != leader).collect();
+    let victim = followers[rng.random_range(0..followers.len())];
+    cluster.kill(victim);
+    let data_dir = cluster.nodes[victim].data_dir.clone();
+    let Some((file, offset)) = flip_a_byte(&data_dir, rng) else {
+        return (
+            vec![format!("no file to corrupt in {}", data_dir.display())],
+            false,
+        );
+    };
+    let fsck = std::process::Command::new(crate::veritraild())
+        .arg("fsck")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .expect("run fsck");
+    if fsck.status.success() {
+        problems.push(format!(
+            "fsck passed node {} after byte {offset} of {file} was flipped",
+            cluster.nodes[victim].id
+        ));
+    }
+    // Restarted on the damaged disk, the node must refuse to start, or, if the
+    // damage is where opening does not look, keep to what it verifies (the
+    // final check compares every node's state).
+    cluster.restart(victim);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut refused = false;
+    while Instant::now() < deadline && !refused {
+        refused = cluster.nodes[victim].has_exited();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let old_id = cluster.nodes[victim].id;
+    cluster.replace(victim, new_id);
+    let addr = cluster.nodes[victim].addr.clone();
+    let client = cluster.sdk();
+    let repaired = async {
+        client.add_learner(new_id, &addr, true).await?;
+        let status = client.status().await?;
+        let voters: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.voter && m.node_id != old_id)
+            .map(|m| m.node_id)
+            .chain([new_id])
+            .collect();
+        client.change_membership(voters, false).await
+    };
+    match tokio::time::timeout(Duration::from_secs(60), repaired).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => problems.push(format!("replacing node {old_id} by {new_id} failed: {e}")),
+        Err(_) => problems.push(format!(
+            "replacing node {old_id} by {new_id} took over 60 s"
+        )),
+    }
+    (problems, refused)
+}
+
+/// Flips one byte at a random offset in the middle half of the largest file
+/// under `dir` (RocksDB's WAL or tables; never the node key). Returns the file
+/// and the offset.
+fn flip_a_byte(dir: &std::path::Path, rng: &mut StdRng) -> Option<(String, u64)> {
+    let mut largest: Option<(u64, std::path::PathBuf)> = None;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let path = entry.path();
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != "node.key")
+                && largest.as_ref().is_none_or(|(size, _)| meta.len() > *size)
+            {
+                largest = Some((meta.len(), path));
+            }
+        }
+    }
+    let (size, path) = largest.filter(|(size, _)| *size >= 16)?;
+    let offset = rng.random_range(size / 4..size * 3 / 4);
+    let mut bytes = std::fs::read(&path).ok()?;
+    bytes[offset as usize] ^= 0x5a;
+    std::fs::write(&path, bytes).ok()?;
+    Some((path.display().to_string(), offset))
 }
 
 /// Waits for every node to agree, then checks the history against the log.
@@ -540,62 +711,60 @@ async fn check(cluster: &Cluster, client: &Client, history: &History) -> Summary
         }
     }
 
-    // Checkpoints: quorum-signed, one root per size, all consistent with the end.
-    match cluster_keys(client).await {
-        Some(trust) => {
-            let mut roots: BTreeMap<u64, BTreeSet<Hash>> = BTreeMap::new();
-            for op in &ops {
-                let Op::Checkpoint { size, note, .. } = op else {
-                    continue;
-                };
-                summary.checkpoints_seen += 1;
-                let verified = match trust.verify(note) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        violations
-                            .push(format!("a checkpoint of size {size} does not verify: {e}"));
-                        continue;
-                    }
-                };
-                let c = verified.checkpoint;
-                roots.entry(c.size).or_default().insert(c.root);
-                let final_root = Hash::from_slice(&final_root).unwrap_or_default();
-                match client.consistency_proof(c.size, final_size).await {
-                    Ok(p) => {
-                        if let Err(e) =
-                            verify_consistency(c.size, final_size, &c.root, &final_root, &p.proof)
-                        {
-                            violations.push(format!(
-                                "the checkpoint of size {} is not consistent with the final log: {e}",
-                                c.size
-                            ));
-                        }
-                    }
-                    Err(e) => violations.push(format!("no consistency proof from {}: {e}", c.size)),
-                }
-            }
-            for (size, set) in roots {
-                if set.len() > 1 {
+    // Checkpoints: quorum-signed by the voters of their time, one root per
+    // size, all consistent with the end.
+    let final_root_hash = Hash::from_slice(&final_root).unwrap_or_default();
+    let mut roots: BTreeMap<u64, BTreeSet<Hash>> = BTreeMap::new();
+    let mut previous_keys: Vec<String> = Vec::new();
+    for op in &ops {
+        let Op::Checkpoint {
+            size, note, keys, ..
+        } = op
+        else {
+            continue;
+        };
+        summary.checkpoints_seen += 1;
+        let verify_with = |keys: &[String]| {
+            let keys: Vec<NoteKey> = keys.iter().filter_map(|k| NoteKey::parse(k).ok()).collect();
+            CheckpointVerifier::majority(ORIGIN, keys)
+                .ok()
+                .and_then(|v| v.verify(note).ok())
+        };
+        // Fetched around a membership change, the keys may be one step ahead.
+        let verified = verify_with(keys).or_else(|| verify_with(&previous_keys));
+        if !keys.is_empty() {
+            previous_keys = keys.clone();
+        }
+        let Some(verified) = verified else {
+            violations.push(format!(
+                "a checkpoint of size {size} is not signed by a quorum of the voters"
+            ));
+            continue;
+        };
+        let c = verified.checkpoint;
+        roots.entry(c.size).or_default().insert(c.root);
+        match client.consistency_proof(c.size, final_size).await {
+            Ok(p) => {
+                if let Err(e) =
+                    verify_consistency(c.size, final_size, &c.root, &final_root_hash, &p.proof)
+                {
                     violations.push(format!(
-                        "{} different quorum-signed roots for size {size}",
-                        set.len()
+                        "the checkpoint of size {} is not consistent with the final log: {e}",
+                        c.size
                     ));
                 }
             }
+            Err(e) => violations.push(format!("no consistency proof from {}: {e}", c.size)),
         }
-        None => violations.push("could not read the cluster's keys".into()),
+    }
+    for (size, set) in roots {
+        if set.len() > 1 {
+            violations.push(format!(
+                "{} different quorum-signed roots for size {size}",
+                set.len()
+            ));
+        }
     }
     summary.violations = violations;
     summary
-}
-
-async fn cluster_keys(client: &Client) -> Option<CheckpointVerifier> {
-    let status = client.status().await.ok()?;
-    let keys: Vec<NoteKey> = status
-        .members
-        .iter()
-        .filter(|m| m.voter)
-        .filter_map(|m| NoteKey::parse(&m.public_key).ok())
-        .collect();
-    CheckpointVerifier::majority(&status.origin, keys).ok()
 }

@@ -15,6 +15,7 @@ use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{Event, StatusRequest, StatusResponse};
 
 pub mod chaos;
+pub mod netns;
 
 pub const ORIGIN: &str = "it.veritrail.test/log";
 
@@ -106,12 +107,22 @@ pub struct NodeProcess {
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// Runs the binary inside the node's network namespace, when it has one.
+    exec_prefix: Vec<String>,
     child: Option<Child>,
 }
 
 impl NodeProcess {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// True when the process has exited by itself (a node that refused to
+    /// start, or stopped).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
     }
 }
 
@@ -122,6 +133,10 @@ pub struct ClusterOptions {
     pub raft_toml: String,
     /// Extra TOML appended to every node's file (whole tables).
     pub extra_toml: String,
+    /// Give every node its own network namespace on a private bridge, so that
+    /// partitions can be made ([`Cluster::partition`]). Falls back to loopback
+    /// where namespaces cannot be made (not root).
+    pub netns: bool,
 }
 
 /// A cluster of `veritraild` processes. Dropping it kills them all.
@@ -130,6 +145,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<NodeProcess>,
     options: ClusterOptions,
+    /// Declared after `nodes`: dropped after the processes are killed.
+    network: Option<netns::Network>,
 }
 
 impl Cluster {
@@ -137,16 +154,25 @@ impl Cluster {
     /// sees all of them as voters.
     pub async fn start(n: usize, options: ClusterOptions) -> Cluster {
         let dir = tempfile::TempDir::new().expect("temp dir");
+        let network = if options.netns {
+            netns::Network::create(n)
+        } else {
+            None
+        };
         let mut cluster = Cluster {
             dir,
             nodes: Vec::new(),
             options,
+            network,
         };
         let ids: Vec<u64> = (1..=n as u64).collect();
-        let addrs: Vec<String> = ids
-            .iter()
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
+        let addrs: Vec<String> = match &cluster.network {
+            Some(net) => (0..n).map(|i| format!("{}:7000", net.ip(i))).collect(),
+            None => ids
+                .iter()
+                .map(|_| format!("127.0.0.1:{}", free_port()))
+                .collect(),
+        };
         let members: Vec<String> = ids
             .iter()
             .zip(&addrs)
@@ -161,6 +187,24 @@ impl Cluster {
     }
 
     fn spawn_node(&mut self, id: u64, addr: String, initial: &str) -> usize {
+        let exec_prefix = match &self.network {
+            Some(net) if self.nodes.len() < net.nodes() => net.exec_prefix(self.nodes.len()),
+            _ => Vec::new(),
+        };
+        let mut node = self.configure_node(id, addr, initial, exec_prefix);
+        start_process(&mut node);
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Writes a node's configuration file; does not start it.
+    fn configure_node(
+        &self,
+        id: u64,
+        addr: String,
+        initial: &str,
+        exec_prefix: Vec<String>,
+    ) -> NodeProcess {
         let data_dir = self.dir.path().join(format!("node{id}"));
         let config_path = self.dir.path().join(format!("node{id}.toml"));
         let log_path = self.dir.path().join(format!("node{id}.log"));
@@ -173,17 +217,28 @@ impl Cluster {
             self.options.extra_toml
         );
         std::fs::write(&config_path, toml).expect("write config");
-        let mut node = NodeProcess {
+        NodeProcess {
             id,
             addr,
             data_dir,
             config_path,
             log_path,
+            exec_prefix,
             child: None,
-        };
+        }
+    }
+
+    /// Replaces node `i` by a new, empty node with id `new_id` at the same
+    /// address (in the same network namespace): the old process is killed and
+    /// its data left where it was; the new one starts with no data and no
+    /// initial members, ready for `AddLearner`.
+    pub fn replace(&mut self, i: usize, new_id: u64) {
+        self.kill(i);
+        let addr = self.nodes[i].addr.clone();
+        let prefix = self.nodes[i].exec_prefix.clone();
+        let mut node = self.configure_node(new_id, addr, "", prefix);
         start_process(&mut node);
-        self.nodes.push(node);
-        self.nodes.len() - 1
+        self.nodes[i] = node;
     }
 
     /// Adds a node that is not yet a member (for `AddLearner`). Returns its index.
@@ -290,6 +345,34 @@ impl Cluster {
         start_process(&mut self.nodes[i]);
     }
 
+    /// True when the nodes have a private network and can be partitioned.
+    pub fn can_partition(&self) -> bool {
+        self.network.is_some()
+    }
+
+    /// Cuts every link between the nodes of `side` and the others.
+    pub fn partition(&mut self, side: &[usize]) {
+        self.network
+            .as_mut()
+            .expect("a cluster started with netns")
+            .partition(side);
+    }
+
+    /// Cuts the link between nodes `i` and `j`.
+    pub fn cut(&mut self, i: usize, j: usize) {
+        self.network
+            .as_mut()
+            .expect("a cluster started with netns")
+            .cut(i, j);
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        if let Some(net) = &mut self.network {
+            net.heal();
+        }
+    }
+
     /// SIGSTOP: the process freezes with its sockets open, as in a long GC pause
     /// or a VM stall. Peers see silence, not a closed connection.
     pub fn pause(&mut self, i: usize) {
@@ -334,7 +417,15 @@ fn start_process(node: &mut NodeProcess) {
         .append(true)
         .open(&node.log_path)
         .expect("log file");
-    let child = Command::new(veritraild())
+    let mut command = match node.exec_prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(veritraild());
+            c
+        }
+        None => Command::new(veritraild()),
+    };
+    let child = command
         .arg("--config")
         .arg(&node.config_path)
         .env("VERITRAIL_LOG", "info,openraft=warn")

@@ -1,17 +1,17 @@
-//! The bounded fault-injection run of `make test`: kills and pauses under a
-//! seeded schedule while eight clients append, two read back and one fetches
-//! checkpoints; then the checker. `VERITRAIL_CHAOS_SECS` runs longer (a soak),
-//! `VERITRAIL_CHAOS_SEED` replays a schedule.
+//! The bounded fault-injection runs of `make test`: kills, pauses and
+//! partitions under a seeded schedule while eight clients append, two read
+//! back and one fetches checkpoints; then the checker (`tests/src/chaos.rs`).
+//!
+//! `VERITRAIL_CHAOS_SECS` runs longer (a soak) and `VERITRAIL_CHAOS_SEED`
+//! replays a schedule, for example:
+//! `VERITRAIL_CHAOS_SECS=1800 cargo nextest run -p veritrail-tests -E 'test(three_nodes)'`.
 
-use veritrail_tests::chaos::{ChaosConfig, run};
+use veritrail_tests::chaos::{ChaosConfig, Summary, run};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_acknowledged_event_is_lost_duplicated_or_forked_under_faults() {
-    let config = ChaosConfig::from_env(45);
-    let summary = run(&config).await;
+fn assert_clean(summary: &Summary) {
     eprintln!(
         "chaos summary: {}",
-        serde_json::to_string_pretty(&summary).unwrap_or_default()
+        serde_json::to_string_pretty(summary).unwrap_or_default()
     );
     assert!(
         summary.acknowledged > 0,
@@ -25,4 +25,14 @@ async fn no_acknowledged_event_is_lost_duplicated_or_forked_under_faults() {
         summary.history_file,
         summary.violations
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_lose_duplicate_and_fork_nothing_under_faults() {
+    assert_clean(&run(&ChaosConfig::from_env(45, 3)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_nodes_lose_duplicate_and_fork_nothing_under_faults() {
+    assert_clean(&run(&ChaosConfig::from_env(30, 5)).await);
 }

@@ -485,3 +485,39 @@ async fn streams_pipeline_appends_and_tail_follows_the_log() {
         late.seq
     );
 }
+
+/// A Raft message meant for another node id is refused before it is read: a
+/// replacement node reusing an address must not vote or acknowledge in the
+/// name of the node it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_messages_for_another_node_id_are_refused() {
+    use veritrail_proto::raft::RaftPayload;
+    use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let mut peer = RaftPeerClient::new(veritrail_tests::channel(&cluster.nodes[0].addr).await);
+    for to_node_id in [0, 2, 999] {
+        let payload = RaftPayload {
+            postcard: vec![1, 2, 3],
+            to_node_id,
+        };
+        let vote = peer
+            .vote(payload.clone())
+            .await
+            .expect_err("misaddressed vote");
+        assert_eq!(vote.code(), Code::FailedPrecondition, "{vote:?}");
+        let append = peer
+            .append_entries(payload)
+            .await
+            .expect_err("misaddressed append");
+        assert_eq!(append.code(), Code::FailedPrecondition, "{append:?}");
+    }
+    // Addressed to node 1 itself, the same bytes get as far as decoding.
+    let own = peer
+        .vote(RaftPayload {
+            postcard: vec![1, 2, 3],
+            to_node_id: cluster.nodes[0].id,
+        })
+        .await
+        .expect_err("garbage");
+    assert_eq!(own.code(), Code::InvalidArgument, "{own:?}");
+}

@@ -80,6 +80,7 @@ impl PeerNetwork {
         let payload = RaftPayload {
             postcard: postcard::to_stdvec(request)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?,
+            to_node_id: self.target,
         };
         if payload.postcard.len() + 1024 > self.max_message_bytes {
             return Err(RPCError::PayloadTooLarge(

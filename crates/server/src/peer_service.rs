@@ -30,7 +30,27 @@ fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
     let postcard = postcard::to_stdvec(value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftPayload { postcard }))
+    Ok(Response::new(RaftPayload {
+        postcard,
+        to_node_id: 0,
+    }))
+}
+
+impl PeerService {
+    /// Refuses a Raft message meant for another node id. When a node is
+    /// replaced at the same address under a new id, the leader may still send
+    /// to the old id there until membership changes; answering for it would
+    /// let a fresh node vote, or acknowledge entries, in a dead voter's name.
+    fn addressed_to_me(&self, payload: &RaftPayload) -> Result<(), Status> {
+        if payload.to_node_id != self.node.id {
+            return Err(NodeError::FailedPrecondition(format!(
+                "this is node {}, not node {}: the address now belongs to another node",
+                self.node.id, payload.to_node_id
+            ))
+            .into());
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -40,12 +60,14 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.addressed_to_me(request.get_ref())?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         encode(&self.node.raft.append_entries(rpc).await)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.addressed_to_me(request.get_ref())?;
         let rpc: VoteRequest<u64> = decode(request.get_ref())?;
         encode(&self.node.raft.vote(rpc).await)
     }
@@ -55,6 +77,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.addressed_to_me(request.get_ref())?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
         encode(&self.node.raft.install_snapshot(rpc).await)
     }
