@@ -44,7 +44,7 @@ Veritrail is running: three nodes, any of them takes appends.
   logs      data/node1.log  data/node2.log  data/node3.log
 
 Try it, in another terminal (the README's tour goes on from here):
-  export PATH=$PWD/$(dirname "$bin"):\$PATH
+  export PATH=$(cd "$(dirname "$bin")" && pwd):\$PATH
   veritrail append --source billing --actor alice --action invoice.refund --resource invoice/42 --outcome success
   veritrail cluster status
   veritrail verify

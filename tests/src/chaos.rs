@@ -12,8 +12,9 @@
 //! to safety regardless. The schedule is drawn from a seed, printed first, so
 //! a run can be replayed with `VERITRAIL_CHAOS_SEED`.
 //!
-//! What this harness does not inject yet (see issue #6): disk corruption, and
-//! wiping a node to add it back under a new id.
+//! Disk damage too: a byte flipped in a stopped follower's WAL or table, which
+//! `veritraild fsck` must flag; the node is then replaced by an empty one under
+//! a new id at the same address, as an operator would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -152,6 +153,12 @@ pub struct Summary {
     pub reads: u64,
     pub checkpoints_seen: u64,
     pub faults: BTreeMap<String, u64>,
+    /// Disks damaged, and how many of those nodes refused to start on them.
+    pub damaged_nodes: u64,
+    pub damaged_nodes_refused_start: u64,
+    /// False where partitions could not be made (not root): then only kills,
+    /// pauses and disk faults ran.
+    pub partitions: bool,
     pub final_size: u64,
     pub violations: Vec<String>,
     /// Where the history was written, when there were violations.
@@ -225,7 +232,7 @@ pub async fn run(config: &ChaosConfig) -> Summary {
         Arc::clone(&stop),
     )));
 
-    let faults = nemesis(&mut cluster, config, &history).await;
+    let mut faults = nemesis(&mut cluster, config, &history).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -233,6 +240,9 @@ pub async fn run(config: &ChaosConfig) -> Summary {
     let mut summary = check(&cluster, &client, &history).await;
     summary.seed = config.seed;
     summary.seconds = config.duration.as_secs();
+    summary.damaged_nodes = faults.get("corrupt-and-replace").copied().unwrap_or(0);
+    summary.damaged_nodes_refused_start = faults.remove("damaged-node-refused-start").unwrap_or(0);
+    summary.partitions = cluster.can_partition();
     summary.faults = faults;
     summary.reads = reads.load(Ordering::Relaxed);
     if !summary.violations.is_empty() {
@@ -305,6 +315,9 @@ async fn writer(
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
+                    // The SDK already backed off within its policy; pause a
+                    // little before starting over with the same id.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -445,9 +458,14 @@ async fn nemesis(
         *faults.entry(kind.to_owned()).or_insert(0) += 1;
         match kind {
             "corrupt-and-replace" => {
-                let (problems, _) = corrupt_and_replace(cluster, &mut rng, next_id).await;
+                let (problems, refused) = corrupt_and_replace(cluster, &mut rng, next_id).await;
                 for problem in problems {
                     history.violation(problem);
+                }
+                if refused {
+                    *faults
+                        .entry("damaged-node-refused-start".to_owned())
+                        .or_insert(0) += 1;
                 }
                 next_id += 1;
             }
@@ -530,9 +548,9 @@ pub async fn corrupt_and_replace(
             cluster.nodes[victim].id
         ));
     }
-    // Restarted on the damaged disk, the node must refuse to start, or, if the
-    // damage is where opening does not look, keep to what it verifies (the
-    // final check compares every node's state).
+    // Restarted on the damaged disk, the node should refuse to start (damage in
+    // the WAL does; damage in a table it has not read yet may only show when
+    // read). Either way it is replaced below; fsck flagging it is the check.
     cluster.restart(victim);
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut refused = false;
@@ -567,9 +585,9 @@ pub async fn corrupt_and_replace(
     (problems, refused)
 }
 
-/// Flips one byte at a random offset in the middle half of the largest file
-/// under `dir` (RocksDB's WAL or tables; never the node key). Returns the file
-/// and the offset.
+/// Flips one byte at a random offset in the middle half of the largest WAL
+/// (`*.log`) or table (`*.sst`) under `dir`: data RocksDB checksums, not its
+/// own text log (`LOG`) or the node key. Returns the file and the offset.
 fn flip_a_byte(dir: &std::path::Path, rng: &mut StdRng) -> Option<(String, u64)> {
     let mut largest: Option<(u64, std::path::PathBuf)> = None;
     let mut stack = vec![dir.to_owned()];
@@ -579,7 +597,7 @@ fn flip_a_byte(dir: &std::path::Path, rng: &mut StdRng) -> Option<(String, u64)>
             let meta = entry.metadata().ok()?;
             if meta.is_dir() {
                 stack.push(path);
-            } else if path.file_name().is_some_and(|n| n != "node.key")
+            } else if path.extension().is_some_and(|e| e == "log" || e == "sst")
                 && largest.as_ref().is_none_or(|(size, _)| meta.len() > *size)
             {
                 largest = Some((meta.len(), path));
@@ -631,9 +649,16 @@ async fn check(cluster: &Cluster, client: &Client, history: &History) -> Summary
                     break;
                 }
                 let e = &entry.entry.event;
-                if e.source != SOURCE || !e.event_id.starts_with('w') {
+                // The event must be, field for field, the one its writer sent.
+                let sent = e
+                    .event_id
+                    .strip_prefix('w')
+                    .and_then(|rest| rest.split_once('-'))
+                    .and_then(|(w, _)| w.parse::<usize>().ok())
+                    .map(|w| event(&e.event_id, w));
+                if sent.as_ref() != Some(e) {
                     violations.push(format!(
-                        "seq {} holds {}/{}, which no client sent",
+                        "seq {} holds {}/{}, which no client sent in that form",
                         entry.seq(),
                         e.source,
                         e.event_id
@@ -725,7 +750,13 @@ async fn check(cluster: &Cluster, client: &Client, history: &History) -> Summary
         };
         summary.checkpoints_seen += 1;
         let verify_with = |keys: &[String]| {
-            let keys: Vec<NoteKey> = keys.iter().filter_map(|k| NoteKey::parse(k).ok()).collect();
+            // A key that does not parse fails the whole set: dropping it would
+            // lower the majority.
+            let keys: Vec<NoteKey> = keys
+                .iter()
+                .map(|k| NoteKey::parse(k))
+                .collect::<Result<_, _>>()
+                .ok()?;
             CheckpointVerifier::majority(ORIGIN, keys)
                 .ok()
                 .and_then(|v| v.verify(note).ok())

@@ -51,7 +51,9 @@ impl Network {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let tag = format!("vt{:x}{n:x}", pid % 0xfffff);
-        let subnet = format!("10.{}.{}", 100 + (n % 100), pid % 250);
+        // Distinct for any two live processes unless their pids differ by a
+        // multiple of 37,500, and distinct within a process for 150 networks.
+        let subnet = format!("10.{}.{}", 100 + (pid / 250 + n) % 150, pid % 250);
         let network = Network {
             tag,
             subnet,

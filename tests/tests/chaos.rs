@@ -13,10 +13,18 @@ fn assert_clean(summary: &Summary) {
         "chaos summary: {}",
         serde_json::to_string_pretty(summary).unwrap_or_default()
     );
+    // A run that checked nothing passes nothing.
     assert!(
         summary.acknowledged > 0,
         "nothing was acknowledged: the cluster never served"
     );
+    assert!(summary.reads > 0, "no acknowledged event was read back");
+    assert!(summary.checkpoints_seen > 0, "no checkpoint was collected");
+    if !summary.partitions {
+        eprintln!(
+            "WARNING: no partitions were injected (needs root); kills, pauses and disk faults only"
+        );
+    }
     assert!(
         summary.violations.is_empty(),
         "{} violations (seed {}, history {:?}): {:#?}",

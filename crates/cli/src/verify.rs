@@ -92,7 +92,38 @@ fn chain_failure(error: CoreError) -> Failure {
 pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdResult {
     let existing = args.trusted_state.as_deref().filter(|p| p.exists());
     let mut verifier = match existing {
-        Some(path) => Verifier::load(path)?,
+        Some(path) => {
+            let verifier = Verifier::load(path)?;
+            let given = trust::keys_from_args(&args.keys)?;
+            let held: Vec<String> = verifier
+                .trust()
+                .keys()
+                .iter()
+                .map(|k| k.to_string())
+                .collect();
+            let differs = !given.is_empty()
+                && given
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    != held.iter().cloned().collect();
+            if differs
+                || args
+                    .keys
+                    .quorum
+                    .is_some_and(|q| q != verifier.trust().quorum())
+            {
+                return Err(anyhow::anyhow!(
+                    "{} already pins {} keys with quorum {}; --keys and --quorum cannot change \
+                     them (use another file to start a new trust)",
+                    path.display(),
+                    held.len(),
+                    verifier.trust().quorum()
+                )
+                .into());
+            }
+            verifier
+        }
         None => Verifier::new(trust::from_cluster(client, format, &args.keys).await?),
     };
     let before = verifier.trusted().map(|t| t.checkpoint.size);
@@ -149,7 +180,16 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
         ..ScanQuery::default()
     });
     while let Some(entry) = entries.next().await {
-        let entry = entry?;
+        let entry = entry.map_err(|e| match e {
+            // An entry whose bytes do not match the hash it came with is a
+            // failed check of what the node says, not a connection problem.
+            ClientError::Protocol(reason) => Failure::Verification {
+                reason,
+                first_bad_seq: Some(chain.next_seq()),
+                details: None,
+            },
+            other => other.into(),
+        })?;
         chain.push(&entry.canonical).map_err(chain_failure)?;
         bar.inc(1);
     }
@@ -400,11 +440,17 @@ pub fn verify_bundle(format: Format, args: &VerifyBundleArgs) -> CmdResult {
         first_bad_seq: seq,
         details: None,
     };
+    // A file that cannot be read is not a bundle that failed its checks.
+    let read_failure = |seq: Option<u64>, e: anyhow::Error| match e.downcast_ref::<std::io::Error>()
+    {
+        Some(_) => Failure::Other(e),
+        None => fail(seq, e.to_string()),
+    };
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("opening {}", args.file.display()))?;
     let mut reader = BufReader::new(file);
     let header_line = read_line(&mut reader, BUNDLE_HEADER_MAX_BYTES as u64, "the header")
-        .map_err(|e| fail(None, e.to_string()))?
+        .map_err(|e| read_failure(None, e))?
         .ok_or_else(|| fail(None, "the bundle is empty".into()))?;
     let header = BundleHeader::parse(&header_line).map_err(|e| fail(None, e.to_string()))?;
     let origin = args.origin.clone().unwrap_or_else(|| header.origin.clone());
@@ -437,7 +483,7 @@ pub fn verify_bundle(format: Format, args: &VerifyBundleArgs) -> CmdResult {
         ENTRY_LINE_MAX_BYTES,
         &format!("the line of seq {seq}"),
     )
-    .map_err(|e| fail(Some(seq), e.to_string()))?
+    .map_err(|e| read_failure(Some(seq), e))?
     {
         check.push_line(&line).map_err(|f| fail(f.seq, f.reason))?;
         seq += 1;

@@ -182,8 +182,9 @@ struct Item {
 struct InFlight {
     items: Vec<Item>,
     sent_at: Instant,
-    /// Times the leader answered that it was too busy.
+    /// Times the leader answered that it was too busy, and when it first did.
     attempts: u32,
+    first_refused: Option<Instant>,
 }
 
 struct Connection {
@@ -199,6 +200,9 @@ struct Worker {
     closed: bool,
     batch: Vec<Item>,
     batch_bytes: usize,
+    /// An event that would have pushed the batch past `batch_max_bytes`: it
+    /// opens the next batch.
+    carried: Option<Item>,
     batch_deadline: Option<tokio::time::Instant>,
     in_flight: BTreeMap<u64, InFlight>,
     next_request_id: u64,
@@ -237,6 +241,7 @@ impl Worker {
             closed: false,
             batch: Vec::new(),
             batch_bytes: 0,
+            carried: None,
             batch_deadline: None,
             in_flight: BTreeMap::new(),
             next_request_id: 1,
@@ -258,7 +263,11 @@ impl Worker {
 
     async fn run(mut self) {
         loop {
-            if self.closed && self.batch.is_empty() && self.in_flight.is_empty() {
+            if self.closed
+                && self.batch.is_empty()
+                && self.carried.is_none()
+                && self.in_flight.is_empty()
+            {
                 break;
             }
             let has_work = !self.batch.is_empty() || !self.in_flight.is_empty();
@@ -267,7 +276,8 @@ impl Worker {
             }
             let flushing = !self.flushes.is_empty();
             let batch_full = self.batch.len() >= self.config.batch_max_events
-                || self.batch_bytes >= self.config.batch_max_bytes;
+                || self.batch_bytes >= self.config.batch_max_bytes
+                || self.carried.is_some();
             let window_open = self.in_flight.len() < self.config.in_flight_max_batches;
             if !self.batch.is_empty() && window_open && (batch_full || flushing || self.closed) {
                 self.send_batch().await;
@@ -307,6 +317,14 @@ impl Worker {
         item.ticket = self.next_ticket;
         self.next_ticket += 1;
         self.outstanding.insert(item.ticket);
+        self.add_to_batch(item);
+    }
+
+    fn add_to_batch(&mut self, item: Item) {
+        if !self.batch.is_empty() && self.batch_bytes + item.bytes > self.config.batch_max_bytes {
+            self.carried = Some(item);
+            return;
+        }
         if self.batch.is_empty() {
             self.batch_deadline =
                 Some(tokio::time::Instant::now() + Duration::from_millis(self.config.linger_ms));
@@ -343,6 +361,9 @@ impl Worker {
         let items = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         self.batch_deadline = None;
+        if let Some(item) = self.carried.take() {
+            self.add_to_batch(item);
+        }
         if !items.is_empty() {
             self.submit(items).await;
         }
@@ -363,6 +384,7 @@ impl Worker {
                 items,
                 sent_at: Instant::now(),
                 attempts: 0,
+                first_refused: None,
             },
         );
         if let Some(connection) = &self.connection
@@ -404,6 +426,10 @@ impl Worker {
                 }
                 for request in resend {
                     if requests.send(request).await.is_err() {
+                        self.on_broken(tonic::Status::unavailable(
+                            "the new append stream closed before the resend",
+                        ))
+                        .await;
                         return false;
                     }
                 }
@@ -449,7 +475,14 @@ impl Worker {
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         self.batch_deadline = None;
-        for item in flights.into_values().flat_map(|f| f.items).chain(batch) {
+        self.delayed.clear();
+        let carried = self.carried.take();
+        for item in flights
+            .into_values()
+            .flat_map(|f| f.items)
+            .chain(batch)
+            .chain(carried)
+        {
             self.settle(item, Err(copy_error(error)));
         }
         self.reset_failures();
@@ -475,7 +508,7 @@ impl Worker {
                     .await;
             }
         };
-        let Some(flight) = self.in_flight.remove(&response.request_id) else {
+        let Some(mut flight) = self.in_flight.remove(&response.request_id) else {
             // An answer to a request resent after a reconnect, answered twice.
             return;
         };
@@ -508,7 +541,17 @@ impl Worker {
         }
         if status.code() == Code::ResourceExhausted {
             // The leader is busy, the stream is fine: send this request again
-            // after a backoff, alone, instead of resending everything.
+            // after a backoff, alone, instead of resending everything, for as
+            // long as the retry policy's deadline allows.
+            let policy = self.transport.config.retry;
+            let since = *flight.first_refused.get_or_insert_with(Instant::now);
+            if since.elapsed() >= policy.deadline() {
+                let error = exhausted(flight.attempts + 1, since, status.into());
+                for item in flight.items {
+                    self.settle(item, Err(copy_error(&error)));
+                }
+                return;
+            }
             let attempt = flight.attempts;
             let delay = self
                 .transport
@@ -519,7 +562,7 @@ impl Worker {
                 .unwrap_or(Duration::from_millis(
                     self.transport.config.retry.max_backoff_ms,
                 ));
-            let mut flight = flight;
+
             flight.attempts += 1;
             flight.sent_at = Instant::now() + delay;
             self.in_flight.insert(response.request_id, flight);
@@ -561,6 +604,18 @@ impl Worker {
             None => Retry::Backoff,
         };
         self.connection = None;
+        if self.in_flight.is_empty() && self.batch.is_empty() && self.carried.is_none() {
+            // Nothing was waiting on this stream (an idle stream closed): the
+            // next send opens another, with a fresh budget.
+            self.reset_failures();
+            return;
+        }
+        if retry == Retry::No {
+            // Retrying cannot help (the stream itself was refused).
+            tracing::warn!(code = ?status.code(), message = status.message(), "append stream refused; failing unanswered events");
+            self.fail_all(&status.into());
+            return;
+        }
         let policy = self.transport.config.retry;
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         self.failures += 1;

@@ -302,9 +302,17 @@ impl Verifier {
                 let (small, large) = (old.min(new), old.max(new));
                 let proof = match client.consistency_proof(small, large).await {
                     Ok(proof) => proof.proof,
-                    // No node holds the trusted tree any more: the cluster lost
-                    // or rolled back history that a quorum had signed.
-                    Err(e) if new < old => {
+                    // The cluster no longer holds the trusted tree: it lost or
+                    // rolled back history that a quorum had signed. Only the
+                    // answers that say so count; a timeout or an election is
+                    // passed through as it is, not called tampering.
+                    Err(e)
+                        if new < old
+                            && matches!(
+                                e.code(),
+                                Some(tonic::Code::OutOfRange | tonic::Code::NotFound)
+                            ) =>
+                    {
                         return Err(Error::Verification(format!(
                             "the cluster's newest checkpoint has {new} entries, fewer than the \
                              {old} of the trusted one, and no node can prove that the trusted \

@@ -187,7 +187,10 @@ impl AuditLog for AuditService {
                 let message = match message {
                     Ok(m) => m,
                     Err(status) => {
+                        // Tell the client why (an oversized or undecodable
+                        // message), rather than ending the stream as if done.
                         tracing::debug!(error = %status, "append stream ended with an error");
+                        let _ = tx.send(Err(status)).await;
                         break;
                     }
                 };
