@@ -586,8 +586,9 @@ pub async fn corrupt_and_replace(
 }
 
 /// Flips one byte at a random offset in the middle half of the largest WAL
-/// (`*.log`) or table (`*.sst`) under `dir`: data RocksDB checksums, not its
-/// own text log (`LOG`) or the node key. Returns the file and the offset.
+/// (`*.log`), table (`*.sst`) or current snapshot (`*.snap`) under `dir`:
+/// data that is checksummed, not RocksDB's own text log (`LOG`) or the node
+/// key. Returns the file and the offset.
 fn flip_a_byte(dir: &std::path::Path, rng: &mut StdRng) -> Option<(String, u64)> {
     let mut largest: Option<(u64, std::path::PathBuf)> = None;
     let mut stack = vec![dir.to_owned()];
@@ -597,7 +598,9 @@ fn flip_a_byte(dir: &std::path::Path, rng: &mut StdRng) -> Option<(String, u64)>
             let meta = entry.metadata().ok()?;
             if meta.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "log" || e == "sst")
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "log" || e == "sst" || e == "snap")
                 && largest.as_ref().is_none_or(|(size, _)| meta.len() > *size)
             {
                 largest = Some((meta.len(), path));

@@ -21,10 +21,10 @@ use veritrail_core::{ChainVerifier, Checkpoint, entry_hash};
 use crate::chain_fault_kind;
 use crate::db::{
     CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, CF_SM_META, Db, Field,
-    KEY_ORIGIN, KEY_TAIL, event_id_key, field_key, merkle_key, read_u64_key,
+    KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL, event_id_key, field_key, merkle_key, read_u64_key,
 };
 use crate::error::{Result, StoreError};
-use crate::shared::DB_DIR;
+use crate::shared::{DB_DIR, SNAPSHOT_DIR, SnapshotRecord};
 use crate::tail::Tail;
 
 /// Most problems one run collects before it stops looking.
@@ -55,6 +55,9 @@ pub enum ProblemKind {
     FieldIndexMismatch,
     /// A recorded checkpoint disagrees with the entries.
     CheckpointMismatch,
+    /// The current snapshot file (what lagging followers are sent) is missing
+    /// or fails its digest.
+    SnapshotCorrupt,
 }
 
 /// One inconsistency.
@@ -306,6 +309,8 @@ pub fn fsck(dir: &Path) -> Result<FsckReport> {
         }
     }
 
+    check_snapshot(dir, &db, &mut found)?;
+
     let mut problems = found.problems;
     problems.sort_by_key(|p| (p.seq.is_none(), p.seq, p.kind));
     Ok(FsckReport {
@@ -314,6 +319,26 @@ pub fn fsck(dir: &Path) -> Result<FsckReport> {
         checkpoints: checked,
         problems,
     })
+}
+
+/// The current snapshot is sent to followers that lag behind the purged log: a
+/// damaged one would leave them unable to catch up, so its digest is checked.
+fn check_snapshot(dir: &Path, db: &Db, found: &mut Collector) -> Result<()> {
+    let Some(record): Option<SnapshotRecord> = db.get_postcard(CF_SM_META, KEY_SNAPSHOT)? else {
+        return Ok(());
+    };
+    let path = dir.join(SNAPSHOT_DIR).join(&record.file);
+    let checked = std::fs::File::open(&path)
+        .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))
+        .and_then(|mut file| crate::snapshot::verify_digest(&mut file, &mut std::io::sink()));
+    if let Err(e) = checked {
+        found.add(
+            None,
+            ProblemKind::SnapshotCorrupt,
+            format!("the current snapshot {}: {e}", record.file),
+        );
+    }
+    Ok(())
 }
 
 fn check_indexes(db: &Db, entry: &veritrail_core::Entry, found: &mut Collector) -> Result<()> {

@@ -210,6 +210,24 @@ fn make_current(
     Ok(())
 }
 
+/// Removes received files (`incoming-*.part`), which openraft hands to install
+/// and never deletes. openraft receives one snapshot at a time and restarts an
+/// interrupted transfer, so none is needed once an install has returned. (When
+/// the store opens, every file but the current snapshot is removed anyway.)
+pub(crate) fn remove_received_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let received = name.starts_with("incoming-") && name.ends_with(".part");
+        if received && let Err(e) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(file = %entry.path().display(), error = %e, "could not remove a snapshot leftover");
+        }
+    }
+}
+
 /// A fresh file for openraft to write an incoming snapshot into.
 pub(crate) async fn begin_receiving(shared: &Shared) -> Result<tokio::fs::File> {
     let unique = SystemTime::now()
@@ -392,7 +410,7 @@ fn record_checkpoint(batch: &mut Batch<'_>, size: u64, note: &str) -> Result<()>
     Ok(())
 }
 
-fn verify_digest(input: &mut File, copy: &mut impl Write) -> Result<()> {
+pub(crate) fn verify_digest(input: &mut File, copy: &mut impl Write) -> Result<()> {
     let len = input
         .seek(SeekFrom::End(0))
         .map_err(|e| StoreError::io("sizing the snapshot", e))?;

@@ -72,7 +72,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let file = snapshot.into_std().await;
         let owned_meta = meta.clone();
         blocking(&self.shared, move |shared| {
-            install(shared, &owned_meta, file)
+            let installed = install(shared, &owned_meta, file);
+            // The received file is no longer needed either way (its copy, when
+            // valid, is now the current snapshot).
+            crate::snapshot::remove_received_files(&shared.snapshot_dir());
+            installed
         })
         .await
         .map_err(|e| {
