@@ -62,21 +62,14 @@ pub fn free_port() -> u16 {
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`
 /// naming what was awaited.
-pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    match wait_for_opt(timeout, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 
@@ -241,6 +234,25 @@ impl Cluster {
         self.nodes[i] = node;
     }
 
+    /// Starts `n` voters each in its own network namespace, or returns `None`,
+    /// saying why, where namespaces cannot be made (the test should then skip).
+    pub async fn start_partitionable(n: usize) -> Option<Cluster> {
+        let cluster = Cluster::start(
+            n,
+            ClusterOptions {
+                netns: true,
+                ..ClusterOptions::default()
+            },
+        )
+        .await;
+        if cluster.can_partition() {
+            Some(cluster)
+        } else {
+            eprintln!("SKIPPED: network namespaces need root (CAP_NET_ADMIN), ip and iptables");
+            None
+        }
+    }
+
     /// Adds a node that is not yet a member (for `AddLearner`). Returns its index.
     pub fn spawn_extra(&mut self, id: u64) -> usize {
         let addr = format!("127.0.0.1:{}", free_port());
@@ -330,6 +342,15 @@ impl Cluster {
             )
             .await;
         }
+    }
+
+    /// The distinct Merkle roots the nodes report (one when they agree).
+    pub async fn roots(&self) -> std::collections::BTreeSet<Vec<u8>> {
+        let mut roots = std::collections::BTreeSet::new();
+        for i in 0..self.nodes.len() {
+            roots.insert(self.status(i).await.expect("status").root_hash);
+        }
+        roots
     }
 
     /// SIGKILL.
@@ -453,9 +474,9 @@ pub async fn channel(addr: &str) -> Channel {
     .await
 }
 
-/// A valid event.
-pub fn event(source: &str, event_id: &str) -> Event {
-    Event {
+/// A valid event, as the SDK takes it.
+pub fn sdk_event(source: &str, event_id: &str) -> veritrail_client::Event {
+    veritrail_client::Event {
         source: source.into(),
         event_id: event_id.into(),
         actor: "alice@example.com".into(),
@@ -463,6 +484,11 @@ pub fn event(source: &str, event_id: &str) -> Event {
         resource: format!("invoice/{event_id}"),
         outcome: "success".into(),
         payload: b"{\"amount\":42}".to_vec(),
-        ..Event::default()
+        ..veritrail_client::Event::default()
     }
+}
+
+/// A valid event, as the wire carries it.
+pub fn event(source: &str, event_id: &str) -> Event {
+    veritrail_proto::event_to_wire(&sdk_event(source, event_id))
 }

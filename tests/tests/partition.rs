@@ -7,33 +7,16 @@ use std::time::Duration;
 
 use tonic::Code;
 use veritrail_proto::v1::AppendRequest;
-use veritrail_tests::{Cluster, ClusterOptions, event, wait_for};
+use veritrail_tests::{Cluster, event, sdk_event, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_acknowledges_nothing_and_rejoins_after_healing() {
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            netns: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
-    if !cluster.can_partition() {
-        eprintln!("SKIPPED: network namespaces need root (CAP_NET_ADMIN), ip and iptables");
+    let Some(mut cluster) = Cluster::start_partitionable(3).await else {
         return;
-    }
+    };
     let client = cluster.sdk();
     client
-        .append(veritrail_client::Event {
-            source: "p".into(),
-            event_id: "before".into(),
-            actor: "a".into(),
-            action: "b".into(),
-            resource: "c".into(),
-            outcome: "d".into(),
-            ..Default::default()
-        })
+        .append(sdk_event("p", "before"))
         .await
         .expect("append before the partition");
     let old = cluster.leader().await;
@@ -76,17 +59,10 @@ async fn an_isolated_leader_acknowledges_nothing_and_rejoins_after_healing() {
     .await;
     assert_ne!(new, cluster.nodes[old].id);
     for n in 0..20 {
-        let mut e = veritrail_client::Event {
-            source: "p".into(),
-            event_id: format!("after-{n}"),
-            actor: "a".into(),
-            action: "b".into(),
-            resource: "c".into(),
-            outcome: "d".into(),
-            ..Default::default()
-        };
-        e.payload = vec![n];
-        client.append(e).await.expect("append on the majority side");
+        client
+            .append(sdk_event("p", &format!("after-{n}")))
+            .await
+            .expect("append on the majority side");
     }
 
     cluster.heal();
@@ -96,12 +72,7 @@ async fn an_isolated_leader_acknowledges_nothing_and_rejoins_after_healing() {
         .expect("status")
         .tree_size;
     cluster.wait_for_size(target).await;
-    let roots: std::collections::BTreeSet<Vec<u8>> =
-        futures::future::join_all((0..3).map(|i| cluster.status(i)))
-            .await
-            .into_iter()
-            .map(|s| s.expect("status").root_hash)
-            .collect();
+    let roots = cluster.roots().await;
     assert_eq!(
         roots.len(),
         1,
@@ -124,32 +95,15 @@ async fn an_isolated_leader_acknowledges_nothing_and_rejoins_after_healing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_node_is_flagged_and_replaced_under_a_new_id() {
     use rand::SeedableRng;
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            netns: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
-    if !cluster.can_partition() {
-        eprintln!("SKIPPED: replacing a node at its address needs network namespaces (root)");
+    // Replacing a node at its address needs its own network namespace.
+    let Some(mut cluster) = Cluster::start_partitionable(3).await else {
         return;
-    }
+    };
     let client = cluster.sdk();
     let receipts = client
         .append_batch(
             (0..500)
-                .map(|n| veritrail_client::Event {
-                    source: "disk".into(),
-                    event_id: format!("d{n}"),
-                    actor: "a".into(),
-                    action: "b".into(),
-                    resource: "c".into(),
-                    outcome: "d".into(),
-                    payload: vec![7; 200],
-                    ..Default::default()
-                })
+                .map(|n| sdk_event("disk", &format!("d{n}")))
                 .collect(),
         )
         .await
@@ -173,12 +127,7 @@ async fn a_damaged_node_is_flagged_and_replaced_under_a_new_id() {
     assert!(voters.contains(&42), "{voters:?}");
     assert_eq!(voters.len(), 3, "{voters:?}");
     cluster.wait_for_size(500).await;
-    let roots: std::collections::BTreeSet<Vec<u8>> =
-        futures::future::join_all((0..3).map(|i| cluster.status(i)))
-            .await
-            .into_iter()
-            .map(|s| s.expect("status").root_hash)
-            .collect();
+    let roots = cluster.roots().await;
     assert_eq!(roots.len(), 1);
     for r in receipts.iter().step_by(50) {
         assert_eq!(client.get(r.seq).await.expect("entry").hash, r.entry_hash);

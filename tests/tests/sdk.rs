@@ -9,23 +9,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use tonic::Code;
 use veritrail_client::{
-    Advance, Client, ClientConfig, Event, Producer, ProducerConfig, ScanQuery, TailQuery, Verifier,
+    Advance, Client, ClientConfig, Producer, ProducerConfig, ScanQuery, TailQuery, Verifier,
 };
 use veritrail_core::note::NoteKey;
+use veritrail_tests::sdk_event as event;
 use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, wait_for};
-
-fn event(source: &str, id: &str) -> Event {
-    Event {
-        source: source.into(),
-        event_id: id.into(),
-        actor: "alice@example.com".into(),
-        action: "invoice.refund".into(),
-        resource: format!("invoice/{id}"),
-        outcome: "success".into(),
-        payload: b"{\"amount\":42}".to_vec(),
-        ..Event::default()
-    }
-}
 
 /// Every entry of the log, as (source, event id) -> seqs holding it.
 async fn index(client: &Client) -> BTreeMap<(String, String), Vec<u64>> {

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
 use serde::Deserialize;
-use veritrail_client::{Client, Event, PendingReceipt, Producer, ProducerConfig};
+use veritrail_client::{Client, Event, PendingReceipt, Producer, ProducerConfig, Receipt};
 
 use crate::output::{self, CmdResult, Format};
 
@@ -174,23 +174,13 @@ async fn bulk(client: &Client, format: Format) -> CmdResult {
         }
         while pending.len() >= window {
             if let Some(p) = pending.pop_front() {
-                let receipt = p.await?;
-                appended += 1;
-                duplicates += u64::from(receipt.duplicate);
-                if format == Format::Json {
-                    output::print_receipt(format, &receipt);
-                }
+                tally(format, p.await?, &mut appended, &mut duplicates);
             }
         }
     }
     producer.flush().await?;
     for p in pending {
-        let receipt = p.await?;
-        appended += 1;
-        duplicates += u64::from(receipt.duplicate);
-        if format == Format::Json {
-            output::print_receipt(format, &receipt);
-        }
+        tally(format, p.await?, &mut appended, &mut duplicates);
     }
     producer.close().await?;
     if format == Format::Text {
@@ -199,5 +189,14 @@ async fn bulk(client: &Client, format: Format) -> CmdResult {
     match failure {
         Some(e) => Err(e.context(format!("stopped after {appended} events")).into()),
         None => Ok(()),
+    }
+}
+
+/// Counts a receipt, and prints it in JSON mode (text mode prints a summary).
+fn tally(format: Format, receipt: Receipt, appended: &mut u64, duplicates: &mut u64) {
+    *appended += 1;
+    *duplicates += u64::from(receipt.duplicate);
+    if format == Format::Json {
+        output::print_receipt(format, &receipt);
     }
 }

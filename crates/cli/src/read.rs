@@ -20,6 +20,17 @@ pub struct GetArgs {
     event_id: Option<String>,
 }
 
+/// The field filters `scan` and `tail` share.
+#[derive(Debug, Args)]
+pub struct FieldFilters {
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ScanArgs {
     #[arg(long, default_value_t = 0)]
@@ -27,12 +38,8 @@ pub struct ScanArgs {
     /// Exclusive; the end of the log by default.
     #[arg(long)]
     to: Option<u64>,
-    #[arg(long)]
-    source: Option<String>,
-    #[arg(long)]
-    actor: Option<String>,
-    #[arg(long)]
-    action: Option<String>,
+    #[command(flatten)]
+    filters: FieldFilters,
     /// Only entries stamped at or after: RFC 3339 or unix nanoseconds.
     #[arg(long)]
     since: Option<String>,
@@ -52,12 +59,8 @@ pub struct TailArgs {
     /// Keep printing new entries until interrupted.
     #[arg(long, short = 'f')]
     follow: bool,
-    #[arg(long)]
-    source: Option<String>,
-    #[arg(long)]
-    actor: Option<String>,
-    #[arg(long)]
-    action: Option<String>,
+    #[command(flatten)]
+    filters: FieldFilters,
 }
 
 #[derive(Debug, Args)]
@@ -108,9 +111,9 @@ pub async fn scan(client: &Client, format: Format, args: &ScanArgs) -> CmdResult
     let query = ScanQuery {
         from_seq: args.from,
         to_seq: args.to,
-        source: args.source.clone(),
-        actor: args.actor.clone(),
-        action: args.action.clone(),
+        source: args.filters.source.clone(),
+        actor: args.filters.actor.clone(),
+        action: args.filters.action.clone(),
         since_ns: args.since.as_deref().map(output::parse_time).transpose()?,
         until_ns: args.until.as_deref().map(output::parse_time).transpose()?,
         limit: args.limit,
@@ -130,9 +133,9 @@ pub async fn tail(client: &Client, format: Format, args: &TailArgs) -> CmdResult
     if !args.follow {
         let mut entries = client.scan(ScanQuery {
             from_seq: from,
-            source: args.source.clone(),
-            actor: args.actor.clone(),
-            action: args.action.clone(),
+            source: args.filters.source.clone(),
+            actor: args.filters.actor.clone(),
+            action: args.filters.action.clone(),
             ..ScanQuery::default()
         });
         while let Some(entry) = entries.next().await {
@@ -142,9 +145,9 @@ pub async fn tail(client: &Client, format: Format, args: &TailArgs) -> CmdResult
     }
     let mut entries = client.tail(TailQuery {
         from_seq: from,
-        source: args.source.clone(),
-        actor: args.actor.clone(),
-        action: args.action.clone(),
+        source: args.filters.source.clone(),
+        actor: args.filters.actor.clone(),
+        action: args.filters.action.clone(),
     });
     loop {
         tokio::select! {
