@@ -8,7 +8,7 @@ PYTHON ?= python3
 ROCKSDB_ENV = $(shell .ci/rocksdb-cache env)
 CARGO ?= $(if $(ROCKSDB_ENV),env $(ROCKSDB_ENV) cargo,cargo)
 
-.PHONY: help deps build test test-rust test-format lint fmt bench run clean
+.PHONY: help deps build test test-rust test-format test-deploy lint fmt bench run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ build: deps ## build every crate
 
 # The format check and doc tests run first so that the test runner's summary is the
 # last thing printed: CI reads the closing lines.
-test: deps test-format lint test-rust ## the whole suite, as CI runs it
+test: deps test-format test-deploy lint test-rust ## the whole suite, as CI runs it
 
 test-rust:
 	$(CARGO) build --workspace --bins
@@ -34,6 +34,9 @@ test-rust:
 	  echo "cargo-nextest not found; using cargo test"; \
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+test-deploy: ## static checks of deploy/ (k8s schemas, compose, systemd unit)
+	deploy/check
 
 test-format: ## verify the golden vectors with the independent Python verifier
 	$(PYTHON) tests/format/verify_vectors.py crates/core/testdata/vectors.json

@@ -119,6 +119,46 @@ async fn killing_the_leader_loses_nothing_and_the_node_catches_up() {
     );
 }
 
+/// The first initial member bootstraps the cluster, so a first member whose
+/// data directory was lost must not bootstrap a second history when it comes
+/// back with the same configuration: the other members say they belong to a
+/// cluster, and it refuses, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_first_member_does_not_bootstrap_a_second_cluster() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    for i in 0..10 {
+        append(&cluster, leader, &format!("before-{i}")).await;
+    }
+    cluster.wait_for_size(10).await;
+    cluster.kill(0);
+    std::fs::remove_dir_all(&cluster.nodes[0].data_dir).expect("wipe node 1");
+    cluster.restart(0);
+    let log = &cluster.nodes[0].log_path;
+    wait_for(
+        Duration::from_secs(20),
+        "node 1 to refuse the bootstrap",
+        || async {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.contains("already belongs to an initialized cluster")
+                .then_some(())
+        },
+    )
+    .await;
+    // The cluster goes on with one history: appends succeed and the nodes
+    // still running agree on it.
+    let leader = cluster.leader().await;
+    append(&cluster, leader, "after").await;
+    // The log holds both runs of node 1: one initialization, the first.
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert_eq!(
+        text.matches("bootstrap: cluster initialized").count(),
+        1,
+        "node 1 initialized a second cluster:\n{}",
+        cluster.log_tail(0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_by_snapshot_is_promoted_and_another_removed() {
     // Snapshot often and keep no log behind it, so the learner must be sent a

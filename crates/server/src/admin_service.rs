@@ -9,12 +9,16 @@ use tonic::{Request, Response, Status};
 use veritrail_proto::raft::StartElectionRequest;
 use veritrail_proto::v1::admin_server::Admin;
 use veritrail_proto::v1::{
-    AddLearnerRequest, ChangeMembershipRequest, InitializeRequest, MemberStatus,
-    MembershipResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
-    TransferLeaderResponse,
+    AddLearnerRequest, BackupChunk, BackupInfo, BackupRequest, ChangeMembershipRequest,
+    InitializeRequest, MemberStatus, MembershipResponse, StatusRequest, StatusResponse,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 
 use crate::error::NodeError;
+
+/// Bytes per backup message, at most; half the configured message limit when
+/// that is smaller.
+const BACKUP_CHUNK_MAX_BYTES: usize = 1 << 20;
 use crate::node::{Node, blocking};
 use crate::peers::with_timeout;
 
@@ -164,6 +168,68 @@ impl Admin for AdminService {
                 })?;
         }
         Ok(Response::new(TransferLeaderResponse { leader_id: to }))
+    }
+
+    type BackupStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<BackupChunk, Status>> + Send>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn backup(
+        &self,
+        _request: Request<BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let reader = self.node.reader.clone();
+        let backup = blocking(move || Ok(reader.backup()?)).await?;
+        tracing::info!(
+            bytes = backup.bytes,
+            tree_size = backup.tree_size,
+            last_log_index = backup.last_log_index,
+            "backup written; streaming it"
+        );
+        let info = BackupInfo {
+            node_id: self.node.id,
+            bytes: backup.bytes,
+            tree_size: backup.tree_size,
+            root_hash: backup.root.0.to_vec(),
+            last_log_index: backup.last_log_index,
+            origin: self.node.reader.origin().to_owned(),
+        };
+        // A blocking thread reads the file into a small channel: memory stays
+        // bounded by the channel, whatever the log's size.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut file = backup.file;
+        let chunk_bytes =
+            (self.node.config.grpc.max_message_bytes / 2).clamp(4096, BACKUP_CHUNK_MAX_BYTES);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            let mut info = Some(info);
+            loop {
+                let mut buf = vec![0u8; chunk_bytes];
+                let n = match file.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(format!(
+                            "reading the backup: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                if n == 0 && info.is_none() {
+                    return;
+                }
+                buf.truncate(n);
+                let chunk = BackupChunk {
+                    info: info.take(),
+                    data: buf,
+                };
+                if tx.blocking_send(Ok(chunk)).is_err() || n == 0 {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn status(

@@ -1,5 +1,6 @@
 //! Background tasks: the leader's checkpoint rounds, the bootstrap of a new
-//! cluster, and keeping the metrics gauges current.
+//! cluster, the readiness health status, and keeping the metrics gauges
+//! current.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,8 +32,10 @@ pub async fn run_checkpoints(node: Arc<Node>) {
 }
 
 /// With `initial_members` set, the member with the smallest id initializes the
-/// cluster once every member answers. Idempotent: an initialized node does
-/// nothing, so restarts and re-runs are safe.
+/// cluster once every member answers, unless one of them already belongs to a
+/// cluster. Idempotent: an initialized node does nothing, so restarts and
+/// re-runs are safe, and a first member that lost its data does not start a
+/// second history.
 pub async fn run_bootstrap(node: Arc<Node>, members: Vec<(u64, String)>) {
     let Some(first) = members.iter().map(|(id, _)| *id).min() else {
         return;
@@ -55,7 +58,14 @@ pub async fn run_bootstrap(node: Arc<Node>, members: Vec<(u64, String)>) {
                 tracing::info!(members = ?members, "bootstrap: cluster initialized");
                 return;
             }
-            Err(crate::error::NodeError::FailedPrecondition(_)) => return,
+            Err(crate::error::NodeError::FailedPrecondition(reason)) => {
+                // Either another start won the race (nothing to say), or the
+                // members disagree about who they are: that needs an operator.
+                if !matches!(node.raft.is_initialized().await, Ok(true)) {
+                    tracing::error!(%reason, "bootstrap: not initializing the cluster");
+                }
+                return;
+            }
             Err(e) => {
                 if logged.elapsed() > Duration::from_secs(5) {
                     tracing::info!(error = %e, "bootstrap: waiting for every initial member to answer");
@@ -64,6 +74,40 @@ pub async fn run_bootstrap(node: Arc<Node>, members: Vec<(u64, String)>) {
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The gRPC health service name that reports readiness: `SERVING` while this
+/// node is a member of a cluster that has a leader it knows, so that it can
+/// answer appends (directly or by forwarding) and linearizable reads.
+/// Liveness is the `veritrail.v1.AuditLog` name, which serves as long as the
+/// process does.
+pub const READY_SERVICE: &str = "veritrail.ready";
+
+/// Keeps [`READY_SERVICE`]'s status current, every 500 ms.
+pub async fn run_readiness(node: Arc<Node>, health: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut ready = None;
+    loop {
+        ticker.tick().await;
+        let m = node.raft_metrics();
+        let member = m
+            .membership_config
+            .membership()
+            .get_node(&node.id)
+            .is_some();
+        let now = member && m.current_leader.is_some();
+        if ready != Some(now) {
+            tracing::info!(ready = now, leader = ?m.current_leader, "readiness changed");
+            let status = if now {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health.set_service_status(READY_SERVICE, status).await;
+            ready = Some(now);
+        }
     }
 }
 

@@ -27,6 +27,17 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Restore a backup (`veritrail cluster backup`) into this node's empty
+    /// data directory; the node's settings come from the usual config file,
+    /// environment and flags. Start the node afterwards as usual. Restore the
+    /// same backup on every member before starting any of them.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        backup: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Print a running node's view of the cluster. Exits 1 when there is no
     /// leader, or fewer voters than `--require-voters`.
     Status {
@@ -36,10 +47,13 @@ enum Command {
         require_voters: usize,
     },
     /// gRPC health check of a running node, for container health checks.
-    /// Exits 0 when it serves.
+    /// Exits 0 when it serves (liveness); with --ready, when it is also a
+    /// member of a cluster with a known leader (readiness).
     Health {
         #[arg(long, default_value = "127.0.0.1:7001")]
         addr: String,
+        #[arg(long)]
+        ready: bool,
     },
 }
 
@@ -94,11 +108,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Fsck { data_dir }) => fsck(&data_dir),
+        Some(Command::Restore { backup, run }) => restore(&backup, &run),
         Some(Command::Status {
             addr,
             require_voters,
         }) => probe(|| status(addr, require_voters)),
-        Some(Command::Health { addr }) => probe(|| health(addr)),
+        Some(Command::Health { addr, ready }) => probe(|| health(addr, ready)),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }
@@ -129,6 +144,41 @@ fn run(args: RunArgs) -> ExitCode {
             tracing::error!("{e}");
             eprintln!("veritraild: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn restore(backup: &std::path::Path, args: &RunArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref(), args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("veritraild: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store_config = veritrail_store::StoreConfig::new(config.origin.clone());
+    match veritrail_store::restore(&config.data_dir, &store_config, backup, config.node_id) {
+        Ok(report) => {
+            println!(
+                "restored {} entries (root {}) at Raft index {} into {}",
+                report.tree_size,
+                report.root.to_hex(),
+                report.last_log_index,
+                config.data_dir.display()
+            );
+            for (id, addr, voter) in &report.members {
+                let role = if *voter { "voter" } else { "learner" };
+                println!("  member {id:>3} {role:<8} {addr}");
+            }
+            println!(
+                "start node {} with this data directory; restore the same backup on the other members first",
+                config.node_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veritraild restore: {e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -234,12 +284,16 @@ async fn status(addr: String, require_voters: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn health(addr: String) -> Result<(), String> {
+async fn health(addr: String, ready: bool) -> Result<(), String> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
     let reply = HealthClient::new(channel(&addr).await?)
         .check(HealthCheckRequest {
-            service: "veritrail.v1.AuditLog".into(),
+            service: if ready {
+                veritrail_server::checkpointer::READY_SERVICE.into()
+            } else {
+                "veritrail.v1.AuditLog".into()
+            },
         })
         .await
         .map_err(|e| format!("health: {}", e.message()))?

@@ -464,6 +464,11 @@ impl Node {
         if id == self.id {
             return Ok(self.info());
         }
+        Ok(self.ask_identity(id, addr).await?.0)
+    }
+
+    /// [`Node::identify`], and whether that node already belongs to a cluster.
+    async fn ask_identity(&self, id: u64, addr: &str) -> NodeResult<(NodeInfo, bool)> {
         let mut client = self
             .peers
             .client(addr)
@@ -493,17 +498,35 @@ impl Node {
         }
         NoteKey::parse(&reply.public_key)
             .map_err(|e| NodeError::FailedPrecondition(format!("node {id}'s key: {e}")))?;
-        Ok(NodeInfo {
+        let info = NodeInfo {
             addr: addr.to_owned(),
             public_key: reply.public_key,
-        })
+        };
+        Ok((info, reply.initialized))
     }
 
     /// Makes `members` the first voters. `FailedPrecondition` if already done.
     pub async fn initialize(&self, members: &[(u64, String)]) -> NodeResult<()> {
         let mut nodes = BTreeMap::new();
         for (id, addr) in members {
-            nodes.insert(*id, self.identify(*id, addr).await?);
+            if *id == self.id {
+                nodes.insert(*id, self.info());
+                continue;
+            }
+            let (info, initialized) = self.ask_identity(*id, addr).await?;
+            // A member that already belongs to a cluster means that cluster
+            // exists and this node has lost its data (or was wiped). Starting a
+            // second history beside it would fork the log under the same
+            // origin: the node must rejoin under a new id instead.
+            if initialized {
+                return Err(NodeError::FailedPrecondition(format!(
+                    "node {id} at {addr} already belongs to an initialized cluster, \
+                     and this node holds none: it may have lost its data. Not \
+                     initializing a second cluster; add this node to the existing \
+                     one under a new id (docs/OPERATIONS.md, replacing a node)"
+                )));
+            }
+            nodes.insert(*id, info);
         }
         match self.raft.initialize(nodes).await {
             Ok(()) => Ok(()),

@@ -115,10 +115,17 @@ impl RaftPeer for PeerService {
         &self,
         _request: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
+        let initialized = self
+            .node
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(IdentifyResponse {
             node_id: self.node.id,
             public_key: self.node.signer.public().to_string(),
             origin: self.node.reader.origin().to_owned(),
+            initialized,
         }))
     }
 

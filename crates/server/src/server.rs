@@ -14,7 +14,7 @@ use veritrail_store::{Store, StoreConfig};
 use crate::admin_service::AdminService;
 use crate::audit_service::AuditService;
 use crate::batcher::Batcher;
-use crate::checkpointer::{run_bootstrap, run_checkpoints, run_gauges};
+use crate::checkpointer::{run_bootstrap, run_checkpoints, run_gauges, run_readiness};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -99,6 +99,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AuditLogServer<AuditService>>().await;
+    tokio::spawn(run_readiness(Arc::clone(&node), health.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(veritrail_proto::FILE_DESCRIPTOR_SET)
         .build_v1()

@@ -39,7 +39,7 @@ pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
 pub use log_store::LogStore;
 pub use reader::{AuditReader, RangeReport, ScanPage, ScanQuery, StoredEntry};
 pub use shared::StoreConfig;
-pub use snapshot::SnapshotBuilder;
+pub use snapshot::{Backup, RestoreReport, SnapshotBuilder};
 pub use state_machine::StateMachine;
 pub use tail::Tail;
 pub use types::{
@@ -72,6 +72,20 @@ impl Store {
             reader: AuditReader { shared },
         })
     }
+}
+
+/// Restores the backup file `backup` into `dir` for node `node_id`. `dir` must
+/// hold no node state yet (a node key may already be there), and the node must
+/// be a member in the backup. The node started on `dir` afterwards stands where
+/// the backup stood, as a member of the backup's membership.
+pub fn restore(
+    dir: &Path,
+    config: &StoreConfig,
+    backup: &Path,
+    node_id: u64,
+) -> Result<RestoreReport> {
+    let shared = shared::Shared::open(dir, config)?;
+    snapshot::restore(&shared, backup, node_id)
 }
 
 /// The fsck kind of a chain fault.

@@ -120,6 +120,12 @@ pub struct AuditReader {
 }
 
 impl AuditReader {
+    /// Writes a consistent backup of everything this node applied (blocking:
+    /// it reads the whole log).
+    pub fn backup(&self) -> Result<crate::snapshot::Backup> {
+        crate::snapshot::backup(&self.shared)
+    }
+
     /// The log's origin.
     pub fn origin(&self) -> &str {
         &self.shared.origin

@@ -96,6 +96,27 @@ fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
 
 /// Writes a snapshot of everything applied so far and makes it the current one.
 fn build(shared: &Shared) -> Result<SnapshotRecord> {
+    let written = write_file(shared, "")?;
+    let name = format!("{}.snap", written.meta.snapshot_id);
+    make_current(shared, &written.path, &name, &written.meta, None)?;
+    tracing::info!(snapshot = %written.meta.snapshot_id, entries = written.size, "snapshot built");
+    Ok(SnapshotRecord {
+        meta: written.meta,
+        file: name,
+    })
+}
+
+/// A snapshot file written and synced, not yet anybody's current snapshot.
+struct WrittenSnapshot {
+    path: std::path::PathBuf,
+    meta: SnapshotMeta<u64, NodeInfo>,
+    size: u64,
+    root: Hash,
+}
+
+/// Writes a snapshot of everything applied so far into the snapshot directory,
+/// under a temporary name starting with `prefix`.
+fn write_file(shared: &Shared, prefix: &str) -> Result<WrittenSnapshot> {
     // The apply lock makes the state copy and the RocksDB view agree.
     let (state, view) = {
         let _apply = shared.lock_apply();
@@ -125,7 +146,7 @@ fn build(shared: &Shared) -> Result<SnapshotRecord> {
         last_timestamp_ns: tail.last_timestamp_ns,
     };
     let dir = shared.snapshot_dir();
-    let tmp = dir.join(format!("{id}.snap.tmp"));
+    let tmp = dir.join(format!("{prefix}{id}.snap.tmp"));
     let file = File::create(&tmp).map_err(io("creating", &tmp))?;
     let mut out = HashingWriter::new(BufWriter::new(file));
     out.write_all(MAGIC).map_err(io("writing", &tmp))?;
@@ -172,10 +193,136 @@ fn build(shared: &Shared) -> Result<SnapshotRecord> {
         .map_err(|e| StoreError::io(format!("flushing {}", tmp.display()), e.into_error()))?;
     file.sync_all().map_err(io("syncing", &tmp))?;
     drop(view);
-    let name = format!("{id}.snap");
-    make_current(shared, &tmp, &name, &meta, None)?;
-    tracing::info!(snapshot = %id, entries = tail.size, "snapshot built");
-    Ok(SnapshotRecord { meta, file: name })
+    Ok(WrittenSnapshot {
+        path: tmp,
+        meta,
+        size: tail.size,
+        root: tail.root(),
+    })
+}
+
+/// A backup: a snapshot file of everything applied, open for reading, already
+/// unlinked (nothing is left behind whatever happens to the reader).
+#[derive(Debug)]
+pub struct Backup {
+    pub file: File,
+    /// Bytes in the file.
+    pub bytes: u64,
+    /// Entries in the backup, and their Merkle root.
+    pub tree_size: u64,
+    pub root: Hash,
+    /// The Raft log index the backup stands at.
+    pub last_log_index: u64,
+}
+
+/// Writes a backup of this node's state (docs/OPERATIONS.md, backup and
+/// restore): the snapshot format, consistent as of one applied index, without
+/// touching openraft's own snapshots.
+pub(crate) fn backup(shared: &Shared) -> Result<Backup> {
+    let written = write_file(shared, "backup-")?;
+    let file = File::open(&written.path).map_err(io("opening", &written.path))?;
+    std::fs::remove_file(&written.path).map_err(io("removing", &written.path))?;
+    let bytes = file.metadata().map_err(io("sizing", &written.path))?.len();
+    Ok(Backup {
+        file,
+        bytes,
+        tree_size: written.size,
+        root: written.root,
+        last_log_index: written.meta.last_log_id.map_or(0, |l| l.index),
+    })
+}
+
+/// What [`restore`] put in place.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub last_log_index: u64,
+    /// The members the backup names, `(id, addr, voter)`: the restored node
+    /// expects to find them there.
+    pub members: Vec<(u64, String, bool)>,
+}
+
+/// Restores a backup into an empty store (docs/OPERATIONS.md): the entries and
+/// checkpoints, checked as a received snapshot is, and the Raft state the backup
+/// stands at (applied index, membership). The vote is set to the backup's last
+/// term, so that the next election starts past every term the log holds.
+pub(crate) fn restore(shared: &Shared, backup_path: &Path, node_id: u64) -> Result<RestoreReport> {
+    {
+        let state = shared.state();
+        let vote: Option<openraft::Vote<u64>> = shared
+            .db
+            .get_postcard(crate::db::CF_RAFT_META, crate::db::KEY_VOTE)?;
+        if state.tail.size > 0 || state.last_applied.is_some() || vote.is_some() {
+            return Err(StoreError::Snapshot(format!(
+                "the data directory already holds a node's state ({} entries): restore \
+                 only into an empty one",
+                state.tail.size
+            )));
+        }
+    }
+    let mut file = File::open(backup_path).map_err(io("opening", backup_path))?;
+    let (origin, meta) = read_meta(&mut file)?;
+    if origin != shared.origin {
+        return Err(StoreError::Snapshot(format!(
+            "the backup is of log {origin:?}, this node is configured for {:?}",
+            shared.origin
+        )));
+    }
+    let Some(last) = meta.last_log_id else {
+        return Err(StoreError::Snapshot(
+            "the backup stands before the first Raft entry: nothing to restore".into(),
+        ));
+    };
+    let membership = meta.last_membership.membership();
+    if membership.get_node(&node_id).is_none() {
+        let ids: Vec<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        return Err(StoreError::Snapshot(format!(
+            "node {node_id} is not a member of the backup's cluster (members {ids:?}): restore \
+             the members, then add new nodes as usual"
+        )));
+    }
+    install(shared, &meta, file)?;
+    let vote = openraft::Vote::new(last.leader_id.term, last.leader_id.node_id);
+    let mut batch = WriteBatch::default();
+    batch.put_cf(
+        shared.db.cf(crate::db::CF_RAFT_META),
+        crate::db::KEY_VOTE,
+        to_postcard(&vote),
+    );
+    shared.db.write_synced(batch)?;
+    let state = shared.state();
+    let membership = meta.last_membership.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| (*id, node.addr.clone(), voters.contains(id)))
+        .collect();
+    Ok(RestoreReport {
+        tree_size: state.tail.size,
+        root: state.tail.root(),
+        last_log_index: last.index,
+        members,
+    })
+}
+
+/// Reads the header of a snapshot or backup file, after checking its digest.
+pub(crate) fn read_meta(file: &mut File) -> Result<(String, SnapshotMeta<u64, NodeInfo>)> {
+    verify_digest(file, &mut std::io::sink())?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| StoreError::io("seeking the snapshot", e))?;
+    let mut input = BufReader::new(&*file);
+    let mut magic = [0u8; 8];
+    read_exact(&mut input, &mut magic)?;
+    if &magic != MAGIC {
+        return Err(StoreError::Snapshot(
+            "not a Veritrail snapshot (bad magic)".into(),
+        ));
+    }
+    let header: SnapshotHeader =
+        postcard::from_bytes(&read_chunk(&mut input, HEADER_MAX_BYTES)?)
+            .map_err(|e| StoreError::Snapshot(format!("header does not decode: {e}")))?;
+    Ok((header.origin, header.meta))
 }
 
 /// Renames a finished snapshot file into place, records it (synced, together
