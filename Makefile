@@ -48,11 +48,19 @@ lint: deps ## formatting and clippy, warnings are errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: deps ## run the benchmarks and print their figures
+# Figures go to stdout and to target/bench/*.jsonl; docs/BENCHMARKS.md explains them.
+BENCH_SECONDS ?= 10
+BENCH_ENTRIES ?= 1000000
+bench: deps ## run the benchmarks (Veritrail, etcd, NATS JetStream side by side) and print their figures
+	@.ci/install-deps --bench
 	$(CARGO) bench -p veritrail-core --bench core
 	$(CARGO) bench -p veritrail-store --bench store
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p veritrail-tests --bin veritrail-load -- 10
+	@mkdir -p $${CARGO_TARGET_DIR:-target}/bench
+	$${CARGO_TARGET_DIR:-target}/release/veritrail-bench compare --seconds $(BENCH_SECONDS) \
+	  --json $${CARGO_TARGET_DIR:-target}/bench/compare.jsonl
+	$${CARGO_TARGET_DIR:-target}/release/veritrail-bench scale --entries $(BENCH_ENTRIES) \
+	  --json $${CARGO_TARGET_DIR:-target}/bench/scale.jsonl
 
 run: deps ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
 	$(CARGO) build -p veritrail-server --bin veritraild -p veritrail-cli --bin veritrail

@@ -1,11 +1,13 @@
 //! Group commit on the leader: concurrent appends become one Raft entry.
 //!
-//! Requests wait in a bounded queue. The batching task takes the first, waits up
-//! to `linger_us` for more, stops at `max_events` or `max_bytes`, and proposes
-//! them as one `Proposal` stamped with the leader's clock. Up to `max_inflight`
-//! proposals replicate at once; each answers its requests with their outcomes
-//! once committed and applied (synced on a majority, then applied and synced
-//! locally by the state machine).
+//! Requests wait in a bounded queue. The batching task waits for one of
+//! `max_inflight` replication slots, then takes every request queued meanwhile
+//! (waiting up to `linger_us` for more when set), stops at `max_events` or
+//! `max_bytes`, and proposes them as one `Proposal` stamped with the leader's
+//! clock. At low load a request goes out at once; under load the slots are busy
+//! and batches grow while they are. Each proposal answers its requests with
+//! their outcomes once committed and applied (synced on a majority, then
+//! applied and synced locally by the state machine).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

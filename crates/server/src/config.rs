@@ -58,6 +58,11 @@ pub struct BatchConfig {
     /// Most payload bytes (sum of events' sizes) in one Raft entry.
     pub max_bytes: usize,
     /// How long the first request of a batch waits for company, microseconds.
+    /// 0 (the default) proposes at once what is queued: requests that arrive
+    /// while `max_inflight` proposals replicate wait for a slot, and batch up
+    /// there, so batches grow with the load without a timer. A non-zero value
+    /// is rounded up to the runtime's 1 ms timer, and adds that to every
+    /// append at low load.
     pub linger_us: u64,
     /// Raft entries proposed and not yet committed at once.
     pub max_inflight: usize,
@@ -155,7 +160,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 2048,
             max_bytes: 2 << 20,
-            linger_us: 300,
+            linger_us: 0,
             max_inflight: 4,
             queue_max_requests: 16_384,
             queue_max_events: 32_768,
