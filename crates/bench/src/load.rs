@@ -185,7 +185,7 @@ async fn worker_loop(
                 Err(_) => {
                     result.errors += in_flight.len() as u64;
                     result.first_error.get_or_insert_with(|| {
-                        "operations still in flight after the drain timeout".into()
+                        "not answered within the 15 s drain after the run (backlog: offered load above capacity)".into()
                     });
                     break;
                 }
