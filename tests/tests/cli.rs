@@ -567,6 +567,17 @@ fn restore(cluster: &Cluster, i: usize, backup: &std::path::Path) -> Output {
         .expect("run veritraild restore")
 }
 
+/// A refused restore: exit 1, the reason on stderr.
+#[track_caller]
+fn assert_refused(out: &Output, reason: &str) {
+    assert_exit(out, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(reason),
+        "{}",
+        explain(out)
+    );
+}
+
 /// Disaster recovery: every node's database is lost (their keys were kept).
 /// The same backup, restored on every member, brings the cluster back at the
 /// backup's state: same entries, same root, checkpoints that still verify, and
@@ -647,13 +658,7 @@ async fn a_backup_restored_on_every_member_brings_the_cluster_back() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&damaged, &bytes).expect("write damaged copy");
-    let out = restore(&cluster, 0, &damaged);
-    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("digest"),
-        "{}",
-        explain(&out)
-    );
+    assert_refused(&restore(&cluster, 0, &damaged), "digest");
 
     for i in 0..3 {
         let out = restore(&cluster, i, &backup);
@@ -665,12 +670,9 @@ async fn a_backup_restored_on_every_member_brings_the_cluster_back() {
         );
     }
     // A second restore over restored state is refused.
-    let out = restore(&cluster, 0, &backup);
-    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("restore only into an empty one"),
-        "{}",
-        explain(&out)
+    assert_refused(
+        &restore(&cluster, 0, &backup),
+        "restore only into an empty one",
     );
 
     for i in 0..3 {

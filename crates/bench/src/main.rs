@@ -76,6 +76,13 @@ struct WorkloadArgs {
     /// when absent.
     #[arg(long)]
     rate: Option<f64>,
+    #[command(flatten)]
+    timing: Timing,
+}
+
+/// How long each workload runs, and the event size.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct Timing {
     /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -113,13 +120,8 @@ enum Cmd {
     Compare {
         #[arg(long, value_delimiter = ',', default_values = ["veritrail", "etcd", "nats"])]
         systems: Vec<System>,
-        /// Seconds measured per workload.
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 2.0)]
-        warmup: f64,
-        #[arg(long, default_value_t = 256)]
-        event_bytes: usize,
+        #[command(flatten)]
+        timing: Timing,
         /// Also write every result as JSON lines here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -153,8 +155,8 @@ fn spec_of(w: &WorkloadArgs, mode: Mode) -> LoadSpec {
             1
         },
         events_per_op: mode.events_per_op(),
-        warmup: Duration::from_secs_f64(w.warmup),
-        duration: Duration::from_secs_f64(w.seconds),
+        warmup: Duration::from_secs_f64(w.timing.warmup),
+        duration: Duration::from_secs_f64(w.timing.seconds),
         rate_events: w.rate,
     }
 }
@@ -294,11 +296,9 @@ async fn main() -> std::process::ExitCode {
         } => run(system, &endpoints, &nats_stream, &workload, output).await,
         Cmd::Compare {
             systems,
-            seconds,
-            warmup,
-            event_bytes,
+            timing,
             json,
-        } => compare(&systems, seconds, warmup, event_bytes, json).await,
+        } => compare(&systems, &timing, json).await,
         Cmd::Scale {
             entries,
             proofs,
@@ -329,7 +329,7 @@ async fn run(
         nats_stream,
         mode,
         spec.workers,
-        w.event_bytes,
+        w.timing.event_bytes,
     )
     .await?;
     let figures = load::run(ops, spec).await;
@@ -340,8 +340,8 @@ async fn run(
         clients: spec.workers,
         window: spec.window,
         rate: w.rate,
-        seconds: w.seconds,
-        event_bytes: w.event_bytes,
+        seconds: w.timing.seconds,
+        event_bytes: w.timing.event_bytes,
         figures: &figures,
     };
     match output {
@@ -374,13 +374,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn compare(
-    systems: &[System],
-    seconds: f64,
-    warmup: f64,
-    event_bytes: usize,
-    json: Option<PathBuf>,
-) -> anyhow::Result<()> {
+async fn compare(systems: &[System], timing: &Timing, json: Option<PathBuf>) -> anyhow::Result<()> {
+    let Timing {
+        seconds,
+        warmup,
+        event_bytes,
+    } = *timing;
     let mut lines = Vec::new();
     let mut results: Vec<(System, &'static str, Figures)> = Vec::new();
     println!(

@@ -311,18 +311,21 @@ pub(crate) fn read_meta(file: &mut File) -> Result<(String, SnapshotMeta<u64, No
     verify_digest(file, &mut std::io::sink())?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| StoreError::io("seeking the snapshot", e))?;
-    let mut input = BufReader::new(&*file);
+    let header = read_header(&mut BufReader::new(&*file))?;
+    Ok((header.origin, header.meta))
+}
+
+/// Reads the magic and the header at the start of a snapshot file.
+fn read_header(input: &mut impl Read) -> Result<SnapshotHeader> {
     let mut magic = [0u8; 8];
-    read_exact(&mut input, &mut magic)?;
+    read_exact(input, &mut magic)?;
     if &magic != MAGIC {
         return Err(StoreError::Snapshot(
             "not a Veritrail snapshot (bad magic)".into(),
         ));
     }
-    let header: SnapshotHeader =
-        postcard::from_bytes(&read_chunk(&mut input, HEADER_MAX_BYTES)?)
-            .map_err(|e| StoreError::Snapshot(format!("header does not decode: {e}")))?;
-    Ok((header.origin, header.meta))
+    postcard::from_bytes(&read_chunk(input, HEADER_MAX_BYTES)?)
+        .map_err(|e| StoreError::Snapshot(format!("header does not decode: {e}")))
 }
 
 /// Renames a finished snapshot file into place, records it (synced, together
@@ -416,16 +419,7 @@ pub(crate) fn install(
     file.seek(SeekFrom::Start(0))
         .map_err(|e| StoreError::io("seeking the incoming snapshot", e))?;
     let mut input = BufReader::new(file);
-    let mut magic = [0u8; 8];
-    read_exact(&mut input, &mut magic)?;
-    if &magic != MAGIC {
-        return Err(StoreError::Snapshot(
-            "not a Veritrail snapshot (bad magic)".into(),
-        ));
-    }
-    let header: SnapshotHeader =
-        postcard::from_bytes(&read_chunk(&mut input, HEADER_MAX_BYTES)?)
-            .map_err(|e| StoreError::Snapshot(format!("header does not decode: {e}")))?;
+    let header = read_header(&mut input)?;
     if header.origin != shared.origin {
         return Err(StoreError::Snapshot(format!(
             "snapshot is of log {:?}, this node holds {:?}",
