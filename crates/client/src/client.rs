@@ -420,8 +420,8 @@ impl Client {
     }
 
     /// Writes a consistent backup of the node at `addr` to `path` (through
-    /// `path.part`, synced, then renamed), checking the file's trailing SHA-256
-    /// and its length as it arrives. `veritraild restore` puts it back.
+    /// `path` with its extension replaced by `part`, synced, then renamed),
+    /// checking the file's trailing SHA-256 and its length as it arrives. `veritraild restore` puts it back.
     pub async fn backup(&self, addr: &str, path: &std::path::Path) -> Result<v1::BackupInfo> {
         let part = path.with_extension("part");
         let result = self.backup_into(addr, path, &part).await;
