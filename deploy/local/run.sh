@@ -39,6 +39,8 @@ done
 cat <<MSG
 
 Veritrail is running: three nodes, any of them takes appends.
+This is a DEVELOPMENT cluster: no TLS, no authentication (tls.insecure_dev).
+docs/SECURITY.md sets up TLS, client identities and a policy.
   gRPC      127.0.0.1:7001  127.0.0.1:7002  127.0.0.1:7003
   metrics   http://127.0.0.1:9101/metrics  (9102, 9103)
   logs      data/node1.log  data/node2.log  data/node3.log

@@ -255,6 +255,15 @@ pub async fn run(config: &ChaosConfig) -> Summary {
         if std::fs::write(&path, text).is_ok() {
             summary.history_file = Some(path.display().to_string());
         }
+        // The nodes' logs go with the history: the cluster's directory is
+        // removed when the test ends.
+        for node in &cluster.nodes {
+            let copy = std::env::temp_dir().join(format!(
+                "veritrail-chaos-{}-node{}.log",
+                config.seed, node.id
+            ));
+            let _ = std::fs::copy(&node.log_path, copy);
+        }
     }
     summary
 }

@@ -4,12 +4,17 @@
 //!
 //! The binary comes from the same target directory as the test (`make test`
 //! builds it first), or from `VERITRAILD_BIN`.
+//!
+//! Clusters run with TLS, as in production: each has its own CA, made with
+//! `veritraild certs`, node certificates for the addresses its nodes listen
+//! on, and a client certificate for the tests (principal
+//! [`TEST_PRINCIPAL`]) that the SDK, the CLI and raw gRPC channels present.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use veritrail_proto::v1::admin_client::AdminClient;
 use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{Event, StatusRequest, StatusResponse};
@@ -18,6 +23,12 @@ pub mod chaos;
 pub mod netns;
 
 pub const ORIGIN: &str = "it.veritrail.test/log";
+/// The trust domain of the test clusters' identities.
+pub const TRUST_DOMAIN: &str = "veritrail.test";
+/// The client certificate the fixture's clients present.
+pub const TEST_CLIENT: &str = "tester";
+/// Its principal, as the cluster records it.
+pub const TEST_PRINCIPAL: &str = "spiffe://veritrail.test/service/tester";
 
 /// The `veritraild` binary under test.
 pub fn veritraild() -> PathBuf {
@@ -130,6 +141,104 @@ pub struct ClusterOptions {
     /// partitions can be made ([`Cluster::partition`]). Falls back to loopback
     /// where namespaces cannot be made (not root).
     pub netns: bool,
+    /// Development nodes without TLS (`tls.insecure_dev`), on loopback only.
+    pub insecure: bool,
+}
+
+/// A cluster's certificates: a CA made by `veritraild certs`, with node and
+/// client certificates issued on demand.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    fn certs(&self, args: &[&str]) {
+        let out = Command::new(veritraild())
+            .arg("certs")
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("run veritraild certs");
+        assert!(
+            out.status.success(),
+            "veritraild certs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new CA in `dir`.
+    pub fn create(dir: PathBuf) -> Pki {
+        let pki = Pki { dir };
+        pki.certs(&["ca", "--trust-domain", TRUST_DOMAIN, "--days", "2"]);
+        pki.client(TEST_CLIENT);
+        pki
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Node `id`'s certificate and key, valid for `host`; issued once.
+    pub fn node(&self, id: u64, host: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = self.pair(&format!("node-{id}"));
+        if !cert.exists() {
+            self.certs(&[
+                "node",
+                "--id",
+                &id.to_string(),
+                "--hosts",
+                host,
+                "--days",
+                "2",
+            ]);
+        }
+        (cert, key)
+    }
+
+    /// Service `name`'s client certificate and key; issued once.
+    pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = self.pair(&format!("client-{name}"));
+        if !cert.exists() {
+            self.certs(&["client", "--name", name, "--days", "2"]);
+        }
+        (cert, key)
+    }
+
+    fn pair(&self, stem: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{stem}.pem")),
+            self.dir.join(format!("{stem}.key")),
+        )
+    }
+
+    /// SDK TLS settings presenting `identity` (cert, key), or no certificate.
+    pub fn sdk_tls(&self, identity: Option<(&Path, &Path)>) -> veritrail_client::TlsSettings {
+        veritrail_client::TlsSettings::from_files(&self.ca(), identity).expect("TLS files")
+    }
+
+    /// tonic TLS settings presenting `identity`, or no certificate.
+    pub fn tonic_tls(&self, identity: Option<(&Path, &Path)>) -> ClientTlsConfig {
+        let read = |p: &Path| std::fs::read(p).expect("PEM file");
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&self.ca())));
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(read(cert), read(key)));
+        }
+        tls
+    }
+}
+
+/// The environment that points the `veritrail` CLI at a cluster.
+#[derive(Debug, Clone)]
+pub struct CliEnv(pub Vec<(String, String)>);
+
+impl CliEnv {
+    /// Plain endpoints, no credentials.
+    pub fn endpoints(endpoints: &str) -> CliEnv {
+        CliEnv(vec![("VERITRAIL_ENDPOINTS".into(), endpoints.into())])
+    }
 }
 
 /// A cluster of `veritraild` processes. Dropping it kills them all.
@@ -138,6 +247,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<NodeProcess>,
     options: ClusterOptions,
+    /// `None` for development clusters without TLS.
+    pub pki: Option<Pki>,
     /// Declared after `nodes`: dropped after the processes are killed.
     network: Option<netns::Network>,
 }
@@ -152,10 +263,12 @@ impl Cluster {
         } else {
             None
         };
+        let pki = (!options.insecure).then(|| Pki::create(dir.path().join("pki")));
         let mut cluster = Cluster {
             dir,
             nodes: Vec::new(),
             options,
+            pki,
             network,
         };
         let ids: Vec<u64> = (1..=n as u64).collect();
@@ -201,10 +314,23 @@ impl Cluster {
         let data_dir = self.dir.path().join(format!("node{id}"));
         let config_path = self.dir.path().join(format!("node{id}.toml"));
         let log_path = self.dir.path().join(format!("node{id}.log"));
+        let tls = match &self.pki {
+            Some(pki) => {
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let (cert, key) = pki.node(id, host);
+                format!(
+                    "[tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                    pki.ca().display(),
+                    cert.display(),
+                    key.display()
+                )
+            }
+            None => "[tls]\ninsecure_dev = true\n".into(),
+        };
         let toml = format!(
             "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"{ORIGIN}\"\n{initial}\n\
              [raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\
-             [checkpoint]\ninterval_ms = 200\n{}",
+             [checkpoint]\ninterval_ms = 200\n{tls}{}",
             data_dir.display(),
             self.options.raft_toml,
             self.options.extra_toml
@@ -264,25 +390,82 @@ impl Cluster {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
+    /// SDK settings for `endpoints`, with the test client's certificate.
+    pub fn client_config(
+        &self,
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+    ) -> veritrail_client::ClientConfig {
+        let mut config = veritrail_client::ClientConfig::new(endpoints);
+        if let Some(pki) = &self.pki {
+            let (cert, key) = pki.client(TEST_CLIENT);
+            config.tls = Some(pki.sdk_tls(Some((&cert, &key))));
+        }
+        config
+    }
+
     /// An SDK client that knows every node.
     pub fn sdk(&self) -> veritrail_client::Client {
-        veritrail_client::Client::connect(self.endpoints()).expect("sdk client")
+        veritrail_client::Client::with_config(self.client_config(self.endpoints()))
+            .expect("sdk client")
+    }
+
+    /// The environment for the `veritrail` CLI: endpoints and credentials.
+    pub fn cli_env(&self) -> CliEnv {
+        let mut env = CliEnv::endpoints(&self.endpoints().join(","));
+        if let Some(pki) = &self.pki {
+            let (cert, key) = pki.client(TEST_CLIENT);
+            for (name, path) in [
+                ("VERITRAIL_CA", pki.ca()),
+                ("VERITRAIL_CERT", cert),
+                ("VERITRAIL_KEY", key),
+            ] {
+                env.0.push((name.into(), path.display().to_string()));
+            }
+        }
+        env
+    }
+
+    /// The endpoint of node `i`, with TLS presenting `identity` (or no
+    /// certificate) when the cluster has TLS.
+    fn endpoint(&self, i: usize, identity: Option<(&Path, &Path)>) -> tonic::transport::Endpoint {
+        let addr = &self.nodes[i].addr;
+        match &self.pki {
+            Some(pki) => Channel::from_shared(format!("https://{addr}"))
+                .expect("endpoint")
+                .tls_config(pki.tonic_tls(identity))
+                .expect("TLS settings"),
+            None => Channel::from_shared(format!("http://{addr}")).expect("endpoint"),
+        }
+    }
+
+    /// A channel to node `i` as the test client, retried until it listens.
+    pub async fn channel(&self, i: usize) -> Channel {
+        let pki_client = self.pki.as_ref().map(|p| p.client(TEST_CLIENT));
+        let identity = pki_client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        connect(self.endpoint(i, identity), &self.nodes[i].addr).await
+    }
+
+    /// A channel to node `i` presenting `identity` (cert, key), or no
+    /// certificate at all.
+    pub async fn channel_as(&self, i: usize, identity: Option<(&Path, &Path)>) -> Channel {
+        connect(self.endpoint(i, identity), &self.nodes[i].addr).await
     }
 
     pub async fn client(&self, i: usize) -> AuditLogClient<Channel> {
-        AuditLogClient::new(channel(&self.nodes[i].addr).await).max_decoding_message_size(64 << 20)
+        AuditLogClient::new(self.channel(i).await).max_decoding_message_size(64 << 20)
     }
 
     pub async fn admin(&self, i: usize) -> AdminClient<Channel> {
-        AdminClient::new(channel(&self.nodes[i].addr).await)
+        AdminClient::new(self.channel(i).await)
     }
 
     /// The node's status, or `None` when it does not answer within 2 s (it is
     /// down, paused, or starting).
     pub async fn status(&self, i: usize) -> Option<StatusResponse> {
+        let pki_client = self.pki.as_ref().map(|p| p.client(TEST_CLIENT));
+        let identity = pki_client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
         let mut admin = AdminClient::new(
-            Channel::from_shared(format!("http://{}", self.nodes[i].addr))
-                .ok()?
+            self.endpoint(i, identity)
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(2))
                 .connect()
@@ -458,11 +641,9 @@ fn start_process(node: &mut NodeProcess) {
     node.child = Some(child);
 }
 
-/// A channel to `addr`, retried until the process listens (bounded).
-pub async fn channel(addr: &str) -> Channel {
-    let endpoint = Channel::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .timeout(Duration::from_secs(20));
+/// A channel through `endpoint`, retried until the process listens (bounded).
+async fn connect(endpoint: tonic::transport::Endpoint, addr: &str) -> Channel {
+    let endpoint = endpoint.timeout(Duration::from_secs(20));
     wait_for(
         Duration::from_secs(20),
         &format!("{addr} to accept connections"),

@@ -8,12 +8,12 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 use veritrail_client::{Advance, Client, Error, Verifier};
 use veritrail_core::note::{NoteKey, NoteSigner, SignedNote};
-use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, veritrail, wait_for};
+use veritrail_tests::{CliEnv, Cluster, ClusterOptions, ORIGIN, veritrail, wait_for};
 
-async fn run(endpoints: &str, args: &[&str], stdin: Option<String>) -> Output {
+async fn run(env: &CliEnv, args: &[&str], stdin: Option<String>) -> Output {
     let mut child = tokio::process::Command::new(veritrail())
         .args(args)
-        .env("VERITRAIL_ENDPOINTS", endpoints)
+        .envs(env.0.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -58,8 +58,8 @@ fn assert_exit(output: &Output, code: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_read_verify_export_and_check_a_bundle_offline() {
     let cluster = Cluster::start(3, ClusterOptions::default()).await;
-    let endpoints = cluster.endpoints().join(",");
-    let ep = endpoints.as_str();
+    let endpoints = cluster.cli_env();
+    let ep = &endpoints;
 
     // One event from flags.
     let out = run(
@@ -239,7 +239,7 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
     .await;
     assert_exit(&out, 0);
     let out = run(
-        "127.0.0.1:1",
+        &CliEnv::endpoints("127.0.0.1:1"),
         &[
             "--output",
             "json",
@@ -319,7 +319,7 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
         std::fs::write(&path, lines.join("\n") + "\n").expect("write");
         let path = path.to_str().expect("path");
         let out = run(
-            "127.0.0.1:1",
+            &CliEnv::endpoints("127.0.0.1:1"),
             &[
                 "--output",
                 "json",
@@ -345,7 +345,7 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
         );
         // The text form names the reason too.
         let out = run(
-            "127.0.0.1:1",
+            &CliEnv::endpoints("127.0.0.1:1"),
             &["verify-bundle", path, "--keys", &keys_arg],
             None,
         )
@@ -400,15 +400,25 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_and_connection_errors_exit_2_with_a_message() {
     // No such flag.
-    let out = run("127.0.0.1:1", &["append", "--nonsense"], None).await;
+    let out = run(
+        &CliEnv::endpoints("127.0.0.1:1"),
+        &["append", "--nonsense"],
+        None,
+    )
+    .await;
     assert_exit(&out, 2);
     // Missing required fields.
-    let out = run("127.0.0.1:1", &["append", "--source", "x"], None).await;
+    let out = run(
+        &CliEnv::endpoints("127.0.0.1:1"),
+        &["append", "--source", "x"],
+        None,
+    )
+    .await;
     assert_exit(&out, 2);
     // Nobody listens: a bounded wait, then exit 2 naming the failure.
     let port = veritrail_tests::free_port();
     let out = run(
-        &format!("127.0.0.1:{port}"),
+        &CliEnv::endpoints(&format!("127.0.0.1:{port}")),
         &[
             "--timeout-ms",
             "500",
@@ -428,7 +438,7 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
     assert_eq!(failure["ok"], false);
     // A bundle that does not exist.
     let out = run(
-        "127.0.0.1:1",
+        &CliEnv::endpoints("127.0.0.1:1"),
         &["verify-bundle", "/nonexistent/bundle"],
         None,
     )
@@ -439,7 +449,7 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_stdin_stops_at_the_line_and_says_which() {
     let cluster = Cluster::start(3, ClusterOptions::default()).await;
-    let endpoints = cluster.endpoints().join(",");
+    let endpoints = cluster.cli_env();
     let input = "{\"source\":\"s\",\"actor\":\"a\",\"action\":\"b\",\"resource\":\"c\",\"outcome\":\"d\"}\nnot json\n";
     let out = run(&endpoints, &["append", "--stdin"], Some(input.into())).await;
     assert_exit(&out, 2);
@@ -460,7 +470,7 @@ async fn bad_stdin_stops_at_the_line_and_says_which() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewritten_history_is_caught_as_a_fork() {
     let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
-    let endpoints = cluster.endpoints().join(",");
+    let endpoints = cluster.cli_env();
     let client = cluster.sdk();
     let status = client.status().await.expect("status");
     let keys: Vec<NoteKey> = status
@@ -586,7 +596,7 @@ fn assert_refused(out: &Output, reason: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restored_on_every_member_brings_the_cluster_back() {
     let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
-    let endpoints = cluster.endpoints().join(",");
+    let endpoints = cluster.cli_env();
     let client = cluster.sdk();
     for i in 0..40 {
         client

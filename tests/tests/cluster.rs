@@ -75,7 +75,7 @@ async fn appends_through_leader_and_follower_are_readable_everywhere() {
     for node in 0..3 {
         let e = entry_at(&cluster, node, 1, ReadConsistency::Linearizable).await;
         assert_eq!(e.entry_hash, r1.entry_hash);
-        assert_eq!(e.principal, "anonymous");
+        assert_eq!(e.principal, veritrail_tests::TEST_PRINCIPAL);
     }
     cluster.wait_for_size(2).await;
     for node in 0..3 {
@@ -183,7 +183,7 @@ async fn a_learner_catches_up_by_snapshot_is_promoted_and_another_removed() {
             .expect("batch");
     }
     let learner = cluster.spawn_extra(4);
-    veritrail_tests::channel(&cluster.nodes[learner].addr).await;
+    cluster.channel(learner).await;
     let mut admin = cluster.admin(leader).await;
     admin
         .add_learner(AddLearnerRequest {
@@ -534,7 +534,10 @@ async fn raft_messages_for_another_node_id_are_refused() {
     use veritrail_proto::raft::RaftPayload;
     use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
     let cluster = Cluster::start(3, ClusterOptions::default()).await;
-    let mut peer = RaftPeerClient::new(veritrail_tests::channel(&cluster.nodes[0].addr).await);
+    // Speaking as a member (node 2's certificate), as a replaced node would.
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.node(2, "127.0.0.1");
+    let mut peer = RaftPeerClient::new(cluster.channel_as(0, Some((&cert, &key))).await);
     for to_node_id in [0, 2, 999] {
         let payload = RaftPayload {
             postcard: vec![1, 2, 3],

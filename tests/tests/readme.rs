@@ -71,7 +71,7 @@ async fn every_command_of_the_readme_tour_works() {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let endpoints = cluster.endpoints().join(",");
+    let cluster_env = cluster.cli_env();
     let node1 = cluster.nodes[0].addr.clone();
     let node1_data = cluster.nodes[0].data_dir.display().to_string();
 
@@ -108,7 +108,7 @@ async fn every_command_of_the_readme_tour_works() {
             .arg(&command)
             .current_dir(cwd)
             .env("PATH", &path)
-            .env("VERITRAIL_ENDPOINTS", &endpoints)
+            .envs(cluster_env.0.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

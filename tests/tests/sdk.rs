@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tonic::Code;
-use veritrail_client::{
-    Advance, Client, ClientConfig, Producer, ProducerConfig, ScanQuery, TailQuery, Verifier,
-};
+use veritrail_client::{Advance, Client, Producer, ProducerConfig, ScanQuery, TailQuery, Verifier};
 use veritrail_core::note::NoteKey;
 use veritrail_tests::sdk_event as event;
 use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, wait_for};
@@ -49,7 +47,8 @@ async fn appends_are_idempotent_and_get_generated_uuid_v7_ids() {
     // Only a follower is known: the SDK still reaches the leader.
     let leader = cluster.leader().await;
     let follower = (leader + 1) % 3;
-    let client = Client::connect([cluster.nodes[follower].addr.clone()]).expect("client");
+    let client = Client::with_config(cluster.client_config([cluster.nodes[follower].addr.clone()]))
+        .expect("client");
 
     let first = client
         .append(event("billing", "inv-1"))
@@ -224,7 +223,7 @@ async fn reads_stream_resume_after_their_node_dies() {
 
     // A tail keeps going when the node it reads from is killed. The SDK starts
     // at the first endpoint given: node 1.
-    let tailer = Client::with_config(ClientConfig::new(cluster.endpoints())).expect("client");
+    let tailer = Client::with_config(cluster.client_config(cluster.endpoints())).expect("client");
     let mut tail = tailer.tail(TailQuery {
         from_seq: 290,
         ..TailQuery::default()

@@ -77,12 +77,34 @@ pub struct VeritrailCluster {
     pub nodes: Vec<VeritrailNode>,
     pub binary: PathBuf,
     pub processes: Vec<Option<Child>>,
+    /// The benchmark client's TLS settings; `None` for a plaintext cluster.
+    pub tls: Option<veritrail_client::TlsSettings>,
+}
+
+/// Runs `veritraild certs` with `args` in `dir`.
+fn certs(binary: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(binary)
+        .arg("certs")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .with_context(|| format!("running {} certs", binary.display()))?;
+    if !out.status.success() {
+        bail!(
+            "veritraild certs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 impl VeritrailCluster {
     /// Three nodes with the default settings (the operator's defaults, not
     /// the test fixture's fast timers), bootstrapped from `initial_members`.
-    pub async fn start(binary: &Path, dir: &Path) -> anyhow::Result<VeritrailCluster> {
+    /// With `tls`, as production runs: a CA and certificates from `veritraild
+    /// certs`; without, plain HTTP/2 like the etcd and NATS clusters here.
+    pub async fn start(binary: &Path, dir: &Path, tls: bool) -> anyhow::Result<VeritrailCluster> {
         let mut nodes = Vec::new();
         for id in 1..=3u64 {
             nodes.push((id, format!("127.0.0.1:{}", free_port()?)));
@@ -91,18 +113,48 @@ impl VeritrailCluster {
             .iter()
             .map(|(id, a)| format!("\"{id}={a}\""))
             .collect();
+        let pki = dir.join("pki");
+        let client_tls = if tls {
+            certs(binary, &pki, &["ca", "--trust-domain", "bench.local"])?;
+            for (id, _) in &nodes {
+                certs(
+                    binary,
+                    &pki,
+                    &["node", "--id", &id.to_string(), "--hosts", "127.0.0.1"],
+                )?;
+            }
+            certs(binary, &pki, &["client", "--name", "bench"])?;
+            Some(veritrail_client::TlsSettings::from_files(
+                &pki.join("ca.pem"),
+                Some((&pki.join("client-bench.pem"), &pki.join("client-bench.key"))),
+            )?)
+        } else {
+            None
+        };
         let mut cluster = VeritrailCluster {
             nodes: Vec::new(),
             binary: binary.to_owned(),
             processes: Vec::new(),
+            tls: client_tls,
         };
         for (id, addr) in nodes {
             let data = dir.join(format!("veritrail-{id}"));
             let config = dir.join(format!("veritrail-{id}.toml"));
+            let transport = if tls {
+                format!(
+                    "[tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                    pki.join("ca.pem").display(),
+                    pki.join(format!("node-{id}.pem")).display(),
+                    pki.join(format!("node-{id}.key")).display()
+                )
+            } else {
+                // Plain HTTP/2, as etcd and NATS run here.
+                "[tls]\ninsecure_dev = true\n".to_owned()
+            };
             std::fs::write(
                 &config,
                 format!(
-                    "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"bench.local/audit\"\ninitial_members = [{}]\n",
+                    "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"bench.local/audit\"\ninitial_members = [{}]\n{transport}",
                     data.display(),
                     members.join(", ")
                 ),
@@ -150,8 +202,15 @@ impl VeritrailCluster {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
+    /// SDK settings for this cluster (its CA and the benchmark's certificate).
+    pub fn client_config(&self) -> veritrail_client::ClientConfig {
+        let mut config = veritrail_client::ClientConfig::new(self.endpoints());
+        config.tls = self.tls.clone();
+        config
+    }
+
     pub fn client(&self) -> anyhow::Result<veritrail_client::Client> {
-        Ok(veritrail_client::Client::connect(self.endpoints())?)
+        Ok(veritrail_client::Client::with_config(self.client_config())?)
     }
 
     pub fn pid(&self, i: usize) -> Option<u32> {

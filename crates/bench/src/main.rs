@@ -111,6 +111,14 @@ enum Cmd {
         /// The JetStream stream to publish to (subjects `bench.>`).
         #[arg(long, default_value = "BENCH")]
         nats_stream: String,
+        /// Veritrail over TLS: the cluster's CA, as for the `veritrail` CLI.
+        #[arg(long, env = "VERITRAIL_CA")]
+        ca: Option<PathBuf>,
+        /// The client certificate and key to present.
+        #[arg(long, env = "VERITRAIL_CERT", requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, env = "VERITRAIL_KEY", requires = "cert")]
+        key: Option<PathBuf>,
         #[command(flatten)]
         workload: WorkloadArgs,
         #[arg(long, value_enum, default_value = "text")]
@@ -122,6 +130,10 @@ enum Cmd {
         systems: Vec<System>,
         #[command(flatten)]
         timing: Timing,
+        /// Run Veritrail with TLS, as production does (the etcd and NATS
+        /// clusters here are plaintext, so the default compares like with like).
+        #[arg(long)]
+        veritrail_tls: bool,
         /// Also write every result as JSON lines here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -133,6 +145,9 @@ enum Cmd {
         /// Inclusion proofs to time.
         #[arg(long, default_value_t = 2_000)]
         proofs: usize,
+        /// Run the cluster with TLS.
+        #[arg(long)]
+        tls: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -164,6 +179,7 @@ fn spec_of(w: &WorkloadArgs, mode: Mode) -> LoadSpec {
 async fn ops_for(
     system: System,
     endpoints: &[String],
+    veritrail: Option<veritrail_client::ClientConfig>,
     nats_stream: &str,
     mode: Mode,
     workers: usize,
@@ -171,7 +187,9 @@ async fn ops_for(
 ) -> anyhow::Result<Arc<dyn OpSource>> {
     Ok(match system {
         System::Veritrail => {
-            let client = veritrail_client::Client::connect(endpoints.to_vec())?;
+            let config = veritrail
+                .unwrap_or_else(|| veritrail_client::ClientConfig::new(endpoints.to_vec()));
+            let client = veritrail_client::Client::with_config(config)?;
             Arc::new(VeritrailOps::new(client, mode, workers, event_bytes)?)
         }
         System::Etcd => Arc::new(EtcdOps::connect(endpoints, mode, event_bytes).await?),
@@ -291,19 +309,42 @@ async fn main() -> std::process::ExitCode {
             system,
             endpoints,
             nats_stream,
+            ca,
+            cert,
+            key,
             workload,
             output,
-        } => run(system, &endpoints, &nats_stream, &workload, output).await,
+        } => {
+            let tls = match &ca {
+                Some(ca) => veritrail_client::TlsSettings::from_files(
+                    ca,
+                    cert.as_deref().zip(key.as_deref()),
+                )
+                .map(Some)
+                .map_err(anyhow::Error::from),
+                None => Ok(None),
+            };
+            match tls {
+                Ok(tls) => {
+                    let mut config = veritrail_client::ClientConfig::new(endpoints.clone());
+                    config.tls = tls;
+                    run(system, &endpoints, config, &nats_stream, &workload, output).await
+                }
+                Err(e) => Err(e),
+            }
+        }
         Cmd::Compare {
             systems,
             timing,
+            veritrail_tls,
             json,
-        } => compare(&systems, &timing, json).await,
+        } => compare(&systems, &timing, veritrail_tls, json).await,
         Cmd::Scale {
             entries,
             proofs,
+            tls,
             json,
-        } => scale(entries, proofs, json).await,
+        } => scale(entries, proofs, tls, json).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -317,6 +358,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(
     system: System,
     endpoints: &[String],
+    veritrail: veritrail_client::ClientConfig,
     nats_stream: &str,
     w: &WorkloadArgs,
     output: Output,
@@ -326,6 +368,7 @@ async fn run(
     let ops = ops_for(
         system,
         endpoints,
+        Some(veritrail),
         nats_stream,
         mode,
         spec.workers,
@@ -374,7 +417,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn compare(systems: &[System], timing: &Timing, json: Option<PathBuf>) -> anyhow::Result<()> {
+async fn compare(
+    systems: &[System],
+    timing: &Timing,
+    veritrail_tls: bool,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let Timing {
         seconds,
         warmup,
@@ -383,8 +431,14 @@ async fn compare(systems: &[System], timing: &Timing, json: Option<PathBuf>) -> 
     let mut lines = Vec::new();
     let mut results: Vec<(System, &'static str, Figures)> = Vec::new();
     println!(
-        "== {} s per workload after {} s of warm-up, events of {event_bytes} bytes, three nodes per system on loopback",
-        seconds, warmup
+        "== {} s per workload after {} s of warm-up, events of {event_bytes} bytes, three nodes per system on loopback; Veritrail over {}",
+        seconds,
+        warmup,
+        if veritrail_tls {
+            "TLS (client and peer certificates)"
+        } else {
+            "plain HTTP/2, like etcd and NATS here"
+        }
     );
     for &system in systems {
         let dir = tempfile::Builder::new()
@@ -392,12 +446,18 @@ async fn compare(systems: &[System], timing: &Timing, json: Option<PathBuf>) -> 
             .tempdir_in("/var/tmp")?;
         // Keep the clusters alive for the whole system's run.
         let mut _veritrail = None;
+        let mut veritrail_config = None;
         let mut _processes = None;
         let (endpoints, stream): (Vec<String>, &str) = match system {
             System::Veritrail => {
-                let cluster =
-                    clusters::VeritrailCluster::start(&sibling("veritraild")?, dir.path()).await?;
+                let cluster = clusters::VeritrailCluster::start(
+                    &sibling("veritraild")?,
+                    dir.path(),
+                    veritrail_tls,
+                )
+                .await?;
                 let e = cluster.endpoints();
+                veritrail_config = Some(cluster.client_config());
                 _veritrail = Some(cluster);
                 (e, "")
             }
@@ -423,7 +483,16 @@ async fn compare(systems: &[System], timing: &Timing, json: Option<PathBuf>) -> 
                 duration: Duration::from_secs_f64(seconds),
                 rate_events: w.rate,
             };
-            let ops = ops_for(system, &endpoints, stream, w.mode, w.clients, event_bytes).await?;
+            let ops = ops_for(
+                system,
+                &endpoints,
+                veritrail_config.clone(),
+                stream,
+                w.mode,
+                w.clients,
+                event_bytes,
+            )
+            .await?;
             let figures = load::run(ops, spec).await;
             print_row(system, w.name, &figures);
             lines.push(serde_json::to_string(&ResultLine {
@@ -485,12 +554,17 @@ fn print_ratios(results: &[(System, &'static str, Figures)]) {
     }
 }
 
-async fn scale(entries: u64, proofs: usize, json: Option<PathBuf>) -> anyhow::Result<()> {
+async fn scale(
+    entries: u64,
+    proofs: usize,
+    tls: bool,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("veritrail-scale-")
         .tempdir_in("/var/tmp")?;
     let mut cluster =
-        clusters::VeritrailCluster::start(&sibling("veritraild")?, dir.path()).await?;
+        clusters::VeritrailCluster::start(&sibling("veritraild")?, dir.path(), tls).await?;
     let client = cluster.client()?;
     println!("== Veritrail at {entries} entries of about 256 bytes, three nodes on loopback");
 
@@ -558,7 +632,7 @@ async fn scale(entries: u64, proofs: usize, json: Option<PathBuf>) -> anyhow::Re
     // linearizable (the SDK's default: the node first confirms with a quorum
     // that it is current) and local (the node answers from what it holds; the
     // proof is checked against a signed checkpoint either way).
-    let mut local_config = veritrail_client::ClientConfig::new(cluster.endpoints());
+    let mut local_config = cluster.client_config();
     local_config.local_reads = true;
     let local = veritrail_client::Client::with_config(local_config)?;
     let linearizable = time_proofs(&client, size, proofs).await?;

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use veritrail_client::{Client, ClientConfig};
+use veritrail_client::{Client, ClientConfig, TlsSettings};
 
 mod append;
 mod cluster;
@@ -49,6 +49,21 @@ struct Cli {
     /// leader, node down), in milliseconds.
     #[arg(long, global = true, default_value_t = 30_000)]
     retry_ms: u64,
+    /// The cluster's CA certificate (PEM): talk TLS and verify the nodes.
+    /// Without it the CLI speaks plain HTTP/2, which only development nodes
+    /// accept.
+    #[arg(long, env = "VERITRAIL_CA", global = true)]
+    ca: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM); its identity is the principal the
+    /// cluster records for what the CLI appends.
+    #[arg(long, env = "VERITRAIL_CERT", global = true, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, env = "VERITRAIL_KEY", global = true, requires = "cert")]
+    key: Option<std::path::PathBuf>,
+    /// A bearer token, instead of a client certificate (`veritraild token`).
+    #[arg(long, env = "VERITRAIL_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,6 +139,18 @@ fn connect(cli: &Cli) -> Result<Client, Failure> {
     config.local_reads = cli.local;
     config.request_timeout_ms = cli.timeout_ms;
     config.retry.deadline_ms = cli.retry_ms;
+    if let Some(ca) = &cli.ca {
+        let identity = cli.cert.as_deref().zip(cli.key.as_deref());
+        config.tls = Some(
+            TlsSettings::from_files(ca, identity)
+                .map_err(|e| Failure::Other(anyhow::anyhow!("TLS: {e}")))?,
+        );
+    } else if cli.cert.is_some() {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "--cert needs --ca (VERITRAIL_CA): the cluster's CA to verify the nodes with"
+        )));
+    }
+    config.token = cli.token.clone();
     Ok(Client::with_config(config)?)
 }
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::transport::Conn;
 use futures::stream::{self, BoxStream, StreamExt};
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 use veritrail_core::{Event, Hash, Limits};
 use veritrail_proto::v1::admin_client::AdminClient;
@@ -114,12 +114,12 @@ impl Client {
         }
     }
 
-    fn audit(&self, channel: Channel) -> AuditLogClient<Channel> {
+    fn audit(&self, channel: Conn) -> AuditLogClient<Conn> {
         AuditLogClient::new(channel)
             .max_decoding_message_size(self.transport.config.max_decoding_message_bytes)
     }
 
-    fn admin_client(channel: Channel) -> AdminClient<Channel> {
+    fn admin_client(channel: Conn) -> AdminClient<Conn> {
         AdminClient::new(channel)
     }
 

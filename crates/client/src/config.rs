@@ -20,6 +20,55 @@ pub struct ClientConfig {
     /// Reads are linearizable unless this is set.
     pub local_reads: bool,
     pub retry: RetryPolicy,
+    /// TLS to the nodes. Without it the SDK speaks plain HTTP/2, which only a
+    /// development node (`tls.insecure_dev`) accepts.
+    pub tls: Option<TlsSettings>,
+    /// A bearer token sent with every call, for a client without a
+    /// certificate (`veritraild token` makes one). Only sent over TLS.
+    pub token: Option<String>,
+}
+
+/// The cluster's CA, and optionally this client's certificate, all PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub ca_pem: Vec<u8>,
+    /// Certificate and private key: the client's identity, whose SPIFFE ID (or
+    /// common name) the cluster records as the principal of its appends.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name to verify the nodes' certificates against, instead of the host
+    /// of each endpoint.
+    pub domain_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    // Never print the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("identity", &self.identity.is_some())
+            .field("domain_name", &self.domain_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSettings {
+    /// Reads the CA and, when both are given, the client's certificate and key.
+    pub fn from_files(
+        ca: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> std::io::Result<TlsSettings> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        };
+        Ok(TlsSettings {
+            ca_pem: read(ca)?,
+            identity: match identity {
+                Some((cert, key)) => Some((read(cert)?, read(key)?)),
+                None => None,
+            },
+            domain_name: None,
+        })
+    }
 }
 
 impl ClientConfig {
@@ -31,6 +80,8 @@ impl ClientConfig {
             max_decoding_message_bytes: 64 << 20,
             local_reads: false,
             retry: RetryPolicy::default(),
+            tls: None,
+            token: None,
         }
     }
 }

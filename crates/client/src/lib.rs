@@ -50,7 +50,7 @@ mod types;
 mod verifier;
 
 pub use client::{Client, ScanQuery, TailQuery};
-pub use config::{ClientConfig, RetryPolicy};
+pub use config::{ClientConfig, RetryPolicy, TlsSettings};
 pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
 pub use transport::LEADER_ADDR_METADATA;

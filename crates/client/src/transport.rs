@@ -13,7 +13,10 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use crate::config::ClientConfig;
@@ -27,10 +30,41 @@ pub const LEADER_ADDR_METADATA: &str = "x-veritrail-leader";
 /// cannot spin.
 pub(crate) const REDIRECTS_WITHOUT_BACKOFF_MAX: u32 = 3;
 
+/// A channel to one node that sends the client's credentials with each call.
+pub(crate) type Conn = InterceptedService<Channel, Credentials>;
+
+/// Adds `authorization: Bearer <token>` to every call when a token is set.
+#[derive(Clone)]
+pub(crate) struct Credentials {
+    bearer: Option<MetadataValue<Ascii>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("bearer", &self.bearer.is_some())
+            .finish()
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, Status> {
+        if let Some(bearer) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        Ok(request)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Node {
     addr: String,
-    channel: Channel,
+    channel: Conn,
 }
 
 /// What to do after a failed attempt.
@@ -58,9 +92,14 @@ impl Transport {
                 "no endpoints: give at least one node address (host:port)".into(),
             ));
         }
+        if config.token.is_some() && config.tls.is_none() {
+            return Err(Error::InvalidRequest(
+                "a bearer token is only sent over TLS: configure the cluster's CA too".into(),
+            ));
+        }
         let mut nodes = Vec::new();
         for addr in &config.endpoints {
-            let addr = normalize(addr);
+            let addr = normalize(addr, config.tls.is_some());
             if nodes.iter().any(|n: &Node| n.addr == addr) {
                 continue;
             }
@@ -75,7 +114,7 @@ impl Transport {
     }
 
     /// The preferred node: its index and channel.
-    pub(crate) fn pick(&self) -> (usize, Channel) {
+    pub(crate) fn pick(&self) -> (usize, Conn) {
         let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
         let i = self.preferred.load(Ordering::Relaxed) % nodes.len();
         (i, nodes[i].channel.clone())
@@ -88,20 +127,20 @@ impl Transport {
     }
 
     /// The channel to node `i`.
-    pub(crate) fn channel(&self, i: usize) -> Option<Channel> {
+    pub(crate) fn channel(&self, i: usize) -> Option<Conn> {
         let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
         nodes.get(i).map(|n| n.channel.clone())
     }
 
     /// The channel to `addr`, learning the node if it is new.
-    pub(crate) fn channel_to(&self, addr: &str) -> Result<Channel> {
+    pub(crate) fn channel_to(&self, addr: &str) -> Result<Conn> {
         let i = self.learn(addr)?;
         self.channel(i)
             .ok_or_else(|| Error::InvalidRequest(format!("unknown node {addr}")))
     }
 
     fn learn(&self, addr: &str) -> Result<usize> {
-        let addr = normalize(addr);
+        let addr = normalize(addr, self.config.tls.is_some());
         if let Some(i) = self.position(&addr) {
             return Ok(i);
         }
@@ -183,7 +222,7 @@ impl Transport {
     /// gave it.
     pub(crate) async fn call<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<(T, usize)>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = std::result::Result<T, Status>>,
     {
         let policy = self.config.retry;
@@ -242,26 +281,51 @@ pub(crate) fn leader_hint(status: &Status) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `host:port` and `http://host:port` name the same node.
-fn normalize(addr: &str) -> String {
+/// `host:port` and `http://host:port` (`https://` with TLS) name the same node.
+fn normalize(addr: &str, tls: bool) -> String {
     let addr = addr.trim().trim_end_matches('/');
     if addr.contains("://") {
         addr.to_owned()
+    } else if tls {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     }
 }
 
-fn lazy_channel(config: &ClientConfig, addr: &str) -> Result<Channel> {
-    let endpoint = Endpoint::from_shared(addr.to_owned())
-        .map_err(|e| Error::InvalidRequest(format!("endpoint {addr:?} is not an address: {e}")))?
+fn lazy_channel(config: &ClientConfig, addr: &str) -> Result<Conn> {
+    let mut endpoint = Endpoint::from_shared(addr.to_owned())
+        .map_err(|e| Error::InvalidRequest(format!("endpoint {addr:?} is not an address: {e}")))?;
+    if let Some(tls) = &config.tls {
+        let mut settings =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            settings = settings.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &tls.domain_name {
+            settings = settings.domain_name(name.clone());
+        }
+        endpoint = endpoint
+            .tls_config(settings)
+            .map_err(|e| Error::InvalidRequest(format!("TLS settings for {addr}: {e}")))?;
+    }
+    let bearer = match &config.token {
+        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
+            Error::InvalidRequest("the bearer token must be printable ASCII".into())
+        })?),
+        None => None,
+    };
+    let endpoint = endpoint
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        Credentials { bearer },
+    ))
 }
 
 #[cfg(test)]

@@ -108,6 +108,14 @@ impl ChainVerifier {
                 fault: ChainFault::SeqMismatch { found: entry.seq },
             });
         }
+        // A tree holds at most u64::MAX leaves, so seq u64::MAX is never a leaf
+        // index: refuse it rather than overflow the seq and the frontier's size.
+        let Some(next_seq) = seq.checked_add(1) else {
+            return Err(Error::IndexOutOfRange {
+                index: seq,
+                size: u64::MAX,
+            });
+        };
         if let Some(expected) = self.head
             && entry.prev_hash != expected
         {
@@ -134,7 +142,7 @@ impl ChainVerifier {
         if let Some(frontier) = &mut self.frontier {
             frontier.push(hash, |_, _| {});
         }
-        self.next_seq += 1;
+        self.next_seq = next_seq;
         self.head = Some(hash);
         self.last_timestamp_ns = Some(entry.timestamp_ns);
         Ok(entry)
@@ -210,6 +218,37 @@ mod tests {
         let tree = crate::merkle::MemoryTree::from_leaves(entries.iter().map(|b| entry_hash(b)));
         assert_eq!(v.root(), Some(tree.root()));
         assert_eq!(v.next_seq(), 10);
+    }
+
+    #[test]
+    fn refuses_an_entry_at_the_largest_seq_instead_of_overflowing() {
+        // Found by the `entry_decode` fuzz target: an entry carrying seq u64::MAX,
+        // pushed where that seq is due, overflowed `next_seq` (and the frontier's
+        // size) instead of returning an error.
+        let entry = Entry {
+            seq: u64::MAX,
+            timestamp_ns: 1,
+            prev_hash: Hash::ZERO,
+            principal: "svc".into(),
+            event: Event::default(),
+        };
+        let bytes = entry.encode();
+        let full = Frontier::from_parts(u64::MAX, vec![Hash::ZERO; 64]).expect("frontier");
+        for frontier in [None, Some(full)] {
+            let mut v = ChainVerifier::resume(u64::MAX, Some(Hash::ZERO), Some(0), frontier)
+                .expect("resume");
+            let before = v.root();
+            assert_eq!(
+                v.push(&bytes),
+                Err(Error::IndexOutOfRange {
+                    index: u64::MAX,
+                    size: u64::MAX
+                })
+            );
+            assert_eq!(v.next_seq(), u64::MAX);
+            assert_eq!(v.head(), Some(Hash::ZERO));
+            assert_eq!(v.root(), before);
+        }
     }
 
     #[test]

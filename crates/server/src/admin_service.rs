@@ -21,6 +21,7 @@ use crate::error::NodeError;
 const BACKUP_CHUNK_MAX_BYTES: usize = 1 << 20;
 use crate::node::{Node, blocking};
 use crate::peers::with_timeout;
+use crate::policy::Action;
 
 #[derive(Debug, Clone)]
 pub struct AdminService {
@@ -56,6 +57,8 @@ impl Admin for AdminService {
         &self,
         request: Request<InitializeRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Admin)?;
         let members: Vec<(u64, String)> = request
             .into_inner()
             .members
@@ -78,6 +81,8 @@ impl Admin for AdminService {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Admin)?;
         let request = request.into_inner();
         let member = request
             .member
@@ -105,6 +110,8 @@ impl Admin for AdminService {
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Admin)?;
         let request = request.into_inner();
         let voters: BTreeSet<u64> = request.voters.into_iter().collect();
         if voters.is_empty() {
@@ -127,6 +134,8 @@ impl Admin for AdminService {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Admin)?;
         let to = request.into_inner().to_node_id;
         let metrics = self.node.raft_metrics();
         let membership = metrics.membership_config.membership();
@@ -176,8 +185,10 @@ impl Admin for AdminService {
     #[tracing::instrument(skip_all)]
     async fn backup(
         &self,
-        _request: Request<BackupRequest>,
+        request: Request<BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Admin)?;
         let reader = self.node.reader.clone();
         let backup = blocking(move || Ok(reader.backup()?)).await?;
         tracing::info!(
@@ -234,8 +245,10 @@ impl Admin for AdminService {
 
     async fn status(
         &self,
-        _request: Request<StatusRequest>,
+        request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        // Any authenticated caller: the SDK finds the leader with it.
+        self.node.caller(&request)?;
         let m = self.node.raft_metrics();
         let reader = self.node.reader.clone();
         let (tail, checkpoint_size) = blocking(move || {

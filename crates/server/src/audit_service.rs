@@ -23,20 +23,12 @@ use veritrail_store::{AppendReceipt, ScanQuery, StoredEntry};
 
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, blocking};
+use crate::policy::Action;
 
 /// Entries read from the store per page when streaming.
 const STREAM_PAGE_ENTRIES: usize = 256;
 /// Entries buffered between the reader task and the client.
 const STREAM_BUFFER_ENTRIES: usize = 512;
-
-/// The identity a request is recorded under. Until client authentication
-/// (TLS, issue #9) exists, every request is `anonymous`; no request field can
-/// set it either way.
-pub const ANONYMOUS: &str = "anonymous";
-
-fn principal_of<T>(_request: &Request<T>) -> String {
-    ANONYMOUS.to_owned()
-}
 
 #[derive(Debug, Clone)]
 pub struct AuditService {
@@ -132,14 +124,14 @@ impl AuditLog for AuditService {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
-        let principal = principal_of(&request);
+        let caller = self.node.caller(&request)?;
         let event = request
             .into_inner()
             .event
             .ok_or_else(|| NodeError::InvalidArgument("field `event` is required".into()))?;
         let mut out = self
             .node
-            .append(principal, vec![event_from_wire(event)])
+            .append_as(&caller, vec![event_from_wire(event)])
             .await?;
         let receipt = out
             .pop()
@@ -154,14 +146,14 @@ impl AuditLog for AuditService {
         &self,
         request: Request<AppendBatchRequest>,
     ) -> Result<Response<AppendBatchResponse>, Status> {
-        let principal = principal_of(&request);
+        let caller = self.node.caller(&request)?;
         let events = request
             .into_inner()
             .events
             .into_iter()
             .map(event_from_wire)
             .collect();
-        let out = self.node.append(principal, events).await?;
+        let out = self.node.append_as(&caller, events).await?;
         Ok(Response::new(AppendBatchResponse {
             receipts: receipts(&out),
         }))
@@ -174,7 +166,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<Streaming<AppendStreamRequest>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
-        let principal = principal_of(&request);
+        let caller = self.node.caller(&request)?;
         let mut incoming = request.into_inner();
         let max_inflight = self.node.config.grpc.stream_max_inflight;
         let (tx, rx) = mpsc::channel(max_inflight);
@@ -197,10 +189,10 @@ impl AuditLog for AuditService {
                 let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
                     break;
                 };
-                let (node, tx, principal) = (Arc::clone(&node), tx.clone(), principal.clone());
+                let (node, tx, caller) = (Arc::clone(&node), tx.clone(), caller.clone());
                 tokio::spawn(async move {
                     let events = message.events.into_iter().map(event_from_wire).collect();
-                    let response = match node.append(principal, events).await {
+                    let response = match node.append_as(&caller, events).await {
                         Ok(out) => AppendStreamResponse {
                             request_id: message.request_id,
                             receipts: receipts(&out),
@@ -237,6 +229,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetEntryRequest>,
     ) -> Result<Response<GetEntryResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Read)?;
         let request = request.into_inner();
         self.read_fence(request.consistency).await?;
         let reader = self.node.reader.clone();
@@ -274,6 +268,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Read)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         if let Some(to) = r.to_seq
@@ -328,6 +324,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Read)?;
         let r = request.into_inner();
         let query = ScanQuery {
             from_seq: r.from_seq,
@@ -351,6 +349,8 @@ impl AuditLog for AuditService {
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
         let reader = self.node.reader.clone();
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Proofs)?;
         let size = request.into_inner().tree_size;
         let found = blocking(move || match size {
             Some(size) => Ok(reader.signed_checkpoint(size)?.map(|note| (size, note))),
@@ -378,6 +378,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetInclusionProofRequest>,
     ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Proofs)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         let reader = self.node.reader.clone();
@@ -406,6 +408,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Proofs)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         let reader = self.node.reader.clone();
@@ -429,6 +433,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetFrontierRequest>,
     ) -> Result<Response<GetFrontierResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Proofs)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         let reader = self.node.reader.clone();
@@ -445,6 +451,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<VerifyRangeRequest>,
     ) -> Result<Response<VerifyRangeResponse>, Status> {
+        let caller = self.node.caller(&request)?;
+        self.node.authorize(&caller, Action::Proofs)?;
         let r = request.into_inner();
         let reader = self.node.reader.clone();
         let report = blocking(move || Ok(reader.verify_range(r.from_seq, r.to_seq)?)).await?;

@@ -115,8 +115,13 @@ pub async fn run_readiness(node: Arc<Node>, health: tonic_health::server::Health
 pub async fn run_gauges(node: Arc<Node>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut last_checkpoint: Option<(u64, Instant)> = None;
+    let mut ticks: u64 = 0;
     loop {
         ticker.tick().await;
+        ticks += 1;
+        if ticks.is_multiple_of(60) {
+            node.auth.housekeeping();
+        }
         let m = node.raft_metrics();
         let metrics = &node.metrics;
         metrics.raft_term.set(m.current_term as i64);

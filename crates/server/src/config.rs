@@ -40,6 +40,77 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     pub grpc: GrpcConfig,
     pub limits: LimitsConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// TLS for every connection, clients' and peers' (docs/SECURITY.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM of the cluster's certificate authority. It verifies peers (which
+    /// must present a node certificate: mutual TLS) and client certificates.
+    pub ca_file: Option<PathBuf>,
+    /// PEM of this node's certificate, with the SPIFFE ID
+    /// `spiffe://<trust domain>/veritrail/node/<node_id>` and a SAN for every
+    /// name clients and peers reach it by. `veritraild certs node` makes one.
+    pub cert_file: Option<PathBuf>,
+    /// PEM of this node's private key (PKCS#8).
+    pub key_file: Option<PathBuf>,
+    /// Run without TLS: no authentication, every client is `anonymous` and any
+    /// process can speak Raft to the node. Refused unless every address of
+    /// the node is on loopback. For development only; the node says so in its
+    /// log at start and every minute.
+    pub insecure_dev: bool,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.insecure_dev
+    }
+}
+
+/// Who may do what (docs/SECURITY.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// TOML policy: which principals may append to which sources, read, fetch
+    /// proofs and administer. Without one, every authenticated principal may
+    /// do everything; with one, whatever it does not grant is denied.
+    pub policy_file: Option<PathBuf>,
+    /// TOML list of bearer tokens (as SHA-256 digests) and the principal each
+    /// authenticates, for clients without a certificate.
+    pub tokens_file: Option<PathBuf>,
+    /// Denied appends recorded in the log per principal per second at most;
+    /// beyond it they are only counted (`veritrail_denied_total`), so a
+    /// misbehaving client cannot flood the log with its own denials.
+    pub denial_records_per_s: u32,
+}
+
+/// Per-principal rate limits; 0 turns one off. A client over its limit gets
+/// `RESOURCE_EXHAUSTED` and may retry after a moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Events appended per principal per second, sustained.
+    pub events_per_s: u32,
+    /// Events a principal may append at once above the sustained rate.
+    pub events_burst: u32,
+    /// Requests (of any kind) per principal per second, sustained.
+    pub requests_per_s: u32,
+    /// Requests a principal may make at once above the sustained rate.
+    pub requests_burst: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            policy_file: None,
+            tokens_file: None,
+            denial_records_per_s: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +186,11 @@ pub struct GrpcConfig {
     pub max_batch_events: usize,
     /// Appends in flight on one AppendStream.
     pub stream_max_inflight: usize,
+    /// Concurrent calls (HTTP/2 streams) on one connection; beyond it a
+    /// client waits for one of its calls to end.
+    pub max_concurrent_streams: u32,
+    /// Longest TLS handshake before the connection is dropped.
+    pub tls_handshake_timeout_ms: u64,
 }
 
 /// The event limits this node accepts from clients (docs/FORMAT.md section 1).
@@ -151,6 +227,9 @@ impl Default for Config {
             checkpoint: CheckpointConfig::default(),
             grpc: GrpcConfig::default(),
             limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -199,6 +278,8 @@ impl Default for GrpcConfig {
             request_timeout_ms: 10_000,
             max_batch_events: 4096,
             stream_max_inflight: 1024,
+            max_concurrent_streams: 256,
+            tls_handshake_timeout_ms: 5_000,
         }
     }
 }
@@ -274,6 +355,9 @@ const SETTINGS: &[&str] = &[
     "checkpoint",
     "grpc",
     "limits",
+    "tls",
+    "auth",
+    "rate_limit",
 ];
 
 fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -406,10 +490,67 @@ impl Config {
                 "max_batch_events, stream_max_inflight and request_timeout_ms must be at least 1",
             ));
         }
+        if self.grpc.max_concurrent_streams == 0 || self.grpc.tls_handshake_timeout_ms == 0 {
+            return Err(invalid(
+                "grpc",
+                "max_concurrent_streams and tls_handshake_timeout_ms must be at least 1",
+            ));
+        }
+        let rate = &self.rate_limit;
+        if (rate.events_per_s > 0 && rate.events_burst < self.grpc.max_batch_events as u32)
+            || (rate.requests_per_s > 0 && rate.requests_burst == 0)
+        {
+            return Err(invalid(
+                "rate_limit",
+                format!(
+                    "events_burst must be at least grpc.max_batch_events ({}) and requests_burst at least 1 when their rate is set, or some requests could never pass",
+                    self.grpc.max_batch_events
+                ),
+            ));
+        }
+        self.validate_tls()?;
         if self.checkpoint.interval_ms == 0 {
             return Err(invalid("checkpoint.interval_ms", "must be at least 1"));
         }
         self.parse_initial_members()?;
+        Ok(())
+    }
+
+    /// TLS is on, with all three files, or the node is a development node whose
+    /// every address is on loopback.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        if t.insecure_dev {
+            let mut addrs = vec![self.advertise()];
+            addrs.extend(self.parse_initial_members()?.into_iter().map(|(_, a)| a));
+            let remote: Vec<String> = std::iter::once(self.listen_addr)
+                .filter(|a| !a.ip().is_loopback())
+                .map(|a| a.to_string())
+                .chain(addrs.into_iter().filter(|a| !is_loopback_addr(a)))
+                .collect();
+            if !remote.is_empty() {
+                return Err(invalid(
+                    "tls.insecure_dev",
+                    format!(
+                        "is for a development node on loopback only, and {} is not loopback: configure tls.ca_file, tls.cert_file and tls.key_file",
+                        remote.join(", ")
+                    ),
+                ));
+            }
+            if t.ca_file.is_some() || t.cert_file.is_some() || t.key_file.is_some() {
+                return Err(invalid(
+                    "tls.insecure_dev",
+                    "is set together with TLS files: choose one",
+                ));
+            }
+            return Ok(());
+        }
+        if t.ca_file.is_none() || t.cert_file.is_none() || t.key_file.is_none() {
+            return Err(invalid(
+                "tls",
+                "is required: set tls.ca_file, tls.cert_file and tls.key_file (`veritraild certs` makes development ones), or tls.insecure_dev = true on a loopback-only development node",
+            ));
+        }
         Ok(())
     }
 
@@ -444,6 +585,16 @@ impl Config {
     }
 }
 
+/// `host:port` whose host is a loopback IP or `localhost`.
+fn is_loopback_addr(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,9 +602,38 @@ mod tests {
     #[derive(Serialize)]
     struct NoOverrides {}
 
+    fn dev() -> Config {
+        let mut c = Config::default();
+        c.tls.insecure_dev = true;
+        c
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().expect("valid defaults");
+    fn defaults_are_valid_once_tls_is_chosen() {
+        let error = Config::default()
+            .validate()
+            .expect_err("no TLS")
+            .to_string();
+        assert!(error.contains("tls.ca_file"), "{error}");
+        dev().validate().expect("a loopback development node");
+        let mut c = Config::default();
+        c.tls.ca_file = Some("ca.pem".into());
+        c.tls.cert_file = Some("node.pem".into());
+        c.tls.key_file = Some("node.key".into());
+        c.validate().expect("TLS");
+    }
+
+    #[test]
+    fn insecure_only_on_loopback() {
+        let mut c = dev();
+        c.listen_addr = "0.0.0.0:7001".parse().expect("addr");
+        let error = c.validate().expect_err("not loopback").to_string();
+        assert!(error.contains("0.0.0.0:7001 is not loopback"), "{error}");
+        let mut c = dev();
+        c.initial_members = vec!["1=127.0.0.1:7001".into(), "2=10.0.0.2:7001".into()];
+        assert!(c.validate().is_err());
+        c.initial_members = vec!["1=localhost:7001".into(), "2=[::1]:7001".into()];
+        c.validate().expect("loopback members");
     }
 
     #[test]
@@ -462,7 +642,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "node_id = 3\norigin = \"a.example/log\"\n[batch]\nlinger_us = 50\n",
+            "node_id = 3\norigin = \"a.example/log\"\n[batch]\nlinger_us = 50\n[tls]\ninsecure_dev = true\n",
         )
         .expect("write");
         #[derive(Serialize)]
@@ -496,7 +676,7 @@ mod tests {
         assert!(error.contains("unknown_key"), "{error}");
         let c = Config {
             initial_members: vec!["1=a:1".into(), "x=b:2".into()],
-            ..Config::default()
+            ..dev()
         };
         assert!(c.validate().is_err());
     }

@@ -4,7 +4,8 @@
 //! `UNAVAILABLE` means retry (at the leader named in the `x-veritrail-leader`
 //! metadata when there is one); `INVALID_ARGUMENT`, `ALREADY_EXISTS`,
 //! `OUT_OF_RANGE`, `NOT_FOUND` and `FAILED_PRECONDITION` mean do not retry the same
-//! request; `RESOURCE_EXHAUSTED` means slow down; `INTERNAL` means this node is
+//! request; `UNAUTHENTICATED` and `PERMISSION_DENIED` mean fix the credentials or
+//! the policy; `RESOURCE_EXHAUSTED` means slow down; `INTERNAL` means this node is
 //! broken. The table is in docs/ERRORS.md.
 
 use tonic::{Code, Status};
@@ -37,6 +38,12 @@ pub enum NodeError {
     FailedPrecondition(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// No valid certificate or token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{0}")]
     DeadlineExceeded(String),
     /// Retry, at the leader if one is named.
@@ -67,6 +74,8 @@ impl NodeError {
             NodeError::OutOfRange(_) => Code::OutOfRange,
             NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
             NodeError::ResourceExhausted(_) => Code::ResourceExhausted,
+            NodeError::Unauthenticated(_) => Code::Unauthenticated,
+            NodeError::PermissionDenied(_) => Code::PermissionDenied,
             NodeError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             NodeError::Unavailable { .. } => Code::Unavailable,
             NodeError::Internal(_) => Code::Internal,

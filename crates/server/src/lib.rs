@@ -12,7 +12,9 @@
 
 pub mod admin_service;
 pub mod audit_service;
+pub mod auth;
 pub mod batcher;
+pub mod certs;
 pub mod checkpointer;
 pub mod config;
 pub mod error;
@@ -22,7 +24,9 @@ pub mod network;
 pub mod node;
 pub mod peer_service;
 pub mod peers;
+pub mod policy;
 pub mod server;
+pub mod tls;
 
 pub use config::Config;
 pub use server::run;

@@ -41,8 +41,8 @@ enum Command {
     /// Print a running node's view of the cluster. Exits 1 when there is no
     /// leader, or fewer voters than `--require-voters`.
     Status {
-        #[arg(long, default_value = "127.0.0.1:7001")]
-        addr: String,
+        #[command(flatten)]
+        probe: ProbeArgs,
         #[arg(long, default_value_t = 0)]
         require_voters: usize,
     },
@@ -50,11 +50,86 @@ enum Command {
     /// Exits 0 when it serves (liveness); with --ready, when it is also a
     /// member of a cluster with a known leader (readiness).
     Health {
-        #[arg(long, default_value = "127.0.0.1:7001")]
-        addr: String,
+        #[command(flatten)]
+        probe: ProbeArgs,
         #[arg(long)]
         ready: bool,
     },
+    /// Make a development certificate authority, and node and client
+    /// certificates issued by it (docs/SECURITY.md). Never overwrites a file.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Make a bearer token for a client without a certificate: prints the
+    /// token (give it to the client) and the entry for `auth.tokens_file`
+    /// (which holds only its SHA-256).
+    Token {
+        /// The principal the token authenticates as.
+        #[arg(long)]
+        principal: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// A new CA in DIR: ca.pem (give it to every node and client), ca.key
+    /// (keep it off the nodes).
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The SPIFFE trust domain of the cluster's identities.
+        #[arg(long, default_value = "veritrail.local")]
+        trust_domain: String,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Node ID's certificate, DIR/node-ID.pem and .key, valid for the host
+    /// names and IPs given plus localhost and 127.0.0.1.
+    Node {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        /// DNS names and IPs the node is reached by, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// A client certificate for service NAME, DIR/client-NAME.pem and .key;
+    /// its principal is spiffe://<trust domain>/service/NAME.
+    Client {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+/// How `status` and `health` reach a node. TLS settings come from the flags
+/// (or the CLI's `VERITRAIL_CA`, `VERITRAIL_CERT`, `VERITRAIL_KEY`), or else from
+/// the node's own configuration (`--config`, `VERITRAIL_TLS__*`), so a probe next
+/// to a node needs no extra settings.
+#[derive(Debug, Clone, clap::Args)]
+struct ProbeArgs {
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    addr: String,
+    /// The node's TOML configuration, to take its TLS files from.
+    #[arg(long, short = 'c', env = "VERITRAIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// The cluster CA (PEM); the same variable as the `veritrail` CLI's.
+    #[arg(long, env = "VERITRAIL_CA")]
+    ca: Option<PathBuf>,
+    /// A client or node certificate (PEM) to authenticate with.
+    #[arg(long, env = "VERITRAIL_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    #[arg(long, env = "VERITRAIL_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// The name to check the node's certificate against; defaults to the
+    /// host of --addr.
+    #[arg(long)]
+    server_name: Option<String>,
 }
 
 /// Flags override the file and the environment. Unset flags change nothing.
@@ -90,6 +165,37 @@ struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<String>,
+    /// Run without TLS or authentication: a development node, allowed only
+    /// when all its addresses are on loopback (`tls.insecure_dev`).
+    #[arg(long)]
+    #[serde(skip)]
+    insecure_dev: bool,
+}
+
+/// What the flags override, nested the way the configuration is.
+#[derive(Debug, Serialize)]
+struct Overrides<'a> {
+    #[serde(flatten)]
+    args: &'a RunArgs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsOverride>,
+}
+
+#[derive(Debug, Serialize)]
+struct TlsOverride {
+    insecure_dev: bool,
+}
+
+impl RunArgs {
+    fn load(&self) -> Result<Config, veritrail_server::config::ConfigError> {
+        let overrides = Overrides {
+            args: self,
+            tls: self
+                .insecure_dev
+                .then_some(TlsOverride { insecure_dev: true }),
+        };
+        Config::load(self.config.as_deref(), &overrides)
+    }
 }
 
 fn init_tracing(format: LogFormat) {
@@ -110,17 +216,19 @@ fn main() -> ExitCode {
         Some(Command::Fsck { data_dir }) => fsck(&data_dir),
         Some(Command::Restore { backup, run }) => restore(&backup, &run),
         Some(Command::Status {
-            addr,
+            probe: p,
             require_voters,
-        }) => probe(|| status(addr, require_voters)),
-        Some(Command::Health { addr, ready }) => probe(|| health(addr, ready)),
+        }) => probe(|| status(p, require_voters)),
+        Some(Command::Health { probe: p, ready }) => probe(|| health(p, ready)),
+        Some(Command::Certs(command)) => certs(command),
+        Some(Command::Token { principal }) => token(&principal),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let config = match Config::load(args.config.as_deref(), &args) {
+    let config = match args.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("veritraild: {e}");
@@ -149,7 +257,7 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn restore(backup: &std::path::Path, args: &RunArgs) -> ExitCode {
-    let config = match Config::load(args.config.as_deref(), args) {
+    let config = match args.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("veritraild: {e}");
@@ -237,18 +345,97 @@ where
     }
 }
 
-async fn channel(addr: &str) -> Result<tonic::transport::Channel, String> {
-    tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("{addr:?}: {e}"))?
+fn certs(command: CertsCommand) -> ExitCode {
+    use veritrail_server::certs;
+    let made = match command {
+        CertsCommand::Ca {
+            dir,
+            trust_domain,
+            days,
+        } => certs::make_ca(&dir, &trust_domain, days),
+        CertsCommand::Node {
+            dir,
+            id,
+            hosts,
+            days,
+        } => certs::make_node(&dir, id, &hosts, days),
+        CertsCommand::Client { dir, name, days } => certs::make_client(&dir, &name, days),
+    };
+    match made {
+        Ok(path) => {
+            println!("wrote {} and its key", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veritraild certs: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn token(principal: &str) -> ExitCode {
+    use sha2::Digest;
+    if principal.is_empty() || principal.chars().any(char::is_control) {
+        eprintln!("veritraild token: the principal must be non-empty text");
+        return ExitCode::from(2);
+    }
+    let mut secret = [0u8; 32];
+    if let Err(e) = getrandom::fill(&mut secret) {
+        eprintln!("veritraild token: no randomness from the OS: {e}");
+        return ExitCode::FAILURE;
+    }
+    let token = hex::encode(secret);
+    let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    println!("token (give to the client; it is not stored anywhere): {token}");
+    println!("# for auth.tokens_file:");
+    println!("[[token]]\nprincipal = {principal:?}\nsha256 = \"{digest}\"");
+    ExitCode::SUCCESS
+}
+
+async fn channel(p: &ProbeArgs) -> Result<tonic::transport::Channel, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let (ca, identity) = match &p.ca {
+        Some(ca) => (Some(ca.clone()), p.cert.clone().zip(p.key.clone())),
+        None => match Config::load(p.config.as_deref(), &NoOverrides {}) {
+            Ok(config) if config.tls.enabled() => (
+                config.tls.ca_file.clone(),
+                config
+                    .tls
+                    .cert_file
+                    .clone()
+                    .zip(config.tls.key_file.clone()),
+            ),
+            _ => (None, None),
+        },
+    };
+    let addr = &p.addr;
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| format!("{addr:?}: {e}"))?;
+    if let Some(ca) = ca {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&ca)?));
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(read(&cert)?, read(&key)?));
+        }
+        if let Some(name) = &p.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS: {e}"))?;
+    }
+    endpoint
         .connect()
         .await
         .map_err(|e| format!("cannot reach {addr}: {e}"))
 }
 
-async fn status(addr: String, require_voters: usize) -> Result<(), String> {
+#[derive(Serialize)]
+struct NoOverrides {}
+
+async fn status(probe: ProbeArgs, require_voters: usize) -> Result<(), String> {
     use veritrail_proto::v1::StatusRequest;
     use veritrail_proto::v1::admin_client::AdminClient;
-    let s = AdminClient::new(channel(&addr).await?)
+    let s = AdminClient::new(channel(&probe).await?)
         .status(StatusRequest {})
         .await
         .map_err(|e| format!("status: {}", e.message()))?
@@ -284,10 +471,10 @@ async fn status(addr: String, require_voters: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn health(addr: String, ready: bool) -> Result<(), String> {
+async fn health(probe: ProbeArgs, ready: bool) -> Result<(), String> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
-    let reply = HealthClient::new(channel(&addr).await?)
+    let reply = HealthClient::new(channel(&probe).await?)
         .check(HealthCheckRequest {
             service: if ready {
                 veritrail_server::checkpointer::READY_SERVICE.into()

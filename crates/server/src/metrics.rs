@@ -30,6 +30,9 @@ pub struct Metrics {
     pub checkpoint_age_seconds: Gauge,
     pub checkpoint_signatures: Gauge,
     pub checkpoint_failures: Counter,
+    pub unauthenticated: Counter,
+    pub denied: Counter,
+    pub rate_limited: Counter,
 }
 
 impl Metrics {
@@ -58,8 +61,26 @@ impl Metrics {
             checkpoint_age_seconds: Gauge::default(),
             checkpoint_signatures: Gauge::default(),
             checkpoint_failures: Counter::default(),
+            unauthenticated: Counter::default(),
+            denied: Counter::default(),
+            rate_limited: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "unauthenticated",
+            "Calls refused for want of a valid certificate or token (UNAUTHENTICATED)",
+            m.unauthenticated.clone(),
+        );
+        registry.register(
+            "denied",
+            "Calls the policy denied, peer calls without a node certificate, and Raft messages in another node's name (PERMISSION_DENIED)",
+            m.denied.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Calls refused by a per-principal rate limit (RESOURCE_EXHAUSTED)",
+            m.rate_limited.clone(),
+        );
         registry.register(
             "append_requests",
             "Append requests answered (unary, batch and stream)",

@@ -17,11 +17,16 @@ use veritrail_store::{
     NodeInfo, RejectionKind, RequestOutcome, TypeConfig,
 };
 
+use crate::auth::{Auth, Caller};
 use crate::batcher::{BatchError, Batcher};
 use crate::config::Config;
 use crate::error::{LeaderHint, NodeError, NodeResult};
 use crate::metrics::Metrics;
 use crate::peers::{Peers, with_timeout};
+use crate::policy::Action;
+
+/// The source of the events a node records about its own security decisions.
+pub const SECURITY_SOURCE: &str = "veritrail.security";
 
 /// Everything one node runs. Shared by the services behind an `Arc`.
 pub struct Node {
@@ -34,6 +39,9 @@ pub struct Node {
     pub peers: Peers,
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
+    pub auth: Auth,
+    /// The principal of what this node appends itself (its SPIFFE ID).
+    pub principal: String,
 }
 
 impl std::fmt::Debug for Node {
@@ -42,6 +50,17 @@ impl std::fmt::Debug for Node {
             .field("id", &self.id)
             .field("key", self.signer.public())
             .finish_non_exhaustive()
+    }
+}
+
+/// Cuts `text` to at most `max_bytes`, on a character boundary.
+fn truncate(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let mut end = max_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 
@@ -100,6 +119,100 @@ impl Node {
         self.leader().ok_or_else(|| {
             NodeError::unavailable("no leader is elected right now; retry shortly", None)
         })
+    }
+
+    /// Who made `request` (`UNAUTHENTICATED` when nobody we know).
+    pub fn caller<T>(&self, request: &tonic::Request<T>) -> NodeResult<Caller> {
+        self.auth
+            .authenticate(request)
+            .inspect_err(|e| self.count(e))
+    }
+
+    /// Whether `caller` may do `action` (`PERMISSION_DENIED` otherwise).
+    pub fn authorize(&self, caller: &Caller, action: Action<'_>) -> NodeResult<()> {
+        self.auth
+            .authorize(caller, action)
+            .inspect_err(|e| self.count(e))
+    }
+
+    /// The id of the member that made `request`: Raft and peer calls come
+    /// from nodes of this cluster only (`PERMISSION_DENIED` otherwise).
+    pub fn member<T>(&self, request: &tonic::Request<T>) -> NodeResult<Option<u64>> {
+        self.auth.member(request).inspect_err(|e| self.count(e))
+    }
+
+    fn count(&self, error: &NodeError) {
+        match error {
+            NodeError::Unauthenticated(_) => self.metrics.unauthenticated.inc(),
+            NodeError::PermissionDenied(_) => self.metrics.denied.inc(),
+            NodeError::ResourceExhausted(_) => self.metrics.rate_limited.inc(),
+            _ => 0,
+        };
+    }
+
+    /// Admits `caller`'s append of `events` at the door: valid, allowed for
+    /// every source it names, and within the caller's rate. A denial is itself
+    /// recorded in the log (at most `auth.denial_records_per_s` per principal).
+    pub fn admit_append(self: &Arc<Self>, caller: &Caller, events: &[Event]) -> NodeResult<()> {
+        self.validate_append(&caller.principal, events)?;
+        let mut sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        for source in sources {
+            if let Err(e) = self.authorize(caller, Action::Append { source }) {
+                self.record_denial(caller, source, events.len());
+                return Err(e);
+            }
+        }
+        self.auth
+            .charge_events(caller, events.len())
+            .inspect_err(|e| self.count(e))
+    }
+
+    /// Appends `events` for `caller`, stamped with its principal, once admitted.
+    pub async fn append_as(
+        self: &Arc<Self>,
+        caller: &Caller,
+        events: Vec<Event>,
+    ) -> NodeResult<Vec<AppendReceipt>> {
+        self.admit_append(caller, &events)?;
+        self.append(caller.principal.clone(), events).await
+    }
+
+    /// Appends, in the background and under this node's own principal, the
+    /// event that `caller` was denied an append to `source`.
+    fn record_denial(self: &Arc<Self>, caller: &Caller, source: &str, events: usize) {
+        if !self.auth.may_record_denial(&caller.principal) {
+            return;
+        }
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut actor = caller.principal.clone();
+        truncate(&mut actor, self.limits.actor_max_bytes);
+        let event = Event {
+            source: SECURITY_SOURCE.into(),
+            event_id: format!("append-denied-{}-{now_ns}-{n}", self.id),
+            actor,
+            action: "append.denied".into(),
+            resource: format!("source/{source}"),
+            outcome: "denied".into(),
+            event_time_ns: Some(now_ns),
+            attributes: [
+                ("events".to_owned(), events.to_string()),
+                ("node".to_owned(), self.id.to_string()),
+            ]
+            .into(),
+            ..Event::default()
+        };
+        let node = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = node.append(node.principal.clone(), vec![event]).await {
+                tracing::warn!(error = %e, "recording a denied append failed");
+            }
+        });
     }
 
     /// Validates a client's events against this node's limits. Nothing that

@@ -37,6 +37,35 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 }
 
 impl PeerService {
+    /// Admits a peer call: the caller presented a node certificate of this
+    /// cluster's CA and trust domain. Returns its node id (`None` on a
+    /// development node without TLS, which admits anyone).
+    ///
+    /// Membership is not checked here: a learner replaying the log holds an
+    /// old membership that may not name the current leader, and Raft itself
+    /// decides what a message from a non-member counts for. What TLS adds is
+    /// that a node speaks only for itself ([`Self::speaks_for`]).
+    fn admit_member<T>(&self, request: &Request<T>) -> Result<Option<u64>, Status> {
+        Ok(self.node.member(request)?)
+    }
+
+    /// Refuses a Raft message that claims to come from another node than the
+    /// certificate's: a leader's appends and snapshots, and a candidate's vote
+    /// request, name their sender.
+    fn speaks_for(&self, caller: Option<u64>, claimed: Option<u64>) -> Result<(), Status> {
+        match caller {
+            Some(id) if claimed != Some(id) => {
+                self.node.metrics.denied.inc();
+                Err(NodeError::PermissionDenied(format!(
+                    "node {id} may not send Raft messages in the name of node {}",
+                    claimed.map_or("none".to_owned(), |c| c.to_string())
+                ))
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a Raft message meant for another node id. When a node is
     /// replaced at the same address under a new id, the leader may still send
     /// to the old id there until membership changes; answering for it would
@@ -60,15 +89,19 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        let caller = self.admit_member(&request)?;
         self.addressed_to_me(request.get_ref())?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         encode(&self.node.raft.append_entries(rpc).await)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let caller = self.admit_member(&request)?;
         self.addressed_to_me(request.get_ref())?;
         let rpc: VoteRequest<u64> = decode(request.get_ref())?;
+        self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         encode(&self.node.raft.vote(rpc).await)
     }
 
@@ -77,8 +110,10 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        let caller = self.admit_member(&request)?;
         self.addressed_to_me(request.get_ref())?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
+        self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         encode(&self.node.raft.install_snapshot(rpc).await)
     }
 
@@ -87,6 +122,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<SignCheckpointRequest>,
     ) -> Result<Response<SignCheckpointResponse>, Status> {
+        self.admit_member(&request)?;
         let signed_note = self
             .node
             .sign_checkpoint(&request.into_inner().body)
@@ -99,6 +135,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<ForwardAppendRequest>,
     ) -> Result<Response<ForwardAppendResponse>, Status> {
+        self.admit_member(&request)?;
         let request = request.into_inner();
         let events: Vec<Event> = postcard::from_bytes(&request.events).map_err(|e| {
             Status::invalid_argument(format!("forwarded events do not decode: {e}"))
@@ -113,8 +150,9 @@ impl RaftPeer for PeerService {
 
     async fn identify(
         &self,
-        _request: Request<IdentifyRequest>,
+        request: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
+        self.admit_member(&request)?;
         let initialized = self
             .node
             .raft
@@ -131,8 +169,9 @@ impl RaftPeer for PeerService {
 
     async fn start_election(
         &self,
-        _request: Request<StartElectionRequest>,
+        request: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
+        self.admit_member(&request)?;
         self.node
             .raft
             .trigger()
@@ -144,8 +183,9 @@ impl RaftPeer for PeerService {
 
     async fn read_index(
         &self,
-        _request: Request<ReadIndexRequest>,
+        request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        self.admit_member(&request)?;
         let index = self.node.read_index().await?;
         Ok(Response::new(ReadIndexResponse { index }))
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
 
 /// A pool of peer channels. Cheap to clone.
@@ -13,13 +13,16 @@ use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     max_message_bytes: usize,
+    /// This node's CA and certificate; `None` on a development node.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Peers {
-    pub fn new(max_message_bytes: usize) -> Self {
+    pub fn new(max_message_bytes: usize, tls: Option<ClientTlsConfig>) -> Self {
         Peers {
             channels: Arc::default(),
             max_message_bytes,
+            tls,
         }
     }
 
@@ -31,8 +34,15 @@ impl Peers {
             match channels.get(addr) {
                 Some(channel) => channel.clone(),
                 None => {
-                    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                        .map_err(|e| format!("peer address {addr:?}: {e}"))?
+                    let scheme = if self.tls.is_some() { "https" } else { "http" };
+                    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+                        .map_err(|e| format!("peer address {addr:?}: {e}"))?;
+                    if let Some(tls) = &self.tls {
+                        endpoint = endpoint
+                            .tls_config(tls.clone())
+                            .map_err(|e| format!("peer {addr}: TLS: {e}"))?;
+                    }
+                    let endpoint = endpoint
                         .connect_timeout(Duration::from_secs(2))
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(Duration::from_secs(10))

@@ -46,7 +46,16 @@ pub async fn run(config: Config) -> Result<(), String> {
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
     let store = Store::open(&config.data_dir, &StoreConfig::new(config.origin.clone()))
         .map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
-    let peers = Peers::new(config.grpc.max_message_bytes);
+    let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id)?;
+    let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.trust_domain.clone()))?;
+    let principal = match &tls {
+        Some(t) => t.spiffe_id.clone(),
+        None => format!("veritrail/node/{}", config.node_id),
+    };
+    let peers = Peers::new(
+        config.grpc.max_message_bytes,
+        tls.as_ref().map(crate::tls::TlsMaterial::client),
+    );
     let raft = openraft::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
@@ -71,6 +80,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         peers,
         batcher,
         metrics: Arc::clone(&metrics),
+        auth,
+        principal,
     });
     tracing::info!(
         node_id = node.id,
@@ -79,8 +90,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         origin = %config.origin,
         key = %node.signer.public(),
         entries = node.reader.tail().size,
+        tls = tls.is_some(),
+        principal = %node.principal,
         "veritraild starting"
     );
+    if tls.is_none() {
+        tokio::spawn(warn_insecure());
+    }
 
     tokio::spawn(run_checkpoints(Arc::clone(&node)));
     tokio::spawn(run_gauges(Arc::clone(&node)));
@@ -128,7 +144,15 @@ pub async fn run(config: Config) -> Result<(), String> {
     // receipt, an AppendEntries reply) waited for the client's delayed ACK,
     // about 40 ms, under Nagle's algorithm.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = &tls {
+        let handshake = Duration::from_millis(config.grpc.tls_handshake_timeout_ms);
+        server = server
+            .tls_config(tls.server(handshake))
+            .map_err(|e| format!("TLS: {e}"))?;
+    }
+    let served = server
+        .max_concurrent_streams(Some(config.grpc.max_concurrent_streams))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
@@ -145,6 +169,19 @@ pub async fn run(config: Config) -> Result<(), String> {
         tracing::warn!(error = %e, "raft shutdown");
     }
     served.map_err(|e| format!("gRPC server: {e}"))
+}
+
+/// A development node says what it is at start and every minute after, so
+/// nobody mistakes it for a secured one.
+async fn warn_insecure() {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        tracing::warn!(
+            "INSECURE DEVELOPMENT NODE (tls.insecure_dev): no TLS, no authentication; every \
+             caller is `anonymous` and any local process can speak Raft to this node"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use veritrail_client::{Client, Producer, ProducerConfig};
+use veritrail_client::{Client, ClientConfig, Producer, ProducerConfig, TlsSettings};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -29,6 +29,15 @@ struct Args {
     /// The audit source this service writes as.
     #[arg(long, default_value = "invoicing")]
     source: String,
+    /// The cluster's CA (PEM). Without it the service talks plain HTTP/2,
+    /// which only a development cluster (`make run`) accepts.
+    #[arg(long, env = "VERITRAIL_CA")]
+    ca: Option<std::path::PathBuf>,
+    /// This service's certificate (PEM): its identity in the log.
+    #[arg(long, env = "VERITRAIL_CERT", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    #[arg(long, env = "VERITRAIL_KEY", requires = "cert")]
+    key: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -37,7 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let client = Client::connect(args.endpoints)?;
+    let mut config = ClientConfig::new(args.endpoints);
+    if let Some(ca) = &args.ca {
+        let identity = args.cert.as_deref().zip(args.key.as_deref());
+        config.tls = Some(TlsSettings::from_files(ca, identity)?);
+    }
+    let client = Client::with_config(config)?;
     let producer = Arc::new(Producer::new(&client, ProducerConfig::default())?);
     let app = veritrail_example_audited_service::app(producer, &args.source);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;

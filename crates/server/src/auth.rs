@@ -1,0 +1,357 @@
+//! Who is calling, and whether they may.
+//!
+//! **The principal comes from the connection, never from the request.** With
+//! TLS it is the identity in the client certificate rustls verified against the
+//! cluster's CA (the SPIFFE ID, or the common name), or, for a client without a
+//! certificate, the principal its bearer token is registered to. Without either
+//! the call is refused (`UNAUTHENTICATED`). A development node without TLS
+//! records everyone as `anonymous`.
+//!
+//! Nodes are callers whose certificate carries a node SPIFFE ID of this
+//! cluster's trust domain; only they may use the `RaftPeer` service, and a
+//! Raft message must name the node its certificate names.
+//!
+//! Authorization asks the policy (`policy.rs`) when one is configured, and
+//! allows every authenticated principal everything otherwise. Rate limits are
+//! per principal (GCRA, governor).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonic::Request;
+
+use crate::config::Config;
+use crate::error::{NodeError, NodeResult};
+use crate::policy::{Action, Policy};
+use crate::tls::CertIdentity;
+
+/// The principal of every call to a development node without TLS.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// What entries it appends are stamped with.
+    pub principal: String,
+    /// Set when the caller presented a node certificate of this cluster.
+    pub node_id: Option<u64>,
+}
+
+type Limiter = DefaultKeyedRateLimiter<String>;
+
+/// Authentication, authorization and per-principal limits of one node.
+#[derive(Debug)]
+pub struct Auth {
+    /// `None` on a development node without TLS.
+    trust_domain: Option<String>,
+    /// SHA-256 of each bearer token, and the principal it stands for.
+    tokens: HashMap<[u8; 32], String>,
+    policy: Option<Policy>,
+    requests: Option<Limiter>,
+    events: Option<Limiter>,
+    denials: Option<Limiter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    token: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    principal: String,
+    /// Hex SHA-256 of the token: the file holds no secret.
+    sha256: String,
+}
+
+fn limiter(per_s: u32, burst: u32) -> Option<Limiter> {
+    let per_s = NonZeroU32::new(per_s)?;
+    let burst = NonZeroU32::new(burst).unwrap_or(per_s);
+    Some(RateLimiter::keyed(
+        Quota::per_second(per_s).allow_burst(burst),
+    ))
+}
+
+fn load_tokens(path: &Path) -> Result<HashMap<[u8; 32], String>, String> {
+    if !path.exists() {
+        return Err(format!(
+            "auth.tokens_file {} does not exist",
+            path.display()
+        ));
+    }
+    let file: TokensFile = Figment::from(Toml::file(path))
+        .extract()
+        .map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
+    let mut tokens = HashMap::new();
+    for (i, entry) in file.token.into_iter().enumerate() {
+        let digest: [u8; 32] = hex::decode(entry.sha256.trim())
+            .ok()
+            .and_then(|d| d.try_into().ok())
+            .ok_or_else(|| {
+                format!(
+                    "auth.tokens_file {}: token {}: sha256 is not 64 hex digits",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+        if entry.principal.is_empty() || entry.principal.chars().any(char::is_control) {
+            return Err(format!(
+                "auth.tokens_file {}: token {}: the principal must be non-empty text",
+                path.display(),
+                i + 1
+            ));
+        }
+        if tokens.insert(digest, entry.principal).is_some() {
+            return Err(format!(
+                "auth.tokens_file {}: token {} is listed twice",
+                path.display(),
+                i + 1
+            ));
+        }
+    }
+    Ok(tokens)
+}
+
+/// The token of an `authorization: Bearer <token>` header, if any.
+fn bearer<T>(request: &Request<T>) -> Result<Option<&str>, NodeError> {
+    let Some(value) = request.metadata().get("authorization") else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| NodeError::Unauthenticated("the authorization header is not text".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(NodeError::Unauthenticated(
+            "the authorization header must be `Bearer <token>`".into(),
+        )),
+    }
+}
+
+impl Auth {
+    /// `trust_domain` is the node's own (from its certificate), `None` without TLS.
+    pub fn new(config: &Config, trust_domain: Option<String>) -> Result<Auth, String> {
+        let tokens = match &config.auth.tokens_file {
+            Some(path) => load_tokens(path)?,
+            None => HashMap::new(),
+        };
+        let policy = match &config.auth.policy_file {
+            Some(path) => Some(Policy::load(path)?),
+            None => None,
+        };
+        let r = &config.rate_limit;
+        Ok(Auth {
+            trust_domain,
+            tokens,
+            policy,
+            requests: limiter(r.requests_per_s, r.requests_burst),
+            events: limiter(r.events_per_s, r.events_burst),
+            denials: limiter(config.auth.denial_records_per_s, 0),
+        })
+    }
+
+    pub fn tls(&self) -> bool {
+        self.trust_domain.is_some()
+    }
+
+    /// Who made `request`, charged one request against its rate limit.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> NodeResult<Caller> {
+        let caller = self.identify(request)?;
+        if let Some(limiter) = &self.requests
+            && limiter.check_key(&caller.principal).is_err()
+        {
+            return Err(NodeError::ResourceExhausted(format!(
+                "{} is over its request rate limit; retry in a moment",
+                caller.principal
+            )));
+        }
+        Ok(caller)
+    }
+
+    fn identify<T>(&self, request: &Request<T>) -> NodeResult<Caller> {
+        let Some(trust_domain) = &self.trust_domain else {
+            // A development node: tokens still name their holder.
+            return Ok(
+                match bearer(request)?.and_then(|t| self.token_principal(t)) {
+                    Some(principal) => Caller {
+                        principal,
+                        node_id: None,
+                    },
+                    None => Caller {
+                        principal: ANONYMOUS.into(),
+                        node_id: None,
+                    },
+                },
+            );
+        };
+        if let Some(certs) = request.peer_certs()
+            && let Some(leaf) = certs.first()
+        {
+            // rustls has verified the chain to our CA during the handshake.
+            let identity = CertIdentity::from_der(leaf).map_err(NodeError::Unauthenticated)?;
+            let principal = identity.principal().ok_or_else(|| {
+                NodeError::Unauthenticated(
+                    "the client certificate has neither a SPIFFE ID nor a common name".into(),
+                )
+            })?;
+            return Ok(Caller {
+                principal: principal.to_owned(),
+                node_id: identity.node_id(trust_domain),
+            });
+        }
+        match bearer(request)? {
+            Some(token) => self
+                .token_principal(token)
+                .map(|principal| Caller {
+                    principal,
+                    node_id: None,
+                })
+                .ok_or_else(|| NodeError::Unauthenticated("unknown bearer token".into())),
+            None => Err(NodeError::Unauthenticated(
+                "authenticate with a client certificate of this cluster's CA or a bearer token"
+                    .into(),
+            )),
+        }
+    }
+
+    fn token_principal(&self, token: &str) -> Option<String> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.tokens.get(&digest).cloned()
+    }
+
+    /// Whether `caller` may do `action`: `PERMISSION_DENIED` otherwise.
+    pub fn authorize(&self, caller: &Caller, action: Action<'_>) -> NodeResult<()> {
+        match &self.policy {
+            Some(policy) if !policy.allows(&caller.principal, action) => Err(
+                NodeError::PermissionDenied(format!("{} may not {action}", caller.principal)),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Charges `events` appended events against the caller's rate limit.
+    pub fn charge_events(&self, caller: &Caller, events: usize) -> NodeResult<()> {
+        let (Some(limiter), Some(n)) = (&self.events, NonZeroU32::new(events as u32)) else {
+            return Ok(());
+        };
+        match limiter.check_key_n(&caller.principal, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NodeError::ResourceExhausted(format!(
+                "{} is over its append rate limit; retry in a moment",
+                caller.principal
+            ))),
+            Err(_) => Err(NodeError::ResourceExhausted(format!(
+                "{events} events in one request exceed the burst of the append rate limit"
+            ))),
+        }
+    }
+
+    /// Whether a denial of `principal` may be recorded in the log now.
+    pub fn may_record_denial(&self, principal: &str) -> bool {
+        self.denials
+            .as_ref()
+            .is_some_and(|l| l.check_key(&principal.to_owned()).is_ok())
+    }
+
+    /// The caller's node id when it presented a node certificate of this
+    /// cluster's trust domain. Without TLS (a development node) any caller is
+    /// let through.
+    pub fn member<T>(&self, request: &Request<T>) -> NodeResult<Option<u64>> {
+        if self.trust_domain.is_none() {
+            return Ok(None);
+        }
+        let caller = self.identify(request)?;
+        match caller.node_id {
+            Some(id) => Ok(Some(id)),
+            None => Err(NodeError::PermissionDenied(format!(
+                "{} is not a node of this cluster: Raft and peer calls need a node certificate",
+                caller.principal
+            ))),
+        }
+    }
+
+    /// Forgets limiter state of principals not seen lately (bounded memory).
+    pub fn housekeeping(&self) {
+        for limiter in [&self.requests, &self.events, &self.denials]
+            .into_iter()
+            .flatten()
+        {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_headers() {
+        let mut request = Request::new(());
+        assert_eq!(bearer(&request).expect("none"), None);
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().expect("value"));
+        assert_eq!(bearer(&request).expect("token"), Some("s3cret"));
+        request
+            .metadata_mut()
+            .insert("authorization", "Basic abc".parse().expect("value"));
+        assert!(bearer(&request).is_err());
+    }
+
+    #[test]
+    fn tokens_map_to_principals_and_limits_apply_per_principal() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let path = dir.path().join("tokens.toml");
+        let digest = hex::encode(Sha256::digest(b"s3cret"));
+        std::fs::write(
+            &path,
+            format!("[[token]]\nprincipal = \"batch-job\"\nsha256 = \"{digest}\"\n"),
+        )
+        .expect("write");
+        let mut config = Config::default();
+        config.auth.tokens_file = Some(path.clone());
+        config.rate_limit.events_per_s = 10;
+        config.rate_limit.events_burst = 20;
+        let auth = Auth::new(&config, Some("td".into())).expect("auth");
+        let mut request = Request::new(());
+        let refused = auth.authenticate(&request).expect_err("nothing presented");
+        assert!(matches!(refused, NodeError::Unauthenticated(_)));
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().expect("value"));
+        let caller = auth.authenticate(&request).expect("token");
+        assert_eq!(
+            (caller.principal.as_str(), caller.node_id),
+            ("batch-job", None)
+        );
+        assert!(auth.member(&request).is_err());
+        auth.charge_events(&caller, 20).expect("the burst");
+        assert!(auth.charge_events(&caller, 1).is_err());
+        let other = Caller {
+            principal: "other".into(),
+            node_id: None,
+        };
+        auth.charge_events(&other, 1)
+            .expect("another principal's budget");
+        assert!(auth.charge_events(&other, 21).is_err());
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer wrong".parse().expect("value"));
+        assert!(auth.authenticate(&request).is_err());
+        std::fs::write(&path, "[[token]]\nprincipal = \"x\"\nsha256 = \"zz\"\n").expect("write");
+        assert!(Auth::new(&config, None).is_err());
+    }
+}

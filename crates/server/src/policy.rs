@@ -1,0 +1,195 @@
+//! The authorization policy: a TOML file of grants. Whatever no grant allows is
+//! denied. Example (docs/SECURITY.md has the full description):
+//!
+//! ```toml
+//! # Every service appends to the source named after it, and nothing else.
+//! [[grant]]
+//! principals = ["spiffe://veritrail.local/service/*"]
+//! append = ["{name}"]
+//!
+//! [[grant]]
+//! principals = ["spiffe://veritrail.local/service/auditor"]
+//! read = true
+//! proofs = true
+//!
+//! [[grant]]
+//! principals = ["spiffe://veritrail.local/service/ops"]
+//! admin = true
+//! ```
+//!
+//! A pattern is either exact or ends in `*`, which matches any rest. In
+//! `append`, `{name}` stands for the principal's name: the last `/`-separated
+//! segment of a SPIFFE ID, or the whole principal otherwise.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::Deserialize;
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Append events of this source.
+    Append { source: &'a str },
+    /// Read entries: get, scan, tail (and so export).
+    Read,
+    /// Fetch checkpoints, proofs, frontiers and range checks.
+    Proofs,
+    /// Change the cluster or take a backup (which holds every entry).
+    Admin,
+}
+
+impl std::fmt::Display for Action<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Append { source } => write!(f, "append to source {source:?}"),
+            Action::Read => f.write_str("read entries"),
+            Action::Proofs => f.write_str("fetch checkpoints and proofs"),
+            Action::Admin => f.write_str("administer the cluster"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    grant: Vec<Grant>,
+}
+
+/// One grant: these principals may do these things.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub principals: Vec<String>,
+    /// Sources the principals may append to.
+    #[serde(default)]
+    pub append: Vec<String>,
+    #[serde(default)]
+    pub read: bool,
+    #[serde(default)]
+    pub proofs: bool,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// A loaded policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    grants: Vec<Grant>,
+}
+
+fn matches(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => pattern == value,
+    }
+}
+
+/// The principal's name: the last segment of a SPIFFE ID, or all of it.
+pub fn principal_name(principal: &str) -> &str {
+    if principal.starts_with("spiffe://") {
+        principal.rsplit('/').next().unwrap_or(principal)
+    } else {
+        principal
+    }
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy, String> {
+        if !path.exists() {
+            return Err(format!(
+                "auth.policy_file {} does not exist",
+                path.display()
+            ));
+        }
+        let file: PolicyFile = Figment::from(Toml::file(path))
+            .extract()
+            .map_err(|e| format!("auth.policy_file {}: {e}", path.display()))?;
+        Policy::new(file.grant).map_err(|e| format!("auth.policy_file {}: {e}", path.display()))
+    }
+
+    pub fn new(grants: Vec<Grant>) -> Result<Policy, String> {
+        for (i, grant) in grants.iter().enumerate() {
+            if grant.principals.is_empty() || grant.principals.iter().any(String::is_empty) {
+                return Err(format!("grant {}: principals must be non-empty", i + 1));
+            }
+            let patterns = grant.principals.iter().chain(&grant.append);
+            if let Some(bad) = patterns
+                .clone()
+                .find(|p| p.trim_end_matches('*').contains('*'))
+            {
+                return Err(format!(
+                    "grant {}: {bad:?}: `*` may only end a pattern",
+                    i + 1
+                ));
+            }
+            if grant.append.is_empty() && !grant.read && !grant.proofs && !grant.admin {
+                return Err(format!("grant {}: grants nothing", i + 1));
+            }
+        }
+        Ok(Policy { grants })
+    }
+
+    /// Whether any grant lets `principal` do `action`.
+    pub fn allows(&self, principal: &str, action: Action<'_>) -> bool {
+        self.grants
+            .iter()
+            .filter(|g| g.principals.iter().any(|p| matches(p, principal)))
+            .any(|g| match action {
+                Action::Append { source } => g.append.iter().any(|pattern| {
+                    let pattern = pattern.replace("{name}", principal_name(principal));
+                    matches(&pattern, source)
+                }),
+                Action::Read => g.read,
+                Action::Proofs => g.proofs,
+                Action::Admin => g.admin,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(toml: &str) -> Result<Policy, String> {
+        let file: PolicyFile = Figment::from(Toml::string(toml))
+            .extract()
+            .map_err(|e| e.to_string())?;
+        Policy::new(file.grant)
+    }
+
+    #[test]
+    fn a_service_appends_only_to_its_own_source() {
+        let p = policy(
+            "[[grant]]\nprincipals = [\"spiffe://td/service/*\"]\nappend = [\"{name}\", \"shared.*\"]\n\
+             [[grant]]\nprincipals = [\"spiffe://td/service/auditor\"]\nread = true\nproofs = true\n",
+        )
+        .expect("policy");
+        let billing = "spiffe://td/service/billing";
+        assert!(p.allows(billing, Action::Append { source: "billing" }));
+        assert!(p.allows(billing, Action::Append { source: "shared.x" }));
+        assert!(!p.allows(billing, Action::Append { source: "payroll" }));
+        assert!(!p.allows(billing, Action::Append { source: "billing2" }));
+        assert!(!p.allows(billing, Action::Read));
+        assert!(!p.allows(billing, Action::Admin));
+        let auditor = "spiffe://td/service/auditor";
+        assert!(p.allows(auditor, Action::Read) && p.allows(auditor, Action::Proofs));
+        assert!(!p.allows(
+            "spiffe://other/service/billing",
+            Action::Append { source: "billing" }
+        ));
+        assert!(!p.allows("anonymous", Action::Read));
+    }
+
+    #[test]
+    fn rejects_policies_that_cannot_mean_what_they_say() {
+        assert!(policy("[[grant]]\nprincipals = []\nread = true\n").is_err());
+        assert!(policy("[[grant]]\nprincipals = [\"a*b\"]\nread = true\n").is_err());
+        assert!(policy("[[grant]]\nprincipals = [\"a\"]\n").is_err());
+        assert!(policy("[[grant]]\nprincipals = [\"a\"]\nwrite = true\n").is_err());
+        assert_eq!(principal_name("spiffe://td/service/x"), "x");
+        assert_eq!(principal_name("cn-only"), "cn-only");
+    }
+}

@@ -1,0 +1,568 @@
+//! Security (issue #9), against real nodes over real TLS: who may connect, who
+//! may speak Raft, what principal an entry records, what a policy denies, and
+//! what oversized or malformed input leaves behind (nothing).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tonic::Code;
+use veritrail_client::{Client, Error, RetryPolicy};
+use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
+use veritrail_proto::raft::{ForwardAppendRequest, RaftPayload};
+use veritrail_proto::v1::get_entry_request::Key;
+use veritrail_proto::v1::{
+    AppendBatchRequest, AppendRequest, GetEntryRequest, ScanRequest, StatusRequest,
+};
+use veritrail_tests::{
+    Cluster, ClusterOptions, Pki, TEST_PRINCIPAL, event, sdk_event, veritraild, wait_for,
+};
+
+/// An SDK client presenting service `name`'s certificate, without retries.
+fn sdk_as(cluster: &Cluster, name: &str) -> Client {
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.client(name);
+    let mut config = cluster.client_config(cluster.endpoints());
+    config.tls = Some(pki.sdk_tls(Some((&cert, &key))));
+    config.retry = RetryPolicy::none();
+    Client::with_config(config).expect("client")
+}
+
+fn code(error: &Error) -> Option<Code> {
+    match error {
+        Error::Status { code, .. } => Some(*code),
+        Error::RetriesExhausted { last, .. } => code(last),
+        _ => None,
+    }
+}
+
+async fn tree_size(cluster: &Cluster) -> u64 {
+    let leader = cluster.leader().await;
+    cluster.status(leader).await.expect("status").tree_size
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_and_unknown_ca_clients_are_rejected_and_write_nothing() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let before = tree_size(&cluster).await;
+
+    // TLS, but neither a certificate nor a token.
+    let mut anonymous = veritrail_proto::v1::audit_log_client::AuditLogClient::new(
+        cluster.channel_as(0, None).await,
+    );
+    let refused = anonymous
+        .append(AppendRequest {
+            event: Some(event("billing", "anon-1")),
+        })
+        .await
+        .expect_err("no credentials");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(
+        refused.message().contains("client certificate"),
+        "{refused:?}"
+    );
+    let read = anonymous
+        .get_entry(GetEntryRequest {
+            key: Some(Key::Seq(0)),
+            consistency: 0,
+        })
+        .await
+        .expect_err("no credentials");
+    assert_eq!(read.code(), Code::Unauthenticated);
+    let mut admin =
+        veritrail_proto::v1::admin_client::AdminClient::new(cluster.channel_as(0, None).await);
+    let status = admin
+        .status(StatusRequest {})
+        .await
+        .expect_err("no credentials");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // Plain HTTP/2 to a TLS node gets no gRPC answer at all.
+    let plain = tonic::transport::Channel::from_shared(format!("http://{}", cluster.nodes[0].addr))
+        .expect("endpoint")
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let answer = veritrail_proto::v1::audit_log_client::AuditLogClient::new(channel)
+            .append(AppendRequest {
+                event: Some(event("billing", "plain-1")),
+            })
+            .await;
+        assert!(
+            answer.is_err(),
+            "a plaintext append was answered: {answer:?}"
+        );
+    }
+
+    // A certificate from another CA, with the same SPIFFE ID as a real service.
+    let other = tempfile::TempDir::new().expect("dir");
+    let rogue = Pki::create(other.path().join("pki"));
+    let (cert, key) = rogue.client("billing");
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let mut config = cluster.client_config(cluster.endpoints());
+    let mut tls = pki.sdk_tls(None);
+    tls.identity = Some((
+        std::fs::read(&cert).expect("cert"),
+        std::fs::read(&key).expect("key"),
+    ));
+    config.tls = Some(tls);
+    config.retry = RetryPolicy::none();
+    let impostor = Client::with_config(config).expect("client");
+    let refused = impostor
+        .append(sdk_event("billing", "rogue-1"))
+        .await
+        .expect_err("unknown CA");
+    assert!(
+        matches!(
+            code(&refused),
+            // TLS 1.3 finishes the client's side of the handshake before the
+            // server checks the client's certificate: the refusal then arrives
+            // as the connection closing under the first call.
+            Some(Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Unauthenticated)
+        ),
+        "{refused:?}"
+    );
+    // And a client that trusts the other CA does not accept our nodes.
+    let mut config = cluster.client_config(cluster.endpoints());
+    config.tls = Some(rogue.sdk_tls(Some((&cert, &key))));
+    config.retry = RetryPolicy::none();
+    let fooled = Client::with_config(config).expect("client");
+    assert!(
+        fooled.status().await.is_err(),
+        "a node passed for the rogue CA's"
+    );
+
+    assert_eq!(tree_size(&cluster).await, before, "something was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_nodes_speak_raft_and_the_principal_comes_from_the_certificate() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let pki = cluster.pki.as_ref().expect("TLS");
+
+    // A valid client certificate is not a member's.
+    let client_identity = pki.client("billing");
+    let id = (client_identity.0.as_path(), client_identity.1.as_path());
+    let mut peer = RaftPeerClient::new(cluster.channel_as(0, Some(id)).await);
+    let vote = peer
+        .vote(RaftPayload {
+            postcard: vec![1, 2, 3],
+            to_node_id: cluster.nodes[0].id,
+        })
+        .await
+        .expect_err("not a member");
+    assert_eq!(vote.code(), Code::PermissionDenied, "{vote:?}");
+    // Forwarding is how a follower passes on a principal: a client must not
+    // be able to use it to write in another service's name.
+    let events = vec![veritrail_core::Event {
+        source: "payroll".into(),
+        event_id: "forged-1".into(),
+        actor: "mallory".into(),
+        action: "salary.raise".into(),
+        resource: "employee/7".into(),
+        outcome: "success".into(),
+        ..veritrail_core::Event::default()
+    }];
+    let forged = peer
+        .forward_append(ForwardAppendRequest {
+            principal: "spiffe://veritrail.test/service/payroll".into(),
+            events: postcard::to_stdvec(&events).expect("encode"),
+        })
+        .await
+        .expect_err("not a member");
+    assert_eq!(forged.code(), Code::PermissionDenied, "{forged:?}");
+
+    // A node certificate speaks only for its own node: node 9 cannot ask for
+    // votes, or send appends, as node 3.
+    let (cert, key) = pki.node(9, "127.0.0.1");
+    let mut stranger = RaftPeerClient::new(cluster.channel_as(0, Some((&cert, &key))).await);
+    let as_node_3 = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(99, 3), None);
+    let vote = stranger
+        .vote(RaftPayload {
+            postcard: postcard::to_stdvec(&as_node_3).expect("encode"),
+            to_node_id: cluster.nodes[0].id,
+        })
+        .await
+        .expect_err("in another node's name");
+    assert_eq!(vote.code(), Code::PermissionDenied, "{vote:?}");
+    assert!(
+        vote.message()
+            .contains("node 9 may not send Raft messages in the name of node 3"),
+        "{vote:?}"
+    );
+
+    // The principal is the certificate's, whatever the request carries: the
+    // wire has no principal field, and a header or attribute claiming one is
+    // just data.
+    let billing = sdk_as(&cluster, "billing");
+    let mut claiming = sdk_event("billing", "claim-1");
+    claiming.attributes.insert(
+        "principal".into(),
+        "spiffe://veritrail.test/service/payroll".into(),
+    );
+    let receipt = billing.append(claiming).await.expect("append");
+    let mut raw = veritrail_proto::v1::audit_log_client::AuditLogClient::new(
+        cluster.channel_as(1, Some(id)).await,
+    );
+    let mut request = tonic::Request::new(AppendRequest {
+        event: Some(event("billing", "claim-2")),
+    });
+    request.metadata_mut().insert(
+        "x-veritrail-principal",
+        "spiffe://veritrail.test/service/payroll"
+            .parse()
+            .expect("value"),
+    );
+    // Through a follower: the principal survives forwarding unchanged.
+    let second = raw.append(request).await.expect("append").into_inner();
+    let second_seq = second.receipt.expect("receipt").seq;
+    for seq in [receipt.seq, second_seq] {
+        let entry = billing.get(seq).await.expect("entry");
+        assert_eq!(
+            entry.entry.principal,
+            "spiffe://veritrail.test/service/billing"
+        );
+    }
+    // The fixture's own client is recorded as itself.
+    let own = cluster
+        .sdk()
+        .append(sdk_event("tests", "own-1"))
+        .await
+        .expect("append");
+    assert_eq!(
+        cluster
+            .sdk()
+            .get(own.seq)
+            .await
+            .expect("entry")
+            .entry
+            .principal,
+        TEST_PRINCIPAL
+    );
+    let size = tree_size(&cluster).await;
+    assert_eq!(size, 3, "only the three legitimate appends were written");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.display().to_string()
+}
+
+/// `veritraild token`: the token, and the TOML entry for the tokens file.
+fn make_token(principal: &str) -> (String, String) {
+    let out = std::process::Command::new(veritraild())
+        .args(["token", "--principal", principal])
+        .output()
+        .expect("veritraild token");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let token = text
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("token line")
+        .to_owned();
+    let toml = text
+        .lines()
+        .skip_while(|l| !l.starts_with("[[token]]"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (token, toml + "\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_keeps_each_service_to_its_own_source_and_records_denials() {
+    let config_dir = tempfile::TempDir::new().expect("dir");
+    let policy = write(
+        config_dir.path(),
+        "policy.toml",
+        "[[grant]]\nprincipals = [\"spiffe://veritrail.test/service/*\"]\nappend = [\"{name}\"]\n\
+         [[grant]]\nprincipals = [\"spiffe://veritrail.test/service/auditor\", \"reporting-job\"]\nread = true\nproofs = true\n\
+         [[grant]]\nprincipals = [\"spiffe://veritrail.test/service/tester\"]\nread = true\nproofs = true\nadmin = true\n",
+    );
+    let (token, token_toml) = make_token("reporting-job");
+    let tokens = write(config_dir.path(), "tokens.toml", &token_toml);
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_toml: format!("[auth]\npolicy_file = \"{policy}\"\ntokens_file = \"{tokens}\"\n"),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+
+    let billing = sdk_as(&cluster, "billing");
+    billing
+        .append(sdk_event("billing", "ok-1"))
+        .await
+        .expect("its own source");
+    let denied = billing
+        .append(sdk_event("payroll", "steal-1"))
+        .await
+        .expect_err("another service's source");
+    assert_eq!(code(&denied), Some(Code::PermissionDenied), "{denied:?}");
+    assert!(denied.to_string().contains("payroll"), "{denied}");
+    // A batch with one foreign event is refused whole.
+    let mut batch = veritrail_proto::v1::audit_log_client::AuditLogClient::new({
+        let pki = cluster.pki.as_ref().expect("TLS");
+        let (cert, key) = pki.client("billing");
+        cluster.channel_as(0, Some((&cert, &key))).await
+    });
+    let mixed = batch
+        .append_batch(AppendBatchRequest {
+            events: vec![event("billing", "ok-2"), event("payroll", "steal-2")],
+        })
+        .await
+        .expect_err("one foreign event");
+    assert_eq!(mixed.code(), Code::PermissionDenied);
+    // Appending does not grant reading.
+    let read = billing.get(0).await.expect_err("may not read");
+    assert_eq!(code(&read), Some(Code::PermissionDenied), "{read:?}");
+    // Nor administering.
+    let mut admin = veritrail_proto::v1::admin_client::AdminClient::new({
+        let pki = cluster.pki.as_ref().expect("TLS");
+        let (cert, key) = pki.client("billing");
+        cluster.channel_as(0, Some((&cert, &key))).await
+    });
+    let backup = admin
+        .backup(veritrail_proto::v1::BackupRequest {})
+        .await
+        .expect_err("may not take a backup");
+    assert_eq!(backup.code(), Code::PermissionDenied);
+
+    // The auditor reads and proves, and may not append, even to its own name.
+    let auditor = sdk_as(&cluster, "auditor");
+    assert_eq!(
+        auditor.get(0).await.expect("read").entry.event.event_id,
+        "ok-1"
+    );
+    let refused = auditor
+        .append(sdk_event("billing", "auditor-1"))
+        .await
+        .expect_err("auditors do not append");
+    assert_eq!(code(&refused), Some(Code::PermissionDenied));
+
+    // A bearer token authenticates as its principal; a wrong one does not.
+    let mut config = cluster.client_config(cluster.endpoints());
+    if let Some(tls) = &mut config.tls {
+        tls.identity = None;
+    }
+    config.token = Some(token.clone());
+    config.retry = RetryPolicy::none();
+    let job = Client::with_config(config.clone()).expect("client");
+    job.get(0).await.expect("the token's principal may read");
+    config.token = Some(format!("{token}x"));
+    let wrong = Client::with_config(config).expect("client");
+    let refused = wrong.get(0).await.expect_err("wrong token");
+    assert_eq!(code(&refused), Some(Code::Unauthenticated), "{refused:?}");
+
+    // Each denied append is in the log, recorded by a node in its own name.
+    let tester = cluster.sdk();
+    let denials = wait_for(
+        Duration::from_secs(20),
+        "the denials in the log",
+        || async {
+            let mut scan = tester.scan(veritrail_client::ScanQuery {
+                source: Some("veritrail.security".into()),
+                ..veritrail_client::ScanQuery::default()
+            });
+            let mut found = Vec::new();
+            while let Some(entry) = futures::StreamExt::next(&mut scan).await {
+                found.push(entry.ok()?.entry);
+            }
+            (found.len() >= 3).then_some(found)
+        },
+    )
+    .await;
+    for entry in &denials {
+        assert_eq!(entry.event.action, "append.denied");
+        assert_eq!(entry.event.outcome, "denied");
+        assert!(
+            entry
+                .principal
+                .starts_with("spiffe://veritrail.test/veritrail/node/"),
+            "{}",
+            entry.principal
+        );
+    }
+    let billing_denials: Vec<_> = denials
+        .iter()
+        .filter(|e| e.event.actor == "spiffe://veritrail.test/service/billing")
+        .collect();
+    assert_eq!(billing_denials.len(), 2, "{denials:?}");
+    assert!(
+        billing_denials
+            .iter()
+            .all(|e| e.event.resource == "source/payroll")
+    );
+    // Nothing of payroll's was written.
+    let mut raw = cluster.client(0).await;
+    let mut scan = raw
+        .scan(ScanRequest {
+            source: Some("payroll".into()),
+            ..ScanRequest::default()
+        })
+        .await
+        .expect("scan")
+        .into_inner();
+    assert!(
+        scan.message().await.expect("scan").is_none(),
+        "payroll has entries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_oversized_and_excessive_input_with_nothing_written() {
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_toml: "[grpc]\nmax_message_bytes = 2097152\nmax_batch_events = 64\n\
+                         [batch]\nmax_bytes = 1048576\n\
+                         [rate_limit]\nevents_per_s = 100\nevents_burst = 200\n"
+                .into(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let mut client = cluster.client(0).await;
+    let before = tree_size(&cluster).await;
+
+    // A message over grpc.max_message_bytes is refused before it is decoded.
+    let mut huge = event("billing", "huge-1");
+    huge.payload = vec![b'x'; 3 << 20];
+    let refused = client
+        .append(AppendRequest { event: Some(huge) })
+        .await
+        .expect_err("oversized message");
+    assert!(
+        matches!(
+            refused.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{refused:?}"
+    );
+    // An event over the payload limit, in a message under the message limit.
+    let mut big = event("billing", "big-1");
+    big.payload = vec![b'x'; 1 << 20];
+    let refused = client
+        .append(AppendRequest { event: Some(big) })
+        .await
+        .expect_err("oversized payload");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // More events than grpc.max_batch_events.
+    let many: Vec<_> = (0..65)
+        .map(|i| event("billing", &format!("many-{i}")))
+        .collect();
+    let refused = client
+        .append_batch(AppendBatchRequest { events: many })
+        .await
+        .expect_err("too many events");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("max_batch_events"),
+        "{refused:?}"
+    );
+    // Malformed: a control character in a field; no event at all.
+    let mut bad = event("billing", "bad-1");
+    bad.actor = "alice\u{0}".into();
+    let refused = client
+        .append(AppendRequest { event: Some(bad) })
+        .await
+        .expect_err("control character");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let refused = client
+        .append(AppendRequest { event: None })
+        .await
+        .expect_err("no event");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(
+        tree_size(&cluster).await,
+        before,
+        "refused input was written"
+    );
+
+    // The per-principal rate limit: a burst of 200 events, then 100/s.
+    let started = std::time::Instant::now();
+    let mut accepted = 0u64;
+    let mut limited = None;
+    for i in 0..6 {
+        let events: Vec<_> = (0..64)
+            .map(|j| event("billing", &format!("rate-{i}-{j}")))
+            .collect();
+        match client.append_batch(AppendBatchRequest { events }).await {
+            Ok(r) => accepted += r.into_inner().receipts.len() as u64,
+            Err(status) => {
+                limited = Some(status);
+                break;
+            }
+        }
+    }
+    let limited = limited.expect("the rate limit never refused");
+    assert_eq!(limited.code(), Code::ResourceExhausted, "{limited:?}");
+    assert!(limited.message().contains("rate limit"), "{limited:?}");
+    let allowed = 200 + (100.0 * started.elapsed().as_secs_f64()) as u64;
+    assert!(
+        accepted <= allowed,
+        "accepted {accepted} events; the limit allowed {allowed}"
+    );
+    assert_eq!(tree_size(&cluster).await, before + accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_without_tls_unless_a_loopback_development_node() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let run = |extra: &str| {
+        let config = write(
+            dir.path(),
+            "node.toml",
+            &format!(
+                "node_id = 1\nlisten_addr = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n{extra}",
+                veritrail_tests::free_port(),
+                dir.path().join("data").display()
+            ),
+        );
+        std::process::Command::new(veritraild())
+            .args(["--config", &config])
+            .output()
+            .expect("veritraild")
+    };
+    let out = run("");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tls.ca_file"), "{stderr}");
+    let out = run("advertise_addr = \"10.1.2.3:7001\"\n[tls]\ninsecure_dev = true\n");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("10.1.2.3:7001 is not loopback"), "{stderr}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "a refused node created its data directory"
+    );
+
+    // A development node starts, and says loudly what it is.
+    let cluster = Cluster::start(
+        1,
+        ClusterOptions {
+            insecure: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let receipt = cluster
+        .sdk()
+        .append(sdk_event("dev", "d-1"))
+        .await
+        .expect("append");
+    assert_eq!(
+        cluster
+            .sdk()
+            .get(receipt.seq)
+            .await
+            .expect("entry")
+            .entry
+            .principal,
+        "anonymous"
+    );
+    assert!(cluster.log_tail(0).contains("INSECURE DEVELOPMENT NODE"));
+}
