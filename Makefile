@@ -8,7 +8,7 @@ PYTHON ?= python3
 ROCKSDB_ENV = $(shell .ci/rocksdb-cache env)
 CARGO ?= $(if $(ROCKSDB_ENV),env $(ROCKSDB_ENV) cargo,cargo)
 
-.PHONY: help deps build test test-rust test-format test-deploy lint fmt bench run clean
+.PHONY: help deps build test test-rust test-format test-deploy test-fuzz lint fmt bench run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ build: deps ## build every crate
 
 # The format check and doc tests run first so that the test runner's summary is the
 # last thing printed: CI reads the closing lines.
-test: deps test-format test-deploy lint test-rust ## the whole suite, as CI runs it
+test: deps test-format test-deploy test-fuzz lint test-rust ## the whole suite, as CI runs it
 
 test-rust:
 	$(CARGO) build --workspace --bins
@@ -34,6 +34,11 @@ test-rust:
 	  echo "cargo-nextest not found; using cargo test"; \
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+# Instrumented builds get their own directory beside the workspace's: their
+# RUSTFLAGS differ, and sharing one would throw the main build's cache away.
+test-fuzz: ## a short run of every fuzz target of the core over its corpus (FUZZ_SECS each)
+	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/fuzz crates/core/fuzz/smoke.sh
 
 test-deploy: ## static checks of deploy/ (k8s schemas, compose, systemd unit)
 	deploy/check
