@@ -5,10 +5,10 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 /// Settings of a [`crate::Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
-    /// `host:port` (or `http://host:port`) of one or more nodes. The SDK learns
-    /// the leader from any of them.
+    /// `host:port` of one or more nodes (or `https://host:port` with TLS,
+    /// `http://host:port` without). The SDK learns the leader from any of them.
     pub endpoints: Vec<String>,
     /// Longest wait for a TCP connection to a node.
     pub connect_timeout_ms: u64,
@@ -26,6 +26,25 @@ pub struct ClientConfig {
     /// A bearer token sent with every call, for a client without a
     /// certificate (`veritraild token` makes one). Only sent over TLS.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    // Never print the bearer token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("endpoints", &self.endpoints)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field(
+                "max_decoding_message_bytes",
+                &self.max_decoding_message_bytes,
+            )
+            .field("local_reads", &self.local_reads)
+            .field("retry", &self.retry)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The cluster's CA, and optionally this client's certificate, all PEM.

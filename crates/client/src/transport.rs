@@ -99,7 +99,7 @@ impl Transport {
         }
         let mut nodes = Vec::new();
         for addr in &config.endpoints {
-            let addr = normalize(addr, config.tls.is_some());
+            let addr = normalize(addr, config.tls.is_some())?;
             if nodes.iter().any(|n: &Node| n.addr == addr) {
                 continue;
             }
@@ -140,7 +140,7 @@ impl Transport {
     }
 
     fn learn(&self, addr: &str) -> Result<usize> {
-        let addr = normalize(addr, self.config.tls.is_some());
+        let addr = normalize(addr, self.config.tls.is_some())?;
         if let Some(i) = self.position(&addr) {
             return Ok(i);
         }
@@ -282,14 +282,22 @@ pub(crate) fn leader_hint(status: &Status) -> Option<String> {
 }
 
 /// `host:port` and `http://host:port` (`https://` with TLS) name the same node.
-fn normalize(addr: &str, tls: bool) -> String {
+/// With TLS every address must be `https`: a plaintext endpoint, or a leader
+/// hint naming one, would carry the bearer token in the clear.
+fn normalize(addr: &str, tls: bool) -> Result<String> {
     let addr = addr.trim().trim_end_matches('/');
-    if addr.contains("://") {
-        addr.to_owned()
-    } else if tls {
-        format!("https://{addr}")
-    } else {
-        format!("http://{addr}")
+    let scheme = if tls { "https" } else { "http" };
+    match addr.split_once("://") {
+        None => Ok(format!("{scheme}://{addr}")),
+        Some((given, _)) if given.eq_ignore_ascii_case(scheme) => Ok(addr.to_owned()),
+        Some((given, _)) => Err(Error::InvalidRequest(format!(
+            "endpoint {addr:?} is {given}, but this client {}",
+            if tls {
+                "uses TLS: give host:port or https://host:port"
+            } else {
+                "has no TLS settings: give the cluster's CA to talk to https endpoints"
+            }
+        ))),
     }
 }
 
@@ -309,11 +317,15 @@ fn lazy_channel(config: &ClientConfig, addr: &str) -> Result<Conn> {
             .tls_config(settings)
             .map_err(|e| Error::InvalidRequest(format!("TLS settings for {addr}: {e}")))?;
     }
+    // The token only ever rides on TLS (normalize refuses other schemes when
+    // TLS is configured, and a token without TLS is refused in `new`).
     let bearer = match &config.token {
-        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
-            Error::InvalidRequest("the bearer token must be printable ASCII".into())
-        })?),
-        None => None,
+        Some(token) if addr.starts_with("https://") => {
+            Some(format!("Bearer {token}").parse().map_err(|_| {
+                Error::InvalidRequest("the bearer token must be printable ASCII".into())
+            })?)
+        }
+        _ => None,
     };
     let endpoint = endpoint
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
@@ -351,6 +363,29 @@ mod tests {
         assert_eq!(t.addrs().len(), 3);
         // A hint naming the node that answered is no news.
         assert_eq!(t.on_failure(2, &status), Retry::Backoff);
+    }
+
+    #[tokio::test]
+    async fn with_tls_no_address_or_leader_hint_may_be_plaintext() {
+        let mut config = ClientConfig::new(["127.0.0.1:1"]);
+        config.tls = Some(crate::TlsSettings {
+            ca_pem: Vec::new(),
+            identity: None,
+            domain_name: None,
+        });
+        config.token = Some("s3cret".into());
+        let t = Transport::new(config.clone()).expect("transport");
+        assert_eq!(t.addrs(), ["https://127.0.0.1:1"]);
+        let mut status = Status::unavailable("not the leader");
+        status.metadata_mut().insert(
+            LEADER_ADDR_METADATA,
+            MetadataValue::from_static("http://attacker.example:80"),
+        );
+        // The hint is not followed: the token never goes to a plaintext address.
+        t.on_failure(0, &status);
+        assert_eq!(t.addrs(), ["https://127.0.0.1:1"]);
+        config.endpoints = vec!["http://127.0.0.1:2".into()];
+        assert!(Transport::new(config).is_err());
     }
 
     #[tokio::test]

@@ -103,9 +103,13 @@ fn load_tokens(path: &Path) -> Result<HashMap<[u8; 32], String>, String> {
                     i + 1
                 )
             })?;
-        if entry.principal.is_empty() || entry.principal.chars().any(char::is_control) {
+        if entry.principal.is_empty()
+            || entry.principal.chars().any(char::is_control)
+            || entry.principal.contains("://")
+            || entry.principal.contains('*')
+        {
             return Err(format!(
-                "auth.tokens_file {}: token {}: the principal must be non-empty text",
+                "auth.tokens_file {}: token {}: the principal must be non-empty text without `*` or `://` (a token cannot pass for a certificate's SPIFFE ID)",
                 path.display(),
                 i + 1
             ));
@@ -205,6 +209,14 @@ impl Auth {
                     "the client certificate has neither a SPIFFE ID nor a common name".into(),
                 )
             })?;
+            // A common name that reads like a SPIFFE ID would pass for one, and
+            // `*` would turn a policy's `{name}` into a wildcard.
+            let lookalike = identity.spiffe_id.is_none() && principal.contains("://");
+            if lookalike || principal.contains('*') {
+                return Err(NodeError::Unauthenticated(format!(
+                    "the client certificate's identity {principal:?} cannot be a principal: no `*`, and a URI only as a SPIFFE ID SAN"
+                )));
+            }
             return Ok(Caller {
                 principal: principal.to_owned(),
                 node_id: identity.node_id(trust_domain),

@@ -585,10 +585,20 @@ impl Config {
     }
 }
 
-/// `host:port` whose host is a loopback IP or `localhost`.
+/// `host:port` whose host is a loopback IP or `localhost`, strictly: nothing
+/// but a host and a numeric port (`127.0.0.1:1@example.com` is a URI whose host
+/// is `example.com`).
 fn is_loopback_addr(addr: &str) -> bool {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    if port.parse::<u16>().is_err() || host.contains(['@', '/', '?', '#', ' ']) {
+        return false;
+    }
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -634,6 +644,14 @@ mod tests {
         assert!(c.validate().is_err());
         c.initial_members = vec!["1=localhost:7001".into(), "2=[::1]:7001".into()];
         c.validate().expect("loopback members");
+        for sneaky in [
+            "127.0.0.1:7001@db.example.com",
+            "localhost:x@10.0.0.5",
+            "127.0.0.1",
+        ] {
+            c.initial_members = vec![format!("1={sneaky}")];
+            assert!(c.validate().is_err(), "{sneaky} passed for loopback");
+        }
     }
 
     #[test]

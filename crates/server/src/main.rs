@@ -397,6 +397,9 @@ async fn channel(p: &ProbeArgs) -> Result<tonic::transport::Channel, String> {
     let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
     let (ca, identity) = match &p.ca {
         Some(ca) => (Some(ca.clone()), p.cert.clone().zip(p.key.clone())),
+        None if p.cert.is_some() => {
+            return Err("--cert needs --ca (VERITRAIL_CA): the CA to verify the node with".into());
+        }
         None => match Config::load(p.config.as_deref(), &NoOverrides {}) {
             Ok(config) if config.tls.enabled() => (
                 config.tls.ca_file.clone(),
@@ -406,7 +409,20 @@ async fn channel(p: &ProbeArgs) -> Result<tonic::transport::Channel, String> {
                     .clone()
                     .zip(config.tls.key_file.clone()),
             ),
-            _ => (None, None),
+            // A development node.
+            Ok(_) => (None, None),
+            // A node's environment may hold only part of its settings (the
+            // StatefulSet exports the certificate's path in the node's shell
+            // only): its CA is enough to check a node.
+            Err(e) => match std::env::var_os("VERITRAIL_TLS__CA_FILE") {
+                Some(ca) => (Some(PathBuf::from(ca)), None),
+                None if p.config.is_some() => {
+                    return Err(format!(
+                        "cannot take TLS settings from the configuration: {e}"
+                    ));
+                }
+                None => (None, None),
+            },
         },
     };
     let addr = &p.addr;

@@ -123,9 +123,17 @@ impl Node {
 
     /// Who made `request` (`UNAUTHENTICATED` when nobody we know).
     pub fn caller<T>(&self, request: &tonic::Request<T>) -> NodeResult<Caller> {
-        self.auth
+        let caller = self
+            .auth
             .authenticate(request)
-            .inspect_err(|e| self.count(e))
+            .inspect_err(|e| self.count(e))?;
+        // An identity that cannot be recorded is refused at the door, not at
+        // every append.
+        validate_principal(&caller.principal, &self.limits).map_err(|e| {
+            self.metrics.unauthenticated.inc();
+            NodeError::Unauthenticated(format!("the caller's identity cannot be a principal: {e}"))
+        })?;
+        Ok(caller)
     }
 
     /// Whether `caller` may do `action` (`PERMISSION_DENIED` otherwise).
@@ -155,6 +163,12 @@ impl Node {
     /// recorded in the log (at most `auth.denial_records_per_s` per principal).
     pub fn admit_append(self: &Arc<Self>, caller: &Caller, events: &[Event]) -> NodeResult<()> {
         self.validate_append(&caller.principal, events)?;
+        if caller.node_id.is_none() && events.iter().any(|e| e.source == SECURITY_SOURCE) {
+            self.metrics.denied.inc();
+            return Err(NodeError::PermissionDenied(format!(
+                "source {SECURITY_SOURCE:?} is reserved for the nodes' own records"
+            )));
+        }
         let mut sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
         sources.sort_unstable();
         sources.dedup();

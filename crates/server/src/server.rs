@@ -43,11 +43,13 @@ fn raft_config(config: &Config) -> Result<openraft::Config, String> {
 
 /// Runs a node until it is asked to stop.
 pub async fn run(config: Config) -> Result<(), String> {
+    // TLS, the policy and the tokens first: a node refused for them leaves
+    // nothing behind (no key, no database).
+    let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id)?;
+    let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.trust_domain.clone()))?;
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
     let store = Store::open(&config.data_dir, &StoreConfig::new(config.origin.clone()))
         .map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
-    let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id)?;
-    let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.trust_domain.clone()))?;
     let principal = match &tls {
         Some(t) => t.spiffe_id.clone(),
         None => format!("veritrail/node/{}", config.node_id),
