@@ -21,8 +21,18 @@ use veritrail_tests::{
 fn sdk_as(cluster: &Cluster, name: &str) -> Client {
     let pki = cluster.pki.as_ref().expect("TLS");
     let (cert, key) = pki.client(name);
+    client_with(cluster, pki, (&cert, &key))
+}
+
+/// A client that trusts `trusted`'s CA and presents `identity`, without retries.
+fn client_with(cluster: &Cluster, trusted: &Pki, identity: (&Path, &Path)) -> Client {
     let mut config = cluster.client_config(cluster.endpoints());
-    config.tls = Some(pki.sdk_tls(Some((&cert, &key))));
+    let mut tls = trusted.sdk_tls(None);
+    tls.identity = Some((
+        std::fs::read(identity.0).expect("cert"),
+        std::fs::read(identity.1).expect("key"),
+    ));
+    config.tls = Some(tls);
     config.retry = RetryPolicy::none();
     Client::with_config(config).expect("client")
 }
@@ -68,6 +78,15 @@ async fn unauthenticated_and_unknown_ca_clients_are_rejected_and_write_nothing()
         .await
         .expect_err("no credentials");
     assert_eq!(read.code(), Code::Unauthenticated);
+    // Authentication comes before the body is read: a message over the limit
+    // gets UNAUTHENTICATED, not a decoding error.
+    let mut huge = event("billing", "anon-huge");
+    huge.payload = vec![b'x'; 17 << 20];
+    let refused = anonymous
+        .append(AppendRequest { event: Some(huge) })
+        .await
+        .expect_err("no credentials");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     let mut admin =
         veritrail_proto::v1::admin_client::AdminClient::new(cluster.channel_as(0, None).await);
     let status = admin
@@ -98,15 +117,7 @@ async fn unauthenticated_and_unknown_ca_clients_are_rejected_and_write_nothing()
     let rogue = Pki::create(other.path().join("pki"));
     let (cert, key) = rogue.client("billing");
     let pki = cluster.pki.as_ref().expect("TLS");
-    let mut config = cluster.client_config(cluster.endpoints());
-    let mut tls = pki.sdk_tls(None);
-    tls.identity = Some((
-        std::fs::read(&cert).expect("cert"),
-        std::fs::read(&key).expect("key"),
-    ));
-    config.tls = Some(tls);
-    config.retry = RetryPolicy::none();
-    let impostor = Client::with_config(config).expect("client");
+    let impostor = client_with(&cluster, pki, (&cert, &key));
     let refused = impostor
         .append(sdk_event("billing", "rogue-1"))
         .await
@@ -124,15 +135,7 @@ async fn unauthenticated_and_unknown_ca_clients_are_rejected_and_write_nothing()
     // And a client that trusts only the other CA does not accept our nodes,
     // even when it presents a certificate our nodes would accept.
     let (good_cert, good_key) = pki.client("billing");
-    let mut config = cluster.client_config(cluster.endpoints());
-    let mut tls = rogue.sdk_tls(None);
-    tls.identity = Some((
-        std::fs::read(&good_cert).expect("cert"),
-        std::fs::read(&good_key).expect("key"),
-    ));
-    config.tls = Some(tls);
-    config.retry = RetryPolicy::none();
-    let fooled = Client::with_config(config).expect("client");
+    let fooled = client_with(&cluster, &rogue, (&good_cert, &good_key));
     assert!(
         fooled.status().await.is_err(),
         "a node passed for the rogue CA's"

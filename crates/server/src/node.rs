@@ -53,6 +53,53 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// The node id a [`Gate`] found in a peer's certificate (`None` on a
+/// development node).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerNode(pub Option<u64>);
+
+/// Authenticates every call from its headers and TLS session, before tonic
+/// reads and decodes its body: a caller without credentials cannot make the
+/// node buffer a message of `grpc.max_message_bytes`. The identity travels to
+/// the service method in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    node: Arc<Node>,
+    /// Peers (`RaftPeer`) must present a node certificate; clients any
+    /// credential.
+    peers: bool,
+}
+
+impl Gate {
+    pub fn clients(node: Arc<Node>) -> Gate {
+        Gate { node, peers: false }
+    }
+
+    pub fn peers(node: Arc<Node>) -> Gate {
+        Gate { node, peers: true }
+    }
+}
+
+impl tonic::service::Interceptor for Gate {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.peers {
+            let id = self
+                .node
+                .auth
+                .member(&request)
+                .inspect_err(|e| self.node.count(e))?;
+            request.extensions_mut().insert(PeerNode(id));
+        } else {
+            let caller = self.node.authenticate(&request)?;
+            request.extensions_mut().insert(caller);
+        }
+        Ok(request)
+    }
+}
+
 /// Cuts `text` to at most `max_bytes`, on a character boundary.
 fn truncate(text: &mut String, max_bytes: usize) {
     if text.len() > max_bytes {
@@ -122,7 +169,16 @@ impl Node {
     }
 
     /// Who made `request` (`UNAUTHENTICATED` when nobody we know).
+    /// Inside a service method, the caller the [`Gate`] authenticated before
+    /// the request's body was read.
     pub fn caller<T>(&self, request: &tonic::Request<T>) -> NodeResult<Caller> {
+        match request.extensions().get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None => self.authenticate(request),
+        }
+    }
+
+    fn authenticate<T>(&self, request: &tonic::Request<T>) -> NodeResult<Caller> {
         let caller = self
             .auth
             .authenticate(request)
@@ -146,7 +202,10 @@ impl Node {
     /// The id of the member that made `request`: Raft and peer calls come
     /// from nodes of this cluster only (`PERMISSION_DENIED` otherwise).
     pub fn member<T>(&self, request: &tonic::Request<T>) -> NodeResult<Option<u64>> {
-        self.auth.member(request).inspect_err(|e| self.count(e))
+        match request.extensions().get::<PeerNode>() {
+            Some(PeerNode(id)) => Ok(*id),
+            None => self.auth.member(request).inspect_err(|e| self.count(e)),
+        }
     }
 
     fn count(&self, error: &NodeError) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::SnapshotPolicy;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use veritrail_proto::raft::raft_peer_server::RaftPeerServer;
 use veritrail_proto::v1::admin_server::AdminServer;
@@ -18,7 +19,7 @@ use crate::checkpointer::{run_bootstrap, run_checkpoints, run_gauges, run_readin
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::network::Network;
-use crate::node::Node;
+use crate::node::{Gate, Node};
 use crate::peer_service::PeerService;
 use crate::peers::Peers;
 
@@ -123,21 +124,32 @@ pub async fn run(config: Config) -> Result<(), String> {
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let max = config.grpc.max_message_bytes;
-    let audit = AuditLogServer::new(AuditService {
-        node: Arc::clone(&node),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
-    let admin = AdminServer::new(AdminService {
-        node: Arc::clone(&node),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
-    let peer = RaftPeerServer::new(PeerService {
-        node: Arc::clone(&node),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
+    // Every service but health and reflection sits behind a Gate, which
+    // authenticates each call before its body is read.
+    let audit = InterceptedService::new(
+        AuditLogServer::new(AuditService {
+            node: Arc::clone(&node),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max),
+        Gate::clients(Arc::clone(&node)),
+    );
+    let admin = InterceptedService::new(
+        AdminServer::new(AdminService {
+            node: Arc::clone(&node),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max),
+        Gate::clients(Arc::clone(&node)),
+    );
+    let peer = InterceptedService::new(
+        RaftPeerServer::new(PeerService {
+            node: Arc::clone(&node),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max),
+        Gate::peers(Arc::clone(&node)),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen_addr))?;
