@@ -57,8 +57,7 @@ impl Admin for AdminService {
         &self,
         request: Request<InitializeRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Admin)?;
+        self.node.require(&request, Action::Admin)?;
         let members: Vec<(u64, String)> = request
             .into_inner()
             .members
@@ -81,8 +80,7 @@ impl Admin for AdminService {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Admin)?;
+        self.node.require(&request, Action::Admin)?;
         let request = request.into_inner();
         let member = request
             .member
@@ -110,8 +108,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Admin)?;
+        self.node.require(&request, Action::Admin)?;
         let request = request.into_inner();
         let voters: BTreeSet<u64> = request.voters.into_iter().collect();
         if voters.is_empty() {
@@ -134,8 +131,7 @@ impl Admin for AdminService {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Admin)?;
+        self.node.require(&request, Action::Admin)?;
         let to = request.into_inner().to_node_id;
         let metrics = self.node.raft_metrics();
         let membership = metrics.membership_config.membership();
@@ -187,8 +183,7 @@ impl Admin for AdminService {
         &self,
         request: Request<BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Admin)?;
+        self.node.require(&request, Action::Admin)?;
         let reader = self.node.reader.clone();
         let backup = blocking(move || Ok(reader.backup()?)).await?;
         tracing::info!(

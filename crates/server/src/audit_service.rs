@@ -229,8 +229,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetEntryRequest>,
     ) -> Result<Response<GetEntryResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Read)?;
+        self.node.require(&request, Action::Read)?;
         let request = request.into_inner();
         self.read_fence(request.consistency).await?;
         let reader = self.node.reader.clone();
@@ -268,8 +267,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Read)?;
+        self.node.require(&request, Action::Read)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         if let Some(to) = r.to_seq
@@ -324,8 +322,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Read)?;
+        self.node.require(&request, Action::Read)?;
         let r = request.into_inner();
         let query = ScanQuery {
             from_seq: r.from_seq,
@@ -349,8 +346,7 @@ impl AuditLog for AuditService {
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
         let reader = self.node.reader.clone();
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Proofs)?;
+        self.node.require(&request, Action::Proofs)?;
         let size = request.into_inner().tree_size;
         let found = blocking(move || match size {
             Some(size) => Ok(reader.signed_checkpoint(size)?.map(|note| (size, note))),
@@ -378,8 +374,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetInclusionProofRequest>,
     ) -> Result<Response<GetInclusionProofResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Proofs)?;
+        self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         let reader = self.node.reader.clone();
@@ -408,8 +403,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Proofs)?;
+        self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         let reader = self.node.reader.clone();
@@ -433,8 +427,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetFrontierRequest>,
     ) -> Result<Response<GetFrontierResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Proofs)?;
+        self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         let reader = self.node.reader.clone();
@@ -451,8 +444,7 @@ impl AuditLog for AuditService {
         &self,
         request: Request<VerifyRangeRequest>,
     ) -> Result<Response<VerifyRangeResponse>, Status> {
-        let caller = self.node.caller(&request)?;
-        self.node.authorize(&caller, Action::Proofs)?;
+        self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
         let reader = self.node.reader.clone();
         let report = blocking(move || Ok(reader.verify_range(r.from_seq, r.to_seq)?)).await?;

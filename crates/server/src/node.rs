@@ -168,9 +168,9 @@ impl Node {
         })
     }
 
-    /// Who made `request` (`UNAUTHENTICATED` when nobody we know).
-    /// Inside a service method, the caller the [`Gate`] authenticated before
-    /// the request's body was read.
+    /// Who made `request` (`UNAUTHENTICATED` when nobody we know): inside a
+    /// service method, the caller the [`Gate`] authenticated before the
+    /// request's body was read.
     pub fn caller<T>(&self, request: &tonic::Request<T>) -> NodeResult<Caller> {
         match request.extensions().get::<Caller>() {
             Some(caller) => Ok(caller.clone()),
@@ -192,6 +192,17 @@ impl Node {
         Ok(caller)
     }
 
+    /// The caller of `request`, once it is known to be allowed `action`.
+    pub fn require<T>(
+        &self,
+        request: &tonic::Request<T>,
+        action: Action<'_>,
+    ) -> NodeResult<Caller> {
+        let caller = self.caller(request)?;
+        self.authorize(&caller, action)?;
+        Ok(caller)
+    }
+
     /// Whether `caller` may do `action` (`PERMISSION_DENIED` otherwise).
     pub fn authorize(&self, caller: &Caller, action: Action<'_>) -> NodeResult<()> {
         self.auth
@@ -199,8 +210,9 @@ impl Node {
             .inspect_err(|e| self.count(e))
     }
 
-    /// The id of the member that made `request`: Raft and peer calls come
-    /// from nodes of this cluster only (`PERMISSION_DENIED` otherwise).
+    /// The node that made `request`, by its certificate: Raft and peer calls
+    /// come from nodes of this cluster's trust domain only
+    /// (`PERMISSION_DENIED` otherwise). `None` on a development node.
     pub fn member<T>(&self, request: &tonic::Request<T>) -> NodeResult<Option<u64>> {
         match request.extensions().get::<PeerNode>() {
             Some(PeerNode(id)) => Ok(*id),

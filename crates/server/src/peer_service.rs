@@ -45,7 +45,7 @@ impl PeerService {
     /// old membership that may not name the current leader, and Raft itself
     /// decides what a message from a non-member counts for. What TLS adds is
     /// that a node speaks only for itself ([`Self::speaks_for`]).
-    fn admit_member<T>(&self, request: &Request<T>) -> Result<Option<u64>, Status> {
+    fn admit_node<T>(&self, request: &Request<T>) -> Result<Option<u64>, Status> {
         Ok(self.node.member(request)?)
     }
 
@@ -89,7 +89,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let caller = self.admit_member(&request)?;
+        let caller = self.admit_node(&request)?;
         self.addressed_to_me(request.get_ref())?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
@@ -98,7 +98,7 @@ impl RaftPeer for PeerService {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let caller = self.admit_member(&request)?;
+        let caller = self.admit_node(&request)?;
         self.addressed_to_me(request.get_ref())?;
         let rpc: VoteRequest<u64> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
@@ -110,7 +110,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let caller = self.admit_member(&request)?;
+        let caller = self.admit_node(&request)?;
         self.addressed_to_me(request.get_ref())?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
@@ -122,7 +122,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<SignCheckpointRequest>,
     ) -> Result<Response<SignCheckpointResponse>, Status> {
-        self.admit_member(&request)?;
+        self.admit_node(&request)?;
         let signed_note = self
             .node
             .sign_checkpoint(&request.into_inner().body)
@@ -135,7 +135,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<ForwardAppendRequest>,
     ) -> Result<Response<ForwardAppendResponse>, Status> {
-        self.admit_member(&request)?;
+        self.admit_node(&request)?;
         let request = request.into_inner();
         let events: Vec<Event> = postcard::from_bytes(&request.events).map_err(|e| {
             Status::invalid_argument(format!("forwarded events do not decode: {e}"))
@@ -152,7 +152,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
-        self.admit_member(&request)?;
+        self.admit_node(&request)?;
         let initialized = self
             .node
             .raft
@@ -171,7 +171,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
-        self.admit_member(&request)?;
+        self.admit_node(&request)?;
         self.node
             .raft
             .trigger()
@@ -185,7 +185,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        self.admit_member(&request)?;
+        self.admit_node(&request)?;
         let index = self.node.read_index().await?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
