@@ -192,7 +192,7 @@ impl AuditLog for AuditService {
                 let (node, tx, caller) = (Arc::clone(&node), tx.clone(), caller.clone());
                 tokio::spawn(async move {
                     let events = message.events.into_iter().map(event_from_wire).collect();
-                    let response = match node.append_as(&caller, events).await {
+                    let response = match node.append_streamed(&caller, events).await {
                         Ok(out) => AppendStreamResponse {
                             request_id: message.request_id,
                             receipts: receipts(&out),

@@ -172,15 +172,22 @@ impl Auth {
     /// Who made `request`, charged one request against its rate limit.
     pub fn authenticate<T>(&self, request: &Request<T>) -> NodeResult<Caller> {
         let caller = self.identify(request)?;
-        if let Some(limiter) = &self.requests
-            && limiter.check_key(&caller.principal).is_err()
-        {
-            return Err(NodeError::ResourceExhausted(format!(
-                "{} is over its request rate limit; retry in a moment",
-                caller.principal
-            )));
-        }
+        self.charge_request(&caller)?;
         Ok(caller)
+    }
+
+    /// Charges one request against the caller's request rate: each call, and
+    /// each request on an `AppendStream`.
+    pub fn charge_request(&self, caller: &Caller) -> NodeResult<()> {
+        match &self.requests {
+            Some(limiter) if limiter.check_key(&caller.principal).is_err() => {
+                Err(NodeError::ResourceExhausted(format!(
+                    "{} is over its request rate limit; retry in a moment",
+                    caller.principal
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn identify<T>(&self, request: &Request<T>) -> NodeResult<Caller> {

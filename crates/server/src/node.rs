@@ -264,6 +264,20 @@ impl Node {
         self.append(caller.principal.clone(), events).await
     }
 
+    /// One request of an `AppendStream`: charged against the request rate
+    /// like a call of its own, then appended as [`Self::append_as`].
+    pub async fn append_streamed(
+        self: &Arc<Self>,
+        caller: &Caller,
+        events: Vec<Event>,
+    ) -> NodeResult<Vec<AppendReceipt>> {
+        self.auth
+            .charge_request(caller)
+            .inspect_err(|e| self.count(e))?;
+        self.admit_append(caller, &events)?;
+        self.append(caller.principal.clone(), events).await
+    }
+
     /// Appends, in the background and under this node's own principal, the
     /// event that `caller` was denied an append to `source`.
     fn record_denial(self: &Arc<Self>, caller: &Caller, source: &str, events: usize) {
