@@ -318,9 +318,14 @@ async fn an_overloaded_leader_pushes_back_and_the_producer_still_delivers() {
     .await;
     let leader = cluster.leader().await;
     // Raw requests, all at once: some must be refused, with the documented code.
+    // The connections (TLS handshakes) are made first, so that the requests
+    // really arrive together.
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        clients.push(cluster.client(leader).await);
+    }
     let mut raw = Vec::new();
-    for r in 0..32 {
-        let mut client = cluster.client(leader).await;
+    for (r, mut client) in clients.into_iter().enumerate() {
         raw.push(tokio::spawn(async move {
             let events = (0..64)
                 .map(|e| veritrail_tests::event("raw", &format!("r{r}-{e}")))
