@@ -19,14 +19,12 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use figment::Figment;
-use figment::providers::{Format, Toml};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tonic::Request;
 
-use crate::config::Config;
+use crate::config::{Config, load_toml_file};
 use crate::error::{NodeError, NodeResult};
 use crate::policy::{Action, Policy};
 use crate::tls::CertIdentity;
@@ -82,15 +80,7 @@ fn limiter(per_s: u32, burst: u32) -> Option<Limiter> {
 }
 
 fn load_tokens(path: &Path) -> Result<HashMap<[u8; 32], String>, String> {
-    if !path.exists() {
-        return Err(format!(
-            "auth.tokens_file {} does not exist",
-            path.display()
-        ));
-    }
-    let file: TokensFile = Figment::from(Toml::file(path))
-        .extract()
-        .map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
+    let file: TokensFile = load_toml_file("auth.tokens_file", path)?;
     let mut tokens = HashMap::new();
     for (i, entry) in file.token.into_iter().enumerate() {
         let digest: [u8; 32] = hex::decode(entry.sha256.trim())

@@ -585,6 +585,20 @@ impl Config {
     }
 }
 
+/// Reads the TOML file a setting names (the policy, the tokens), with errors
+/// that name the setting and the file.
+pub fn load_toml_file<T: serde::de::DeserializeOwned>(
+    setting: &str,
+    path: &Path,
+) -> Result<T, String> {
+    if !path.exists() {
+        return Err(format!("{setting} {} does not exist", path.display()));
+    }
+    Figment::from(Toml::file(path))
+        .extract()
+        .map_err(|e| format!("{setting} {}: {e}", path.display()))
+}
+
 /// `host:port` whose host is a loopback IP or `localhost`, strictly: nothing
 /// but a host and a numeric port (`127.0.0.1:1@example.com` is a URI whose host
 /// is `example.com`).

@@ -23,8 +23,6 @@
 
 use std::path::Path;
 
-use figment::Figment;
-use figment::providers::{Format, Toml};
 use serde::Deserialize;
 
 /// What a request wants to do.
@@ -98,15 +96,7 @@ pub fn principal_name(principal: &str) -> &str {
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
-        if !path.exists() {
-            return Err(format!(
-                "auth.policy_file {} does not exist",
-                path.display()
-            ));
-        }
-        let file: PolicyFile = Figment::from(Toml::file(path))
-            .extract()
-            .map_err(|e| format!("auth.policy_file {}: {e}", path.display()))?;
+        let file: PolicyFile = crate::config::load_toml_file("auth.policy_file", path)?;
         Policy::new(file.grant).map_err(|e| format!("auth.policy_file {}: {e}", path.display()))
     }
 
@@ -152,6 +142,8 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
 
     fn policy(toml: &str) -> Result<Policy, String> {
         let file: PolicyFile = Figment::from(Toml::string(toml))
