@@ -159,6 +159,61 @@ async fn a_wiped_first_member_does_not_bootstrap_a_second_cluster() {
     );
 }
 
+/// Under batching one Raft entry carries many events, so snapshots are also
+/// taken by event count. Each one lets every node purge its Raft log, while
+/// the audit log keeps every event, and a node killed after purging restarts
+/// on its own data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_by_event_count_purge_the_raft_log_on_every_node() {
+    let options = ClusterOptions {
+        raft_toml: "snapshot_after_entries = 100000\nsnapshot_after_events = 400\n\
+                    keep_after_snapshot_entries = 2\n"
+            .into(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(3, options).await;
+    let leader = cluster.leader().await;
+    let mut client = cluster.client(leader).await;
+    for b in 0..30 {
+        let events = (0..100)
+            .map(|i| event("bulk", &format!("b{b}-{i}")))
+            .collect();
+        client
+            .append_batch(AppendBatchRequest { events })
+            .await
+            .expect("batch");
+    }
+    cluster.wait_for_size(3000).await;
+    for i in 0..cluster.nodes.len() {
+        let status = wait_for(
+            Duration::from_secs(30),
+            &format!("node {i} to snapshot and purge"),
+            || async {
+                let s = cluster.status(i).await?;
+                (s.snapshot_tree_size? >= 2800 && s.purged_index? >= 20).then_some(s)
+            },
+        )
+        .await;
+        let held = status.last_log_index.expect("a log") - status.purged_index.expect("purged");
+        assert!(
+            held < 20,
+            "node {i} still holds {held} Raft entries after purging: {status:?}"
+        );
+    }
+    let roots = cluster.roots().await;
+    assert_eq!(roots.len(), 1, "the nodes disagree: {roots:?}");
+
+    // A follower restarts on its purged log: the audit log is whole.
+    let follower = (leader + 1) % cluster.nodes.len();
+    cluster.kill(follower);
+    cluster.restart(follower);
+    cluster.channel(follower).await;
+    cluster.wait_for_size(3000).await;
+    assert_eq!(cluster.roots().await, roots);
+    let first = entry_at(&cluster, follower, 0, ReadConsistency::Local).await;
+    assert_eq!(first.seq, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_by_snapshot_is_promoted_and_another_removed() {
     // Snapshot often and keep no log behind it, so the learner must be sent a

@@ -224,6 +224,9 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         "tree_size": s.tree_size,
                         "root": hex::encode(&s.root_hash),
                         "checkpoint_size": s.checkpoint_size,
+                        "snapshot_index": s.snapshot_index,
+                        "snapshot_tree_size": s.snapshot_tree_size,
+                        "purged_index": s.purged_index,
                         "public_key": s.public_key,
                     }),
                     Err(e) => json!({

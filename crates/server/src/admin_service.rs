@@ -276,6 +276,9 @@ impl Admin for AdminService {
             origin: self.node.reader.origin().to_owned(),
             public_key: self.node.signer.public().to_string(),
             checkpoint_size,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            snapshot_tree_size: self.node.reader.snapshot_size(),
+            purged_index: m.purged.map(|l| l.index),
         }))
     }
 }

@@ -379,22 +379,13 @@ impl AuditLog for AuditService {
         self.read_fence(r.consistency).await?;
         let reader = self.node.reader.clone();
         let (seq, size) = (r.seq, r.tree_size);
-        let (proof, root, leaf) = blocking(move || {
-            let proof = reader.inclusion_proof(seq, size)?;
-            let root = reader.root_at(size)?;
-            let leaf = reader
-                .entry(seq)?
-                .ok_or_else(|| NodeError::NotFound(format!("no entry at seq {seq}")))?
-                .hash;
-            Ok((proof, root, leaf))
-        })
-        .await?;
+        let found = blocking(move || Ok(reader.inclusion_proof_with_root(seq, size)?)).await?;
         Ok(Response::new(GetInclusionProofResponse {
             seq,
             tree_size: size,
-            leaf_hash: leaf.as_bytes().to_vec(),
-            proof: proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
-            root_hash: root.as_bytes().to_vec(),
+            leaf_hash: found.leaf.as_bytes().to_vec(),
+            proof: found.proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
+            root_hash: found.root.as_bytes().to_vec(),
         }))
     }
 

@@ -6,8 +6,8 @@
 //! `max_bytes`, and proposes them as one `Proposal` stamped with the leader's
 //! clock. At low load a request goes out at once; under load the slots are busy
 //! and batches grow while they are. Each proposal answers its requests with
-//! their outcomes once committed and applied (synced on a majority, then
-//! applied and synced locally by the state machine).
+//! their outcomes once committed and applied (synced in the Raft log on a
+//! majority, then applied by the state machine).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

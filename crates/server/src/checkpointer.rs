@@ -111,6 +111,38 @@ pub async fn run_readiness(node: Arc<Node>, health: tonic_health::server::Health
     }
 }
 
+/// Asks Raft for a snapshot once `raft.snapshot_after_events` events were
+/// applied since the last one. openraft's own policy counts Raft entries, and
+/// under load one entry carries a whole batch of events.
+pub async fn run_snapshot_trigger(node: Arc<Node>) {
+    let every = node.config.raft.snapshot_after_events;
+    if every == 0 {
+        return;
+    }
+    let mut sizes = node.reader.watch_size();
+    // The tree size when this task last asked: asked once, Raft builds it (in
+    // a few milliseconds), so ask again only if it has not after as many events.
+    let mut asked_at: Option<u64> = None;
+    while sizes.changed().await.is_ok() {
+        let size = *sizes.borrow_and_update();
+        let snapshot = node.reader.snapshot_size().unwrap_or(0);
+        if size.saturating_sub(snapshot) < every
+            || asked_at.is_some_and(|at| at > snapshot && size.saturating_sub(at) < every)
+        {
+            continue;
+        }
+        asked_at = Some(size);
+        tracing::debug!(
+            size,
+            snapshot,
+            "events since the last snapshot: asking for one"
+        );
+        if let Err(e) = node.raft.trigger().snapshot().await {
+            tracing::warn!(error = %e, "could not ask Raft for a snapshot");
+        }
+    }
+}
+
 /// Refreshes the gauges every second.
 pub async fn run_gauges(node: Arc<Node>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -135,6 +167,15 @@ pub async fn run_gauges(node: Arc<Node>) {
         metrics
             .raft_apply_lag
             .set(last_log.saturating_sub(applied) as i64);
+        let purged = m.purged.map_or(0, |l| l.index + 1);
+        metrics.raft_log_entries.set(
+            m.last_log_index
+                .map_or(0, |last| last + 1)
+                .saturating_sub(purged) as i64,
+        );
+        metrics
+            .snapshot_tree_size
+            .set(node.reader.snapshot_size().unwrap_or(0) as i64);
         let reader = node.reader.clone();
         let Ok((size, checkpoint)) =
             blocking(move || Ok((reader.tail().size, reader.latest_signed_checkpoint()?))).await

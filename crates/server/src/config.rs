@@ -153,10 +153,18 @@ pub struct RaftConfig {
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many log entries since the last one.
+    /// Take a snapshot after this many Raft log entries since the last one.
+    /// A snapshot only records a point of the append-only log (one small
+    /// write), and it lets Raft purge its log up to that point.
     pub snapshot_after_entries: u64,
-    /// Log entries kept after a snapshot, so that a follower slightly behind
-    /// catches up from the log (generous: see openraft #1706).
+    /// Take a snapshot after this many events applied since the last one. Under
+    /// load one Raft entry carries a whole batch (hundreds of events), so
+    /// counting entries alone would let the Raft log, a second copy of every
+    /// event, grow for millions of events. 0 counts entries only.
+    pub snapshot_after_events: u64,
+    /// Raft log entries kept after a snapshot, so that a follower slightly
+    /// behind catches up from the log rather than by snapshot (see openraft
+    /// #1706: a purge must not outrun a snapshot being sent).
     pub keep_after_snapshot_entries: u64,
     /// Raft entries per AppendEntries message.
     pub max_payload_entries: u64,
@@ -254,7 +262,8 @@ impl Default for RaftConfig {
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
             snapshot_after_entries: 20_000,
-            keep_after_snapshot_entries: 5_000,
+            snapshot_after_events: 100_000,
+            keep_after_snapshot_entries: 500,
             max_payload_entries: 64,
             snapshot_chunk_bytes: 1 << 20,
             install_snapshot_timeout_ms: 10_000,

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub raft_last_log_index: Gauge,
     pub raft_applied_index: Gauge,
     pub raft_apply_lag: Gauge,
+    pub raft_log_entries: Gauge,
+    pub snapshot_tree_size: Gauge,
     pub tree_size: Gauge,
     pub checkpoint_size: Gauge,
     pub checkpoint_age_seconds: Gauge,
@@ -56,6 +58,8 @@ impl Metrics {
             raft_last_log_index: Gauge::default(),
             raft_applied_index: Gauge::default(),
             raft_apply_lag: Gauge::default(),
+            raft_log_entries: Gauge::default(),
+            snapshot_tree_size: Gauge::default(),
             tree_size: Gauge::default(),
             checkpoint_size: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
@@ -131,6 +135,16 @@ impl Metrics {
             "raft_apply_lag",
             "Log entries written but not yet applied",
             m.raft_apply_lag.clone(),
+        );
+        registry.register(
+            "raft_log_entries",
+            "Entries held in the Raft log: those after the last purge (the audit log keeps every event)",
+            m.raft_log_entries.clone(),
+        );
+        registry.register(
+            "snapshot_tree_size",
+            "Audit log entries covered by the current snapshot; the Raft log is purged behind it",
+            m.snapshot_tree_size.clone(),
         );
         registry.register(
             "tree_size",

@@ -15,7 +15,9 @@ use veritrail_store::{Store, StoreConfig};
 use crate::admin_service::AdminService;
 use crate::audit_service::AuditService;
 use crate::batcher::Batcher;
-use crate::checkpointer::{run_bootstrap, run_checkpoints, run_gauges, run_readiness};
+use crate::checkpointer::{
+    run_bootstrap, run_checkpoints, run_gauges, run_readiness, run_snapshot_trigger,
+};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::network::Network;
@@ -103,6 +105,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     tokio::spawn(run_checkpoints(Arc::clone(&node)));
     tokio::spawn(run_gauges(Arc::clone(&node)));
+    tokio::spawn(run_snapshot_trigger(Arc::clone(&node)));
     let members = config.parse_initial_members().map_err(|e| e.to_string())?;
     if !members.is_empty() {
         tokio::spawn(run_bootstrap(Arc::clone(&node), members));

@@ -23,8 +23,8 @@ use veritrail_core::{
 
 use crate::db::{
     CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, CF_SM_META, Db, Field,
-    KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_TAIL, event_id_key, field_key, merkle_key, read_u64_key,
-    to_postcard, u64_key,
+    KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_TAIL, event_id_key, field_key, merkle_key_ending_at,
+    read_u64_key, to_postcard, u64_key,
 };
 use crate::error::{Result, StoreError};
 use crate::reader::{DbNodes, StoredEntry};
@@ -35,7 +35,8 @@ use crate::types::{
     Rejection, RejectionKind, RequestOutcome, TypeConfig,
 };
 
-/// Applies committed Raft entries: one synced write for the whole call.
+/// Applies committed Raft entries: one atomic write for the whole call (see
+/// [`Batch::commit`] for why it need not be synced).
 pub(crate) fn apply_entries(
     shared: &Shared,
     entries: Vec<RaftEntry<TypeConfig>>,
@@ -116,8 +117,15 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Adds the state-machine metadata and writes everything, synced: apply's
-    /// results are acknowledged to clients right after this returns.
+    /// Adds the state-machine metadata and writes everything in one atomic
+    /// batch, **not synced**. The entries it applies are already synced in the
+    /// Raft log on a majority, and that log shares this database's WAL: the next
+    /// synced write of any kind (the next Raft append, a vote, a snapshot record,
+    /// a purge) makes this one durable too, since a synced WAL write persists
+    /// every record before it. A crash before that loses only state that
+    /// applying the still-present Raft log rebuilds byte for byte (apply is
+    /// deterministic), and the log is purged only after a snapshot record,
+    /// itself synced, so never past what is durable here.
     pub(crate) fn commit(
         mut self,
         last_applied: Option<LogId<u64>>,
@@ -129,7 +137,7 @@ impl<'a> Batch<'a> {
         self.batch
             .put_cf(meta, KEY_MEMBERSHIP, to_postcard(membership));
         self.batch.put_cf(meta, KEY_TAIL, self.tail.encode());
-        self.db.write_synced(self.batch)?;
+        self.db.write_unsynced(self.batch)?;
         Ok(self.tail)
     }
 
@@ -314,8 +322,14 @@ impl<'a> Batch<'a> {
             .put_cf(by_field, field_key(Field::Action, &e.action, seq), []);
         let merkle_cf = self.db.cf(CF_MERKLE);
         let (batch, new_nodes) = (&mut self.batch, &mut self.new_nodes);
+        // Every node this leaf completes ends at it.
+        let leaf = self.tail.frontier.size();
         self.tail.frontier.push(hash, |id, node| {
-            batch.put_cf(merkle_cf, merkle_key(id.level, id.index), node.as_bytes());
+            batch.put_cf(
+                merkle_cf,
+                merkle_key_ending_at(leaf, id.level),
+                node.as_bytes(),
+            );
             new_nodes.insert(id, *node);
         });
         self.tail.size += 1;

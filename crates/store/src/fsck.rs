@@ -21,7 +21,8 @@ use veritrail_core::{ChainVerifier, Checkpoint, entry_hash};
 use crate::chain_fault_kind;
 use crate::db::{
     CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, CF_SM_META, Db, Field,
-    KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL, event_id_key, field_key, merkle_key, read_u64_key,
+    KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL, event_id_key, field_key, merkle_key_ending_at,
+    merkle_node_of, read_u64_key,
 };
 use crate::error::{Result, StoreError};
 use crate::shared::{DB_DIR, SNAPSHOT_DIR, SnapshotRecord};
@@ -55,8 +56,8 @@ pub enum ProblemKind {
     FieldIndexMismatch,
     /// A recorded checkpoint disagrees with the entries.
     CheckpointMismatch,
-    /// The current snapshot file (what lagging followers are sent) is missing
-    /// or fails its digest.
+    /// The current snapshot names entries the log does not hold, or its file
+    /// (what lagging followers are sent) fails its digest.
     SnapshotCorrupt,
 }
 
@@ -184,7 +185,7 @@ pub fn fsck(dir: &Path) -> Result<FsckReport> {
                 let derived = id.level > 0
                     && (tainted.contains(&NodeId::new(id.level - 1, id.index * 2))
                         || tainted.contains(&NodeId::new(id.level - 1, id.index * 2 + 1)));
-                match db.get(CF_MERKLE, &merkle_key(id.level, id.index))? {
+                match db.get(CF_MERKLE, &merkle_key_ending_at(seq, id.level))? {
                     None => {
                         tainted.insert(id);
                         found.add(
@@ -309,7 +310,7 @@ pub fn fsck(dir: &Path) -> Result<FsckReport> {
         }
     }
 
-    check_snapshot(dir, &db, &mut found)?;
+    check_snapshot(dir, &db, expected, &mut found)?;
 
     let mut problems = found.problems;
     problems.sort_by_key(|p| (p.seq.is_none(), p.seq, p.kind));
@@ -321,21 +322,35 @@ pub fn fsck(dir: &Path) -> Result<FsckReport> {
     })
 }
 
-/// The current snapshot is sent to followers that lag behind the purged log: a
-/// damaged one would leave them unable to catch up, so its digest is checked.
-fn check_snapshot(dir: &Path, db: &Db, found: &mut Collector) -> Result<()> {
+/// The current snapshot is sent to followers that lag behind the purged log: it
+/// must name entries this node holds, and its file, once written, must pass its
+/// digest (a damaged one would leave followers unable to catch up).
+fn check_snapshot(dir: &Path, db: &Db, entries: u64, found: &mut Collector) -> Result<()> {
     let Some(record): Option<SnapshotRecord> = db.get_postcard(CF_SM_META, KEY_SNAPSHOT)? else {
         return Ok(());
     };
-    let path = dir.join(SNAPSHOT_DIR).join(&record.file);
-    let checked = std::fs::File::open(&path)
-        .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))
-        .and_then(|mut file| crate::snapshot::verify_digest(&mut file, &mut std::io::sink()));
+    if record.size > entries {
+        found.add(
+            Some(entries),
+            ProblemKind::SnapshotCorrupt,
+            format!(
+                "the current snapshot {} holds {} entries, the log only {entries}",
+                record.meta.snapshot_id, record.size
+            ),
+        );
+    }
+    let path = dir.join(SNAPSHOT_DIR).join(record.file_name());
+    let checked = match std::fs::File::open(&path) {
+        // Not written yet: it is written when a follower first needs it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(StoreError::io(format!("opening {}", path.display()), e)),
+        Ok(mut file) => crate::snapshot::verify_digest(&mut file, &mut std::io::sink()),
+    };
     if let Err(e) = checked {
         found.add(
             None,
             ProblemKind::SnapshotCorrupt,
-            format!("the current snapshot {}: {e}", record.file),
+            format!("the current snapshot's file {}: {e}", record.file_name()),
         );
     }
     Ok(())
@@ -420,12 +435,10 @@ fn count_beyond(db: &Db, size: u64, found: &mut Collector) -> Result<()> {
     }
     for item in db.raw().iterator_cf(db.cf(CF_MERKLE), IteratorMode::Start) {
         let (key, _) = item?;
-        if key.len() != 9 {
+        let Some((level, index)) = merkle_node_of(&key) else {
             found.add(None, ProblemKind::MerkleNodeMissing, "malformed Merkle key");
             continue;
-        }
-        let level = key[0];
-        let index = read_u64_key(&key[1..], CF_MERKLE)?;
+        };
         let end = index
             .checked_add(1)
             .and_then(|i| i.checked_shl(level as u32))

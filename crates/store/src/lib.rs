@@ -37,9 +37,9 @@ pub use db::DbTuning;
 pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
 pub use log_store::LogStore;
-pub use reader::{AuditReader, RangeReport, ScanPage, ScanQuery, StoredEntry};
+pub use reader::{AuditReader, InclusionProof, RangeReport, ScanPage, ScanQuery, StoredEntry};
 pub use shared::StoreConfig;
-pub use snapshot::{Backup, RestoreReport, SnapshotBuilder};
+pub use snapshot::{Backup, RestoreReport, SnapshotBuilder, SnapshotFile};
 pub use state_machine::StateMachine;
 pub use tail::Tail;
 pub use types::{

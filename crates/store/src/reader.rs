@@ -96,10 +96,16 @@ impl NodeSource for DbNodes<'_> {
 
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
         let cf = self.db.cf(CF_MERKLE);
-        let keys: Vec<_> = ids
+        let keys = ids
             .iter()
-            .map(|id| (cf, merkle_key(id.level, id.index)))
-            .collect();
+            .map(|id| {
+                merkle_key(id.level, id.index)
+                    .map(|key| (cf, key))
+                    .ok_or_else(|| {
+                        StoreError::OutOfRange(format!("no Merkle node {}/{}", id.level, id.index))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let values = self.db.raw().multi_get_cf(keys);
         ids.iter()
             .zip(values)
@@ -111,6 +117,40 @@ impl NodeSource for DbNodes<'_> {
             })
             .collect()
     }
+}
+
+/// [`DbNodes`] that also fetches one leaf with the first batch it reads.
+struct WithLeaf<'a> {
+    nodes: DbNodes<'a>,
+    leaf_id: NodeId,
+    leaf: std::cell::Cell<Option<Hash>>,
+}
+
+impl NodeSource for WithLeaf<'_> {
+    type Error = StoreError;
+
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        if self.leaf.get().is_some() {
+            return self.nodes.nodes(ids);
+        }
+        let mut with_leaf = Vec::with_capacity(ids.len() + 1);
+        with_leaf.extend_from_slice(ids);
+        with_leaf.push(self.leaf_id);
+        let mut hashes = self.nodes.nodes(&with_leaf)?;
+        self.leaf.set(hashes.pop());
+        Ok(hashes)
+    }
+}
+
+/// An inclusion proof as served: the leaf, its audit path and the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The entry's leaf hash (RFC 6962 `0x00 || entry`).
+    pub leaf: Hash,
+    /// The audit path, from the leaf's sibling up.
+    pub proof: Vec<Hash>,
+    /// The root of the tree the proof is for.
+    pub root: Hash,
 }
 
 /// Read access to the audit log. Cheap to clone.
@@ -131,9 +171,14 @@ impl AuditReader {
         &self.shared.origin
     }
 
-    /// The state machine's tail as of its last synced apply.
+    /// The state machine's tail as of its last apply.
     pub fn tail(&self) -> Tail {
         self.shared.state().tail.clone()
+    }
+
+    /// Entries in the current snapshot: the Raft log before it may be purged.
+    pub fn snapshot_size(&self) -> Option<u64> {
+        self.shared.state().snapshot.as_ref().map(|s| s.size)
     }
 
     /// Follows the tree size as entries are applied.
@@ -399,6 +444,33 @@ impl AuditReader {
             )));
         }
         merkle::inclusion_proof(&DbNodes::new(&self.shared.db), seq, size)
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `size` entries, with
+    /// the entry's leaf hash and the tree's root: what an auditor is sent.
+    /// The proof's nodes and the leaf come from one multi-get, and the root is
+    /// folded from them (about 20 hashes at a million entries) rather than read.
+    pub fn inclusion_proof_with_root(&self, seq: u64, size: u64) -> Result<InclusionProof> {
+        self.check_size(size)?;
+        if seq >= size {
+            return Err(StoreError::OutOfRange(format!(
+                "seq {seq} is not inside a tree of size {size}"
+            )));
+        }
+        let source = WithLeaf {
+            nodes: DbNodes::new(&self.shared.db),
+            leaf_id: NodeId::new(0, seq),
+            leaf: std::cell::Cell::new(None),
+        };
+        let proof = merkle::inclusion_proof(&source, seq, size)?;
+        let leaf = match source.leaf.get() {
+            Some(leaf) => leaf,
+            // A tree of one leaf has an empty proof: nothing was fetched.
+            None => source.nodes.nodes(&[source.leaf_id])?[0],
+        };
+        let root = merkle::root_from_inclusion_proof(seq, size, &leaf, &proof)
+            .map_err(|e| StoreError::corrupt(format!("merkle proof of {seq} at {size}"), e))?;
+        Ok(InclusionProof { leaf, proof, root })
     }
 
     /// The consistency proof from `from_size` to `to_size`.

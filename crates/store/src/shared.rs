@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::db::{
-    CF_SM_META, Db, DbTuning, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL,
+    CF_SM_META, Db, DbTuning, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_ORIGIN, KEY_SNAPSHOT,
+    KEY_SNAPSHOT_V1, KEY_TAIL,
 };
 use crate::error::{Result, StoreError};
 use crate::tail::Tail;
@@ -20,14 +21,28 @@ pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 /// Where RocksDB lives, relative to the data directory.
 pub(crate) const DB_DIR: &str = "db";
 
-/// The current snapshot: its metadata and the file holding its data.
+/// The current snapshot: a point of the append-only log, not a copy of it.
+///
+/// Entries never change once applied, so the state as of `meta.last_log_id` is
+/// the first `size` entries (plus the checkpoints recorded for sizes up to
+/// `size`), and recording a snapshot costs one small synced write whatever the
+/// log's size. The file a follower is sent is written only when one is needed
+/// (`snapshot::SnapshotFile`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SnapshotRecord {
     pub meta: openraft::SnapshotMeta<u64, NodeInfo>,
-    pub file: String,
+    /// Entries in the snapshot.
+    pub size: u64,
 }
 
-/// What the state machine has applied, as of its last synced write.
+impl SnapshotRecord {
+    /// The name of the snapshot's file in the snapshot directory, once written.
+    pub(crate) fn file_name(&self) -> String {
+        format!("{}.snap", self.meta.snapshot_id)
+    }
+}
+
+/// What the state machine has applied, as of its last write.
 #[derive(Debug, Clone)]
 pub(crate) struct SmState {
     pub last_applied: Option<LogId<u64>>,
@@ -65,6 +80,9 @@ pub(crate) struct Shared {
     pub apply_lock: Mutex<()>,
     /// The tree size, for readers that follow the log as it grows.
     pub size_tx: watch::Sender<u64>,
+    /// Serializes the writing of snapshot files, so that two followers
+    /// needing the same snapshot share one file.
+    pub snapshot_files: Mutex<()>,
 }
 
 impl Shared {
@@ -99,6 +117,13 @@ impl Shared {
         };
         tail.verify_against(&db)?;
         let snapshot: Option<SnapshotRecord> = db.get_postcard(CF_SM_META, KEY_SNAPSHOT)?;
+        if db.get(CF_SM_META, KEY_SNAPSHOT_V1)?.is_some() {
+            // Written by versions that copied the log into a file at every
+            // snapshot. Dropping the record only makes openraft build a new one.
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete_cf(db.cf(CF_SM_META), KEY_SNAPSHOT_V1);
+            db.write_synced(batch)?;
+        }
         remove_stale_snapshot_files(&dir.join(SNAPSHOT_DIR), snapshot.as_ref());
         let (size_tx, _) = watch::channel(tail.size);
         Ok(Shared {
@@ -113,12 +138,13 @@ impl Shared {
             }),
             apply_lock: Mutex::new(()),
             size_tx,
+            snapshot_files: Mutex::new(()),
         })
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, SmState> {
         // A panic while holding this lock happens only inside our own code between
-        // two field assignments; the state is still the last synced one.
+        // two field assignments; the state is still the last written one.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -130,20 +156,26 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    pub(crate) fn lock_snapshot_files(&self) -> MutexGuard<'_, ()> {
+        self.snapshot_files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(crate) fn snapshot_dir(&self) -> PathBuf {
         self.dir.join(SNAPSHOT_DIR)
     }
 }
 
-/// Removes snapshot files other than the current one: leftovers of a build or a
-/// transfer that a crash interrupted.
+/// Removes snapshot files other than the current one's: leftovers of a write or a
+/// transfer that a crash interrupted, and files of earlier snapshots.
 fn remove_stale_snapshot_files(dir: &Path, current: Option<&SnapshotRecord>) {
     let Ok(listing) = std::fs::read_dir(dir) else {
         return;
     };
     for item in listing.flatten() {
         let name = item.file_name();
-        if current.is_some_and(|c| name.to_string_lossy() == c.file) {
+        if current.is_some_and(|c| name.to_string_lossy() == c.file_name()) {
             continue;
         }
         if let Err(e) = std::fs::remove_file(item.path()) {

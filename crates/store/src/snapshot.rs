@@ -1,5 +1,12 @@
-//! Snapshots of an append-only log, streamed through files so that memory stays
-//! bounded whatever the log's size.
+//! Snapshots of an append-only log.
+//!
+//! A committed entry never changes, so the state machine as of a Raft index is
+//! simply its first `size` entries. Building a snapshot therefore copies
+//! nothing: it records that point ([`SnapshotRecord`]) in one small synced
+//! write, whatever the log's size, and openraft can purge its log up to it.
+//! The bytes a lagging follower needs are written to a file only when the
+//! leader first reads them ([`SnapshotFile`]), streamed so that memory stays
+//! bounded, and kept for the next follower until a newer snapshot is recorded.
 //!
 //! # File format (version 1)
 //!
@@ -17,11 +24,19 @@
 //! accepts only entries that extend its own log, and it checks that its own log is
 //! a prefix of the snapshot. A committed history never changes, so a snapshot that
 //! disagrees with the local prefix means one copy is corrupt, and install refuses.
+//!
+//! The checkpoints in a file are those recorded for tree sizes up to the
+//! snapshot's size when the file is written, which may include some recorded
+//! after the snapshot's Raft index. Recording a checkpoint merges signatures
+//! into the note already there, so the follower replaying those later Raft
+//! entries ends with the same notes as every other node.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::storage::{RaftSnapshotBuilder, Snapshot};
@@ -29,6 +44,7 @@ use openraft::{ErrorSubject, ErrorVerb, SnapshotMeta, StorageError};
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 use veritrail_core::note::SignedNote;
 use veritrail_core::{Checkpoint, Entry, FORMAT_ENTRY_MAX_BYTES, Hash, entry_hash};
 
@@ -57,7 +73,7 @@ struct SnapshotHeader {
     last_timestamp_ns: u64,
 }
 
-/// Builds snapshots on a consistent view of the state machine.
+/// Builds snapshots: records the applied point of the log.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     pub(crate) shared: Arc<Shared>,
@@ -68,25 +84,274 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let record = blocking(&self.shared, build)
             .await
             .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
-        open_snapshot(&self.shared, &record)
-            .await
-            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read))
+        Ok(SnapshotFile::snapshot(&self.shared, record))
     }
 }
 
-/// Opens the file of a recorded snapshot for openraft to send.
-pub(crate) async fn open_snapshot(
-    shared: &Shared,
-    record: &SnapshotRecord,
-) -> Result<Snapshot<TypeConfig>> {
-    let path = shared.snapshot_dir().join(&record.file);
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| StoreError::io(format!("opening snapshot {}", path.display()), e))?;
-    Ok(Snapshot {
-        meta: record.meta.clone(),
-        snapshot: Box::new(file),
-    })
+/// Records a snapshot of everything applied so far as the current one.
+fn build(shared: &Shared) -> Result<SnapshotRecord> {
+    let _apply = shared.lock_apply();
+    let record = current_point(shared, "");
+    record_current(shared, &record, WriteBatch::default())?;
+    tracing::info!(snapshot = %record.meta.snapshot_id, entries = record.size, "snapshot recorded");
+    Ok(record)
+}
+
+/// The applied point of the log, named uniquely. The caller holds the apply lock.
+fn current_point(shared: &Shared, prefix: &str) -> SnapshotRecord {
+    let state = shared.state();
+    let unique = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    SnapshotRecord {
+        meta: SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id: format!(
+                "{prefix}{}-{}-{unique:x}",
+                state.last_applied.map_or(0, |l| l.index),
+                state.tail.size
+            ),
+        },
+        size: state.tail.size,
+    }
+}
+
+/// Makes `record` the current snapshot, in one synced write with `batch`,
+/// unless the current one is newer (a snapshot never moves backwards: openraft
+/// may have purged its log up to the newer one). The caller holds the apply
+/// lock. Files of other snapshots are removed.
+fn record_current(shared: &Shared, record: &SnapshotRecord, mut batch: WriteBatch) -> Result<()> {
+    let newer = shared
+        .state()
+        .snapshot
+        .as_ref()
+        .is_none_or(|current| record.meta.last_log_id >= current.meta.last_log_id);
+    if newer {
+        batch.put_cf(shared.db.cf(CF_SM_META), KEY_SNAPSHOT, to_postcard(record));
+    }
+    shared.db.write_synced(batch)?;
+    if newer {
+        shared.state().snapshot = Some(record.clone());
+        remove_other_files(shared, &record.file_name());
+    }
+    Ok(())
+}
+
+/// Removes written snapshot files other than `keep`. A reader still holding
+/// one open keeps reading it: the name goes, the data stays until closed.
+fn remove_other_files(shared: &Shared, keep: &str) {
+    let dir = shared.snapshot_dir();
+    let Ok(listing) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for item in listing.flatten() {
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".snap")
+            && name != keep
+            && let Err(e) = std::fs::remove_file(item.path())
+        {
+            tracing::warn!(file = %item.path().display(), error = %e, "could not remove an earlier snapshot file");
+        }
+    }
+}
+
+/// The file of `record`, written now unless an earlier reader already did.
+fn file_of(shared: &Shared, record: &SnapshotRecord) -> Result<File> {
+    let _files = shared.lock_snapshot_files();
+    let path = shared.snapshot_dir().join(record.file_name());
+    match File::open(&path) {
+        Ok(file) => return Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
+    }
+    let started = std::time::Instant::now();
+    let (tmp, _) = write_file(shared, record)?;
+    std::fs::rename(&tmp, &path).map_err(io("renaming", &tmp))?;
+    let dir = shared.snapshot_dir();
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing", &dir))?;
+    let still_current = shared
+        .state()
+        .snapshot
+        .as_ref()
+        .is_some_and(|current| current.meta.snapshot_id == record.meta.snapshot_id);
+    let file = File::open(&path).map_err(io("opening", &path))?;
+    if !still_current {
+        // A newer snapshot was recorded meanwhile: this one's file is only for
+        // the reader that asked for it.
+        std::fs::remove_file(&path).map_err(io("removing", &path))?;
+    }
+    tracing::info!(
+        snapshot = %record.meta.snapshot_id,
+        entries = record.size,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot file written"
+    );
+    Ok(file)
+}
+
+/// Snapshot data as openraft moves it: a file, written when first read.
+///
+/// A snapshot openraft receives is a fresh file from the start. A snapshot
+/// this node built or holds only names a point of the log; openraft asks for
+/// it when it starts (for its metadata alone) and when a follower lags behind
+/// the purged log. Only the second reads the data, so only then is the file
+/// written, on a blocking thread, while the first poll waits for it.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    state: FileState,
+    /// A seek asked for before the file existed, made once it does.
+    pending_seek: Option<SeekFrom>,
+}
+
+#[derive(Debug)]
+enum FileState {
+    Unwritten(Arc<Shared>, SnapshotRecord),
+    Writing(tokio::task::JoinHandle<Result<File>>),
+    Ready(tokio::fs::File),
+}
+
+impl SnapshotFile {
+    /// A snapshot whose file is written when first read.
+    pub(crate) fn snapshot(shared: &Arc<Shared>, record: SnapshotRecord) -> Snapshot<TypeConfig> {
+        Snapshot {
+            meta: record.meta.clone(),
+            snapshot: Box::new(SnapshotFile {
+                state: FileState::Unwritten(Arc::clone(shared), record),
+                pending_seek: None,
+            }),
+        }
+    }
+
+    /// Writes the file now if it is not written yet, and hands it over.
+    pub async fn into_std(mut self) -> std::io::Result<File> {
+        std::future::poll_fn(|cx| self.poll_file(cx)).await?;
+        match self.state {
+            FileState::Ready(file) => Ok(file.into_std().await),
+            _ => Err(not_ready()),
+        }
+    }
+
+    /// Polls until the file exists, and starts any seek asked for before.
+    fn poll_file(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let next = match &mut self.state {
+                FileState::Unwritten(shared, record) => {
+                    let (shared, record) = (Arc::clone(shared), record.clone());
+                    FileState::Writing(tokio::task::spawn_blocking(move || {
+                        file_of(&shared, &record)
+                    }))
+                }
+                FileState::Writing(task) => {
+                    let file = ready!(Pin::new(task).poll(cx))
+                        .map_err(std::io::Error::other)?
+                        .map_err(std::io::Error::other)?;
+                    FileState::Ready(tokio::fs::File::from_std(file))
+                }
+                FileState::Ready(file) => {
+                    if let Some(position) = self.pending_seek.take() {
+                        Pin::new(file).start_seek(position)?;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            };
+            self.state = next;
+        }
+    }
+
+    /// The file, once [`Self::poll_file`] returned ready.
+    fn ready_file(&mut self) -> std::io::Result<Pin<&mut tokio::fs::File>> {
+        match &mut self.state {
+            FileState::Ready(file) => Ok(Pin::new(file)),
+            _ => Err(not_ready()),
+        }
+    }
+}
+
+fn not_ready() -> std::io::Error {
+    std::io::Error::other("the snapshot file is not written yet")
+}
+
+impl From<tokio::fs::File> for SnapshotFile {
+    fn from(file: tokio::fs::File) -> Self {
+        SnapshotFile {
+            state: FileState::Ready(file),
+            pending_seek: None,
+        }
+    }
+}
+
+impl AsyncRead for SnapshotFile {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let seeking = this.pending_seek.is_some();
+        ready!(this.poll_file(cx))?;
+        if seeking {
+            ready!(this.ready_file()?.poll_complete(cx))?;
+        }
+        this.ready_file()?.poll_read(cx, buf)
+    }
+}
+
+impl AsyncSeek for SnapshotFile {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> std::io::Result<()> {
+        let this = self.get_mut();
+        match &mut this.state {
+            FileState::Ready(file) => Pin::new(file).start_seek(position),
+            _ => {
+                this.pending_seek = Some(position);
+                Ok(())
+            }
+        }
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        let this = self.get_mut();
+        ready!(this.poll_file(cx))?;
+        this.ready_file()?.poll_complete(cx)
+    }
+}
+
+impl AsyncWrite for SnapshotFile {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().state {
+            FileState::Ready(file) => Pin::new(file).poll_write(cx, buf),
+            _ => Poll::Ready(Err(read_only())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().state {
+            FileState::Ready(file) => Pin::new(file).poll_flush(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().state {
+            FileState::Ready(file) => Pin::new(file).poll_shutdown(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+fn read_only() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "a snapshot this node recorded is read-only",
+    )
 }
 
 fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -94,69 +359,35 @@ fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     move |e| StoreError::io(context, e)
 }
 
-/// Writes a snapshot of everything applied so far and makes it the current one.
-fn build(shared: &Shared) -> Result<SnapshotRecord> {
-    let written = write_file(shared, "")?;
-    let name = format!("{}.snap", written.meta.snapshot_id);
-    make_current(shared, &written.path, &name, &written.meta, None)?;
-    tracing::info!(snapshot = %written.meta.snapshot_id, entries = written.size, "snapshot built");
-    Ok(SnapshotRecord {
-        meta: written.meta,
-        file: name,
-    })
-}
-
-/// A snapshot file written and synced, not yet anybody's current snapshot.
-struct WrittenSnapshot {
-    path: std::path::PathBuf,
-    meta: SnapshotMeta<u64, NodeInfo>,
-    size: u64,
-    root: Hash,
-}
-
-/// Writes a snapshot of everything applied so far into the snapshot directory,
-/// under a temporary name starting with `prefix`.
-fn write_file(shared: &Shared, prefix: &str) -> Result<WrittenSnapshot> {
-    // The apply lock makes the state copy and the RocksDB view agree.
-    let (state, view) = {
-        let _apply = shared.lock_apply();
-        (shared.state().clone(), shared.db.raw().snapshot())
-    };
-    let tail = &state.tail;
-    let unique = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let id = format!(
-        "{}-{}-{unique:x}",
-        state.last_applied.map_or(0, |l| l.index),
-        tail.size
-    );
-    let meta = SnapshotMeta {
-        last_log_id: state.last_applied,
-        last_membership: state.membership.clone(),
-        snapshot_id: id.clone(),
-    };
+/// Writes the file of `record` into the snapshot directory under a temporary
+/// name, synced, and returns that name and the snapshot's root. Entries never
+/// change once applied, so the first `record.size` of the live database are
+/// the snapshot's.
+fn write_file(shared: &Shared, record: &SnapshotRecord) -> Result<(std::path::PathBuf, Hash)> {
+    let size = record.size;
+    let at = crate::reader::checkpoint_at(&shared.db, &shared.origin, size)?;
     let header = SnapshotHeader {
         origin: shared.origin.clone(),
-        meta: meta.clone(),
-        size: tail.size,
-        root: tail.root().0,
-        head: tail.head.0,
-        last_timestamp_ns: tail.last_timestamp_ns,
+        meta: record.meta.clone(),
+        size,
+        root: at.root.0,
+        head: at.head.0,
+        last_timestamp_ns: at.timestamp_ns,
     };
-    let dir = shared.snapshot_dir();
-    let tmp = dir.join(format!("{prefix}{id}.snap.tmp"));
+    let tmp = shared
+        .snapshot_dir()
+        .join(format!("{}.tmp", record.file_name()));
     let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    let mut out = HashingWriter::new(BufWriter::new(file));
+    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     out.write_all(MAGIC).map_err(io("writing", &tmp))?;
     write_chunk(&mut out, &to_postcard(&header)).map_err(io("writing", &tmp))?;
     let mut expected = 0u64;
-    for item in view.iterator_cf(shared.db.cf(CF_ENTRIES), IteratorMode::Start) {
-        let (key, value) = item?;
-        if expected == tail.size {
+    let db = shared.db.raw();
+    for item in db.iterator_cf(shared.db.cf(CF_ENTRIES), IteratorMode::Start) {
+        if expected == size {
             break;
         }
+        let (key, value) = item?;
         let seq = read_u64_key(&key, CF_ENTRIES)?;
         if seq != expected {
             return Err(StoreError::corrupt(
@@ -167,20 +398,20 @@ fn write_file(shared: &Shared, prefix: &str) -> Result<WrittenSnapshot> {
         write_chunk(&mut out, &value).map_err(io("writing", &tmp))?;
         expected += 1;
     }
-    if expected != tail.size {
+    if expected != size {
         return Err(StoreError::corrupt(
             CF_ENTRIES,
-            format!("log ends at {expected}, the tail says {}", tail.size),
+            format!("log ends at {expected}, the snapshot needs {size}"),
         ));
     }
-    for item in view.iterator_cf(shared.db.cf(CF_CHECKPOINTS), IteratorMode::Start) {
+    for item in db.iterator_cf(shared.db.cf(CF_CHECKPOINTS), IteratorMode::Start) {
         let (key, note) = item?;
-        let size = read_u64_key(&key, CF_CHECKPOINTS)?;
-        if size > tail.size {
+        let checkpoint_size = read_u64_key(&key, CF_CHECKPOINTS)?;
+        if checkpoint_size > size {
             break;
         }
         out.write_all(&[1]).map_err(io("writing", &tmp))?;
-        out.write_all(&size.to_be_bytes())
+        out.write_all(&checkpoint_size.to_be_bytes())
             .map_err(io("writing", &tmp))?;
         write_chunk(&mut out, &note).map_err(io("writing", &tmp))?;
     }
@@ -192,13 +423,7 @@ fn write_file(shared: &Shared, prefix: &str) -> Result<WrittenSnapshot> {
         .into_inner()
         .map_err(|e| StoreError::io(format!("flushing {}", tmp.display()), e.into_error()))?;
     file.sync_all().map_err(io("syncing", &tmp))?;
-    drop(view);
-    Ok(WrittenSnapshot {
-        path: tmp,
-        meta,
-        size: tail.size,
-        root: tail.root(),
-    })
+    Ok((tmp, at.root))
 }
 
 /// A backup: a snapshot file of everything applied, open for reading, already
@@ -219,16 +444,20 @@ pub struct Backup {
 /// restore): the snapshot format, consistent as of one applied index, without
 /// touching openraft's own snapshots.
 pub(crate) fn backup(shared: &Shared) -> Result<Backup> {
-    let written = write_file(shared, "backup-")?;
-    let file = File::open(&written.path).map_err(io("opening", &written.path))?;
-    std::fs::remove_file(&written.path).map_err(io("removing", &written.path))?;
-    let bytes = file.metadata().map_err(io("sizing", &written.path))?.len();
+    let record = {
+        let _apply = shared.lock_apply();
+        current_point(shared, "backup-")
+    };
+    let (path, root) = write_file(shared, &record)?;
+    let file = File::open(&path).map_err(io("opening", &path))?;
+    std::fs::remove_file(&path).map_err(io("removing", &path))?;
+    let bytes = file.metadata().map_err(io("sizing", &path))?.len();
     Ok(Backup {
         file,
         bytes,
-        tree_size: written.size,
-        root: written.root,
-        last_log_index: written.meta.last_log_id.map_or(0, |l| l.index),
+        tree_size: record.size,
+        root,
+        last_log_index: record.meta.last_log_id.map_or(0, |l| l.index),
     })
 }
 
@@ -328,38 +557,6 @@ fn read_header(input: &mut impl Read) -> Result<SnapshotHeader> {
         .map_err(|e| StoreError::Snapshot(format!("header does not decode: {e}")))
 }
 
-/// Renames a finished snapshot file into place, records it (synced, together
-/// with `extra` state-machine writes when installing), and removes the previous one.
-fn make_current(
-    shared: &Shared,
-    tmp: &Path,
-    name: &str,
-    meta: &SnapshotMeta<u64, NodeInfo>,
-    extra: Option<WriteBatch>,
-) -> Result<()> {
-    let dir = shared.snapshot_dir();
-    let path = dir.join(name);
-    std::fs::rename(tmp, &path).map_err(io("renaming", tmp))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing", &dir))?;
-    let record = SnapshotRecord {
-        meta: meta.clone(),
-        file: name.to_owned(),
-    };
-    let mut batch = extra.unwrap_or_default();
-    batch.put_cf(shared.db.cf(CF_SM_META), KEY_SNAPSHOT, to_postcard(&record));
-    shared.db.write_synced(batch)?;
-    let previous = shared.state().snapshot.replace(record);
-    if let Some(previous) = previous.filter(|p| p.file != name) {
-        let old = dir.join(&previous.file);
-        if let Err(e) = std::fs::remove_file(&old) {
-            tracing::warn!(file = %old.display(), error = %e, "could not remove the previous snapshot");
-        }
-    }
-    Ok(())
-}
-
 /// Removes received files (`incoming-*.part`), which openraft hands to install
 /// and never deletes. openraft receives one snapshot at a time and restarts an
 /// interrupted transfer, so none is needed once an install has returned. (When
@@ -397,23 +594,17 @@ pub(crate) async fn begin_receiving(shared: &Shared) -> Result<tokio::fs::File> 
 }
 
 /// Installs a received snapshot: verifies the file, extends the local log with
-/// the entries it lacks, records the checkpoints, and makes the file current.
+/// the entries it lacks, records the checkpoints, and records the snapshot as
+/// the current one (its point; the received file is not kept).
 pub(crate) fn install(
     shared: &Shared,
     meta: &SnapshotMeta<u64, NodeInfo>,
     mut file: File,
 ) -> Result<()> {
     let _apply = shared.lock_apply();
-    let dir = shared.snapshot_dir();
-    let name = format!("{}.snap", meta.snapshot_id);
-    let tmp = dir.join(format!("{}.snap.tmp", meta.snapshot_id));
 
-    // Pass 1: check the whole file's digest, keeping a copy as our own snapshot.
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| StoreError::io("seeking the incoming snapshot", e))?;
-    let copy = File::create(&tmp).map_err(io("creating", &tmp))?;
-    verify_digest(&mut file, &mut BufWriter::new(&copy))?;
-    copy.sync_all().map_err(io("syncing", &tmp))?;
+    // Pass 1: check the whole file's digest.
+    verify_digest(&mut file, &mut std::io::sink())?;
 
     // Pass 2: apply.
     file.seek(SeekFrom::Start(0))
@@ -520,7 +711,11 @@ pub(crate) fn install(
         crate::db::KEY_TAIL,
         batch.tail.encode(),
     );
-    make_current(shared, &tmp, &name, meta, Some(extra))?;
+    let record = SnapshotRecord {
+        meta: meta.clone(),
+        size: header.size,
+    };
+    record_current(shared, &record, extra)?;
     let mut state = shared.state();
     state.last_applied = applied;
     state.membership = membership;

@@ -12,7 +12,7 @@ use openraft::{
 
 use crate::apply::apply_entries;
 use crate::shared::{Shared, blocking};
-use crate::snapshot::{SnapshotBuilder, begin_receiving, install, open_snapshot};
+use crate::snapshot::{SnapshotBuilder, SnapshotFile, begin_receiving, install};
 use crate::types::{CommandResponse, NodeInfo, TypeConfig};
 
 /// The state machine. Cheap to clone; clones share the database.
@@ -55,26 +55,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<u64>> {
         begin_receiving(&self.shared)
             .await
-            .map(Box::new)
+            .map(|file| Box::new(SnapshotFile::from(file)))
             .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, NodeInfo>,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<u64>> {
-        let file = snapshot.into_std().await;
+        let file = snapshot.into_std().await.map_err(|e| {
+            StorageError::from_io_error(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
         let owned_meta = meta.clone();
         blocking(&self.shared, move |shared| {
             let installed = install(shared, &owned_meta, file);
-            // The received file is no longer needed either way (its copy, when
-            // valid, is now the current snapshot).
+            // The received file is no longer needed either way: the entries it
+            // carried are in the database now, or it was refused.
             crate::snapshot::remove_received_files(&shared.snapshot_dir());
             installed
         })
@@ -92,12 +96,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         let record = self.shared.state().snapshot.clone();
-        match record {
-            None => Ok(None),
-            Some(record) => open_snapshot(&self.shared, &record)
-                .await
-                .map(Some)
-                .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read)),
-        }
+        Ok(record.map(|record| SnapshotFile::snapshot(&self.shared, record)))
     }
 }

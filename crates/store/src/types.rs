@@ -16,7 +16,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = crate::snapshot::SnapshotFile,
 );
 
 /// How a cluster member is reached and how it signs.

@@ -25,7 +25,10 @@ const KILLS: u64 = 12;
 const EVENTS_PER_PROPOSAL: u64 = 20;
 
 /// Appends until killed, printing `ACK <seq> <hash>` for every receipt after
-/// the apply that produced it returned (that is, after its synced write).
+/// the apply that produced it returned: its Raft entry synced, then its state
+/// written to the WAL (the next synced append persists that write too; a
+/// SIGKILL leaves the kernel's copy). The reopened store holds the entries as
+/// applied, without any Raft replay.
 #[tokio::test]
 async fn crash_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {

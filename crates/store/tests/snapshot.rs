@@ -1,5 +1,6 @@
-//! Snapshots: built and installed by streaming files; an installing node ends with
-//! the same entries and root, byte for byte, in bounded memory.
+//! Snapshots: recorded as a point of the log, written to a file only when read,
+//! installed by streaming; an installing node ends with the same entries and
+//! root, byte for byte, in bounded memory.
 
 mod common;
 
@@ -90,7 +91,7 @@ async fn install_refuses_a_corrupted_file_and_writes_nothing() {
     a.fill("svc", 40, 10).await;
     let snapshot = build(&a).await;
     // Corrupt a copy of the file in the middle.
-    let mut file = snapshot.snapshot.into_std().await;
+    let mut file = snapshot.snapshot.into_std().await.expect("written");
     let mut copy = tempfile::tempfile().expect("temp file");
     file.seek(SeekFrom::Start(0)).expect("seek");
     std::io::copy(&mut file, &mut copy).expect("copy");
@@ -100,7 +101,7 @@ async fn install_refuses_a_corrupted_file_and_writes_nothing() {
     let b = Harness::new();
     let corrupted = Snapshot {
         meta: snapshot.meta,
-        snapshot: Box::new(tokio::fs::File::from_std(copy)),
+        snapshot: Box::new(tokio::fs::File::from_std(copy).into()),
     };
     let error = install(&b, corrupted).await.expect_err("must refuse");
     assert!(error.to_string().contains("digest"), "{error}");
@@ -228,7 +229,24 @@ async fn received_files_do_not_accumulate() {
         "an interrupted transfer is cleaned up on open"
     );
 
-    // The installed snapshot is b's current one: fsck checks its digest.
+    // The installed snapshot is b's current one. Reading it writes its file,
+    // and fsck checks that file's digest.
+    let mut current = b
+        .store()
+        .state_machine
+        .clone()
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("present");
+    let mut again = Vec::new();
+    current
+        .snapshot
+        .read_to_end(&mut again)
+        .await
+        .expect("read");
+    assert_eq!(again, bytes, "b's snapshot is the same bytes as a's");
+    drop(current);
     b.close();
     let report = veritrail_store::fsck(b.dir.path()).expect("fsck");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -251,4 +269,103 @@ async fn received_files_do_not_accumulate() {
         "{:?}",
         report.problems
     );
+}
+
+fn snapshot_files(h: &Harness) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(h.dir.path().join("snapshots"))
+        .expect("snapshot dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn read_all(snapshot: &mut Snapshot<TypeConfig>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    snapshot
+        .snapshot
+        .seek(std::io::SeekFrom::Start(0))
+        .await
+        .expect("seek");
+    let mut bytes = Vec::new();
+    snapshot
+        .snapshot
+        .read_to_end(&mut bytes)
+        .await
+        .expect("read");
+    bytes
+}
+
+/// Building a snapshot records a point and copies nothing. The file is written
+/// when the data is first read, shared by later readers, and removed once a
+/// newer snapshot is recorded.
+#[tokio::test]
+async fn a_snapshot_is_written_only_when_read_and_once() {
+    let mut a = Harness::new();
+    a.install_membership_with_keys().await;
+    a.fill("svc", 120, 9).await;
+    let mut first = build(&a).await;
+    assert!(
+        snapshot_files(&a).is_empty(),
+        "building wrote a file: {:?}",
+        snapshot_files(&a)
+    );
+    let bytes = read_all(&mut first).await;
+    let written = snapshot_files(&a);
+    assert_eq!(written, vec![format!("{}.snap", first.meta.snapshot_id)]);
+
+    // A second reader (another lagging follower) gets the same file.
+    let mut sm = a.store().state_machine.clone();
+    let mut current = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(current.meta, first.meta);
+    assert_eq!(read_all(&mut current).await, bytes);
+    assert_eq!(snapshot_files(&a), written);
+
+    // A newer snapshot replaces the point and removes the older file. A reader
+    // that asked for the older snapshot before still reads it whole: its file
+    // is written again for that reader alone, and leaves no name behind.
+    a.fill("more", 30, 9).await;
+    let mut held = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("present");
+    let second = build(&a).await;
+    assert!(snapshot_files(&a).is_empty(), "{:?}", snapshot_files(&a));
+    assert_eq!(read_all(&mut held).await, bytes);
+    assert!(snapshot_files(&a).is_empty(), "{:?}", snapshot_files(&a));
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(current.meta, second.meta);
+}
+
+/// The log goes on growing after a snapshot is recorded. Read later, the
+/// snapshot still holds exactly the entries it was taken at, and a node that
+/// installs it ends at that point of the log.
+#[tokio::test]
+async fn a_snapshot_read_later_holds_its_own_point() {
+    let mut a = Harness::new();
+    a.install_membership_with_keys().await;
+    a.fill("svc", 100, 11).await;
+    let snapshot = build(&a).await;
+    let at = a.store().reader.tail();
+    a.fill("later", 60, 11).await;
+    assert_eq!(a.store().reader.tail().size, at.size + 60);
+
+    let b = Harness::new();
+    install(&b, snapshot).await.expect("installs");
+    assert_eq!(b.store().reader.tail(), at);
+    assert_eq!(
+        b.store().reader.root_at(at.size).expect("root"),
+        a.store().reader.root_at(at.size).expect("root")
+    );
+    assert_eq!(b.store().reader.entry(at.size).expect("read"), None);
 }

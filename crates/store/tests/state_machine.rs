@@ -233,6 +233,39 @@ async fn proofs_from_the_store_verify() {
         )
         .expect("verifies");
     }
+    // As served: the leaf, the path and the root from one read, at every size
+    // shape (one leaf, perfect, one past perfect, ragged).
+    for (seq, size) in [
+        (0u64, 1u64),
+        (0, 2),
+        (1, 2),
+        (5, 32),
+        (31, 33),
+        (32, 33),
+        (40, 77),
+        (76, 77),
+    ] {
+        let served = reader.inclusion_proof_with_root(seq, size).expect("proof");
+        assert_eq!(served.leaf, leaves[seq as usize], "leaf of {seq} at {size}");
+        assert_eq!(
+            served.root,
+            reader.root_at(size).expect("root"),
+            "root at {size}"
+        );
+        assert_eq!(
+            served.proof,
+            reader.inclusion_proof(seq, size).expect("proof"),
+            "path of {seq} at {size}"
+        );
+    }
+    assert!(matches!(
+        reader.inclusion_proof_with_root(77, 77),
+        Err(StoreError::OutOfRange(_))
+    ));
+    assert!(matches!(
+        reader.inclusion_proof_with_root(3, 78),
+        Err(StoreError::OutOfRange(_))
+    ));
     let checkpoint = reader.checkpoint_at(77).expect("checkpoint");
     assert_eq!((checkpoint.root, checkpoint.head), (root, leaves[76]));
     assert!(matches!(reader.root_at(78), Err(StoreError::OutOfRange(_))));

@@ -58,7 +58,7 @@ fn raw(h: &Harness) -> DB {
         "entries",
         "event_ids",
         "by_field",
-        "merkle",
+        "merkle_nodes",
         "checkpoints",
         "sm_meta",
     ];
@@ -201,14 +201,16 @@ async fn a_consistently_recomputed_suffix_is_caught_by_the_checkpoint() {
             leaves.push(hash);
         }
         let tree = MemoryTree::from_leaves(leaves.iter().copied());
-        let merkle = db.cf_handle("merkle").expect("cf");
+        let merkle = db.cf_handle("merkle_nodes").expect("cf");
         for level in 0..8u8 {
             for index in 0..(SIZE >> level) {
                 let node = tree
                     .nodes(&[veritrail_core::merkle::NodeId::new(level, index)])
                     .expect("node")[0];
-                let mut key = vec![level];
-                key.extend_from_slice(&index.to_be_bytes());
+                // Per db.rs: the node's last leaf, then its level.
+                let last = ((index + 1) << level) - 1;
+                let mut key = last.to_be_bytes().to_vec();
+                key.push(level);
                 db.put_cf(merkle, key, node.as_bytes()).expect("put");
             }
         }
