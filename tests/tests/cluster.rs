@@ -159,6 +159,90 @@ async fn a_wiped_first_member_does_not_bootstrap_a_second_cluster() {
     );
 }
 
+/// A proof at a tree size a node holds, or an entry it holds, is the same on
+/// every node forever after (committed entries never change), so a
+/// linearizable read of it needs no quorum round: a node cut off from the
+/// others still answers it. What the node does not hold yet still needs the
+/// quorum, and it is refused rather than answered stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_determined_by_held_entries_need_no_quorum() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    for i in 0..20 {
+        append(&cluster, leader, &format!("q{i}")).await;
+    }
+    cluster.wait_for_size(20).await;
+    let alone = (leader + 1) % cluster.nodes.len();
+    let mut client = cluster.client(alone).await;
+    let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != alone).collect();
+    for &i in &others {
+        cluster.pause(i);
+    }
+    let linearizable = ReadConsistency::Linearizable as i32;
+    let proof = client
+        .get_inclusion_proof(GetInclusionProofRequest {
+            seq: 7,
+            tree_size: 20,
+            consistency: linearizable,
+        })
+        .await
+        .expect("a proof at a held size needs no quorum")
+        .into_inner();
+    verify_inclusion(
+        7,
+        20,
+        &hash(&proof.leaf_hash),
+        &proof.proof.iter().map(|h| hash(h)).collect::<Vec<_>>(),
+        &hash(&proof.root_hash),
+    )
+    .expect("verifies");
+    client
+        .get_consistency_proof(GetConsistencyProofRequest {
+            from_size: 5,
+            to_size: 20,
+            consistency: linearizable,
+        })
+        .await
+        .expect("a consistency proof between held sizes needs no quorum");
+    let entry = client
+        .get_entry(GetEntryRequest {
+            key: Some(Key::Seq(19)),
+            consistency: linearizable,
+        })
+        .await
+        .expect("a held entry needs no quorum")
+        .into_inner();
+    assert_eq!(entry.entry.expect("entry").seq, 19);
+    // Beyond what it holds, the node must ask the quorum, which is away: no
+    // answer within two seconds (the client gives up; the node would answer
+    // UNAVAILABLE at its own deadline).
+    let unanswered = [Code::Unavailable, Code::DeadlineExceeded, Code::Cancelled];
+    let mut request = tonic::Request::new(GetEntryRequest {
+        key: Some(Key::Seq(20)),
+        consistency: linearizable,
+    });
+    request.set_timeout(Duration::from_secs(2));
+    let refused = client
+        .get_entry(request)
+        .await
+        .expect_err("an entry past the node's log cannot be confirmed absent");
+    assert!(unanswered.contains(&refused.code()), "{refused:?}");
+    let mut request = tonic::Request::new(GetInclusionProofRequest {
+        seq: 7,
+        tree_size: 21,
+        consistency: linearizable,
+    });
+    request.set_timeout(Duration::from_secs(2));
+    let refused = client
+        .get_inclusion_proof(request)
+        .await
+        .expect_err("a size past the node's log needs the quorum");
+    assert!(unanswered.contains(&refused.code()), "{refused:?}");
+    for &i in &others {
+        cluster.resume(i);
+    }
+}
+
 /// Under batching one Raft entry carries many events, so snapshots are also
 /// taken by event count. Each one lets every node purge its Raft log, while
 /// the audit log keeps every event, and a node killed after purging restarts

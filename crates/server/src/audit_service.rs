@@ -48,14 +48,39 @@ fn wire(entry: &StoredEntry) -> veritrail_proto::v1::Entry {
     entry_to_wire(&entry.entry, &entry.bytes, &entry.hash)
 }
 
+fn consistency_of(consistency: i32) -> NodeResult<ReadConsistency> {
+    ReadConsistency::try_from(consistency)
+        .map_err(|_| NodeError::InvalidArgument(format!("unknown read consistency {consistency}")))
+}
+
 impl AuditService {
     async fn read_fence(&self, consistency: i32) -> NodeResult<()> {
+        match consistency_of(consistency)? {
+            ReadConsistency::Local => Ok(()),
+            ReadConsistency::Linearizable => self.node.linearize().await,
+        }
+    }
+
+    /// The entry `key` names, if this node holds it.
+    async fn lookup(&self, key: &Key) -> NodeResult<Option<StoredEntry>> {
+        let reader = self.node.reader.clone();
+        match key.clone() {
+            Key::Seq(seq) => blocking(move || Ok(reader.entry(seq)?)).await,
+            Key::Event(k) => {
+                blocking(move || Ok(reader.entry_by_event_id(&k.source, &k.event_id)?)).await
+            }
+        }
+    }
+
+    /// The fence for a read that the first `size` entries determine: a proof or
+    /// frontier at a named tree size. Committed entries never change, so once
+    /// this node holds `size` entries its answer is the one every node gives,
+    /// now and later, and a linearizable read needs no quorum round. Otherwise
+    /// it waits as [`Self::read_fence`] does.
+    async fn size_fence(&self, consistency: i32, size: u64) -> NodeResult<()> {
         match ReadConsistency::try_from(consistency) {
-            Ok(ReadConsistency::Local) => Ok(()),
-            Ok(ReadConsistency::Linearizable) => self.node.linearize().await,
-            Err(_) => Err(NodeError::InvalidArgument(format!(
-                "unknown read consistency {consistency}"
-            ))),
+            Ok(ReadConsistency::Linearizable) if size <= self.node.reader.tail().size => Ok(()),
+            _ => self.read_fence(consistency).await,
         }
     }
 
@@ -231,30 +256,30 @@ impl AuditLog for AuditService {
     ) -> Result<Response<GetEntryResponse>, Status> {
         self.node.require(&request, Action::Read)?;
         let request = request.into_inner();
-        self.read_fence(request.consistency).await?;
-        let reader = self.node.reader.clone();
-        let entry = match request.key {
-            Some(Key::Seq(seq)) => blocking(move || Ok(reader.entry(seq)?))
-                .await?
-                .ok_or_else(|| NodeError::NotFound(format!("no entry at seq {seq}")))?,
-            Some(Key::Event(key)) => {
-                let (source, event_id) = (key.source, key.event_id);
-                let (s, e) = (source.clone(), event_id.clone());
-                blocking(move || Ok(reader.entry_by_event_id(&s, &e)?))
-                    .await?
-                    .ok_or_else(|| {
-                        NodeError::NotFound(format!(
-                            "no entry with event id {event_id:?} from source {source:?}"
-                        ))
-                    })?
-            }
-            None => {
-                return Err(NodeError::InvalidArgument(
-                    "give a seq or a (source, event_id)".into(),
-                )
-                .into());
-            }
+        let Some(key) = request.key else {
+            return Err(
+                NodeError::InvalidArgument("give a seq or a (source, event_id)".into()).into(),
+            );
         };
+        // An entry never changes once applied, so one this node holds is what
+        // a linearizable read returns too: only "not found" needs the fence.
+        let linearizable = consistency_of(request.consistency)? == ReadConsistency::Linearizable;
+        let mut entry = if linearizable {
+            self.lookup(&key).await?
+        } else {
+            None
+        };
+        if entry.is_none() {
+            self.read_fence(request.consistency).await?;
+            entry = self.lookup(&key).await?;
+        }
+        let entry = entry.ok_or_else(|| match &key {
+            Key::Seq(seq) => NodeError::NotFound(format!("no entry at seq {seq}")),
+            Key::Event(k) => NodeError::NotFound(format!(
+                "no entry with event id {:?} from source {:?}",
+                k.event_id, k.source
+            )),
+        })?;
         Ok(Response::new(GetEntryResponse {
             entry: Some(wire(&entry)),
         }))
@@ -376,7 +401,7 @@ impl AuditLog for AuditService {
     ) -> Result<Response<GetInclusionProofResponse>, Status> {
         self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
-        self.read_fence(r.consistency).await?;
+        self.size_fence(r.consistency, r.tree_size).await?;
         let reader = self.node.reader.clone();
         let (seq, size) = (r.seq, r.tree_size);
         let found = blocking(move || Ok(reader.inclusion_proof_with_root(seq, size)?)).await?;
@@ -396,7 +421,7 @@ impl AuditLog for AuditService {
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
         self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
-        self.read_fence(r.consistency).await?;
+        self.size_fence(r.consistency, r.to_size).await?;
         let reader = self.node.reader.clone();
         let (from, to) = (r.from_size, r.to_size);
         let (proof, from_root, to_root) = blocking(move || {
@@ -420,7 +445,7 @@ impl AuditLog for AuditService {
     ) -> Result<Response<GetFrontierResponse>, Status> {
         self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
-        self.read_fence(r.consistency).await?;
+        self.size_fence(r.consistency, r.tree_size).await?;
         let reader = self.node.reader.clone();
         let size = r.tree_size;
         let hashes = blocking(move || Ok(reader.frontier_at(size)?)).await?;

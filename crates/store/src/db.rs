@@ -134,9 +134,13 @@ impl Db {
             let mut opts = Options::default();
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
-            // Point lookups dominate everywhere but the entries scan: a bloom
-            // filter saves a disk read per miss (idempotency checks mostly miss).
-            table.set_bloom_filter(10.0, false);
+            // A bloom filter saves a disk read per lookup of a key that is not
+            // there: the idempotency check, which mostly misses. Elsewhere
+            // reads find their key or scan ranges, and building filters on
+            // every flush and compaction would be work for nothing.
+            if *name == CF_EVENT_IDS {
+                table.set_bloom_filter(10.0, false);
+            }
             // Index and filter blocks live in the block cache, so memory stays
             // bounded, in partitions of about 4 KiB behind a small pinned top
             // level. Whole-table blocks instead (about 1 MiB of filter per
@@ -150,13 +154,16 @@ impl Db {
             table.set_pin_top_level_index_and_filter(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             opts.set_block_based_table_factory(&table);
+            // The indexes take keys in no particular order, so each flush
+            // overlaps older files and compaction rewrites them: larger
+            // memtables mean fewer, larger flushes and fewer rewrites.
             opts.set_write_buffer_size(match *name {
-                CF_ENTRIES | CF_RAFT_LOG => 16 << 20,
+                CF_ENTRIES | CF_RAFT_LOG | CF_BY_FIELD | CF_EVENT_IDS => 16 << 20,
                 _ => 4 << 20,
             });
-            // Hashes do not compress; text does.
+            // Hashes and random event ids do not compress; text does.
             opts.set_compression_type(match *name {
-                CF_MERKLE => DBCompressionType::None,
+                CF_MERKLE | CF_EVENT_IDS => DBCompressionType::None,
                 _ => DBCompressionType::Lz4,
             });
             ColumnFamilyDescriptor::new(*name, opts)
