@@ -298,6 +298,65 @@ async fn snapshots_by_event_count_purge_the_raft_log_on_every_node() {
     assert_eq!(first.seq, 0);
 }
 
+/// While a member is behind the last snapshot (down, or being sent one), the
+/// leader puts new snapshots off, so that Raft keeps the log that member needs
+/// next instead of purging it under a snapshot in flight (openraft #1706);
+/// past ten times its thresholds it takes one anyway. Once the member is back
+/// and caught up, snapshots resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_wait_while_a_member_catches_up() {
+    let options = ClusterOptions {
+        raft_toml: "snapshot_after_entries = 100000\nsnapshot_after_events = 200\n\
+                    keep_after_snapshot_entries = 2\n"
+            .into(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(3, options).await;
+    let leader = cluster.leader().await;
+    let mut client = cluster.client(leader).await;
+    let mut batch = 0;
+    let mut append_batches =
+        async |client: &mut veritrail_proto::v1::audit_log_client::AuditLogClient<_>, n: usize| {
+            for _ in 0..n {
+                let events = (0..100)
+                    .map(|i| event("bulk", &format!("w{batch}-{i}")))
+                    .collect();
+                batch += 1;
+                client
+                    .append_batch(AppendBatchRequest { events })
+                    .await
+                    .expect("batch");
+            }
+        };
+    append_batches(&mut client, 4).await;
+    let snapshot_size =
+        |status: &veritrail_proto::v1::StatusResponse| status.snapshot_tree_size.unwrap_or(0);
+    wait_for(Duration::from_secs(30), "a first snapshot", || async {
+        (snapshot_size(&cluster.status(leader).await?) >= 200).then_some(())
+    })
+    .await;
+    let down = (leader + 1) % cluster.nodes.len();
+    cluster.kill(down);
+    append_batches(&mut client, 15).await;
+    cluster.wait_for_size(1900).await;
+    // 1,500 events past the last snapshot, 7.5 times the threshold: put off.
+    let held = cluster.status(leader).await.expect("status");
+    assert!(
+        snapshot_size(&held) < 1000,
+        "the leader took a snapshot while node {} was down: {held:?}",
+        cluster.nodes[down].id
+    );
+    cluster.restart(down);
+    cluster.channel(down).await;
+    cluster.wait_for_size(1900).await;
+    append_batches(&mut client, 2).await;
+    wait_for(Duration::from_secs(30), "snapshots to resume", || async {
+        (snapshot_size(&cluster.status(leader).await?) >= 1900).then_some(())
+    })
+    .await;
+    assert_eq!(cluster.roots().await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_by_snapshot_is_promoted_and_another_removed() {
     // Snapshot often and keep no log behind it, so the learner must be sent a

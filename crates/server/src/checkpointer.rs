@@ -111,32 +111,72 @@ pub async fn run_readiness(node: Arc<Node>, health: tonic_health::server::Health
     }
 }
 
-/// Asks Raft for a snapshot once `raft.snapshot_after_events` events were
-/// applied since the last one. openraft's own policy counts Raft entries, and
-/// under load one entry carries a whole batch of events.
+/// How many times its thresholds a snapshot may be put off while a member
+/// catches up.
+const SNAPSHOT_DEFERRAL_MAX: u64 = 10;
+
+/// Takes snapshots: asks Raft for one once `raft.snapshot_after_events` events
+/// or `raft.snapshot_after_entries` Raft entries were applied since the last
+/// (openraft's own policy is off: it counts entries only, and under load one
+/// entry carries a whole batch of events).
+///
+/// Each snapshot lets Raft purge its log up to `keep_after_snapshot_entries`
+/// behind it, and openraft 0.9 purges even while a snapshot is being sent
+/// (#1706). A member being caught up by snapshot would then find the entries
+/// after that snapshot gone, and need another one, for ever under steady load.
+/// So while this node leads and a member's replication stands behind the last
+/// snapshot, it waits, up to [`SNAPSHOT_DEFERRAL_MAX`] times the thresholds:
+/// a member that is down must not hold the log for ever.
 pub async fn run_snapshot_trigger(node: Arc<Node>) {
-    let every = node.config.raft.snapshot_after_events;
-    if every == 0 {
+    let raft = &node.config.raft;
+    let (every_events, every_entries) = (raft.snapshot_after_events, raft.snapshot_after_entries);
+    if every_events == 0 && every_entries == 0 {
         return;
     }
     let mut sizes = node.reader.watch_size();
-    // The tree size when this task last asked: asked once, Raft builds it (in
-    // a few milliseconds), so ask again only if it has not after as many events.
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The Raft index applied when this task last asked: Raft builds one in
+    // milliseconds, so ask again only once the snapshot moved or much later.
     let mut asked_at: Option<u64> = None;
-    while sizes.changed().await.is_ok() {
-        let size = *sizes.borrow_and_update();
-        let snapshot = node.reader.snapshot_size().unwrap_or(0);
-        if size.saturating_sub(snapshot) < every
-            || asked_at.is_some_and(|at| at > snapshot && size.saturating_sub(at) < every)
-        {
+    loop {
+        tokio::select! {
+            changed = sizes.changed() => if changed.is_err() { return },
+            _ = ticker.tick() => {}
+        }
+        let m = node.raft_metrics();
+        let snapshot_index = m.snapshot.map_or(0, |l| l.index);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let entries = applied.saturating_sub(snapshot_index);
+        let events = node
+            .reader
+            .tail()
+            .size
+            .saturating_sub(node.reader.snapshot_size().unwrap_or(0));
+        // How far past its thresholds the log is: 1 means due.
+        let due = |count: u64, every: u64| count.checked_div(every).unwrap_or(0);
+        let overdue = due(events, every_events).max(due(entries, every_entries));
+        if overdue == 0 || asked_at.is_some_and(|at| at > snapshot_index && applied < at + 1000) {
             continue;
         }
-        asked_at = Some(size);
-        tracing::debug!(
-            size,
-            snapshot,
-            "events since the last snapshot: asking for one"
-        );
+        let catching_up = m.replication.as_ref().and_then(|replication| {
+            replication
+                .iter()
+                .find(|(_, matched)| matched.is_none_or(|l| l.index < snapshot_index))
+                .map(|(id, _)| *id)
+        });
+        if let Some(member) = catching_up
+            && overdue < SNAPSHOT_DEFERRAL_MAX
+        {
+            tracing::debug!(
+                member,
+                snapshot_index,
+                "a member is catching up: snapshot put off"
+            );
+            continue;
+        }
+        asked_at = Some(applied);
+        tracing::debug!(entries, events, "asking for a snapshot");
         if let Err(e) = node.raft.trigger().snapshot().await {
             tracing::warn!(error = %e, "could not ask Raft for a snapshot");
         }

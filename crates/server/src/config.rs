@@ -155,7 +155,8 @@ pub struct RaftConfig {
     pub election_timeout_max_ms: u64,
     /// Take a snapshot after this many Raft log entries since the last one.
     /// A snapshot only records a point of the append-only log (one small
-    /// write), and it lets Raft purge its log up to that point.
+    /// write), and it lets Raft purge its log up to that point. While the
+    /// leader catches a member up, snapshots wait, up to ten times this.
     pub snapshot_after_entries: u64,
     /// Take a snapshot after this many events applied since the last one. Under
     /// load one Raft entry carries a whole batch (hundreds of events), so
@@ -163,8 +164,7 @@ pub struct RaftConfig {
     /// event, grow for millions of events. 0 counts entries only.
     pub snapshot_after_events: u64,
     /// Raft log entries kept after a snapshot, so that a follower slightly
-    /// behind catches up from the log rather than by snapshot (see openraft
-    /// #1706: a purge must not outrun a snapshot being sent).
+    /// behind catches up from the log rather than by snapshot.
     pub keep_after_snapshot_entries: u64,
     /// Raft entries per AppendEntries message.
     pub max_payload_entries: u64,

@@ -35,7 +35,9 @@ fn raft_config(config: &Config) -> Result<openraft::Config, String> {
         election_timeout_max: r.election_timeout_max_ms,
         install_snapshot_timeout: r.install_snapshot_timeout_ms,
         max_payload_entries: r.max_payload_entries,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_after_entries),
+        // Snapshots are taken by `checkpointer::run_snapshot_trigger`, which
+        // counts events too and waits for members being caught up.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: r.keep_after_snapshot_entries,
         snapshot_max_chunk_size: r.snapshot_chunk_bytes,
         ..Default::default()

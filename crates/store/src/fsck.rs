@@ -439,10 +439,9 @@ fn count_beyond(db: &Db, size: u64, found: &mut Collector) -> Result<()> {
             found.add(None, ProblemKind::MerkleNodeMissing, "malformed Merkle key");
             continue;
         };
-        let end = index
-            .checked_add(1)
-            .and_then(|i| i.checked_shl(level as u32))
-            .unwrap_or(u64::MAX);
+        // The last leaf it covers (cannot overflow: the key held it).
+        let last = (index << level) | ((1u64 << level) - 1);
+        let end = last.saturating_add(1);
         if end > size {
             found.add(
                 Some(size),

@@ -168,7 +168,12 @@ fn file_of(shared: &Shared, record: &SnapshotRecord) -> Result<File> {
         Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
     }
     let started = std::time::Instant::now();
-    let (tmp, _) = write_file(shared, record)?;
+    // The handle is kept from the write: a newer snapshot recorded meanwhile
+    // removes the name (`record_current` runs under the apply lock only, never
+    // waiting for a file write), and an open file outlives its name.
+    let (tmp, mut file, _) = write_file(shared, record)?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(io("rewinding", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io("renaming", &tmp))?;
     let dir = shared.snapshot_dir();
     File::open(&dir)
@@ -179,11 +184,14 @@ fn file_of(shared: &Shared, record: &SnapshotRecord) -> Result<File> {
         .snapshot
         .as_ref()
         .is_some_and(|current| current.meta.snapshot_id == record.meta.snapshot_id);
-    let file = File::open(&path).map_err(io("opening", &path))?;
     if !still_current {
         // A newer snapshot was recorded meanwhile: this one's file is only for
         // the reader that asked for it.
-        std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(StoreError::io(format!("removing {}", path.display()), e));
+        }
     }
     tracing::info!(
         snapshot = %record.meta.snapshot_id,
@@ -213,6 +221,8 @@ enum FileState {
     Unwritten(Arc<Shared>, SnapshotRecord),
     Writing(tokio::task::JoinHandle<Result<File>>),
     Ready(tokio::fs::File),
+    /// Writing the file failed; every later poll says so again.
+    Failed(String),
 }
 
 impl SnapshotFile {
@@ -246,11 +256,13 @@ impl SnapshotFile {
                         file_of(&shared, &record)
                     }))
                 }
-                FileState::Writing(task) => {
-                    let file = ready!(Pin::new(task).poll(cx))
-                        .map_err(std::io::Error::other)?
-                        .map_err(std::io::Error::other)?;
-                    FileState::Ready(tokio::fs::File::from_std(file))
+                FileState::Writing(task) => match ready!(Pin::new(task).poll(cx)) {
+                    Ok(Ok(file)) => FileState::Ready(tokio::fs::File::from_std(file)),
+                    Ok(Err(e)) => FileState::Failed(e.to_string()),
+                    Err(e) => FileState::Failed(format!("writing the snapshot file: {e}")),
+                },
+                FileState::Failed(reason) => {
+                    return Poll::Ready(Err(std::io::Error::other(reason.clone())));
                 }
                 FileState::Ready(file) => {
                     if let Some(position) = self.pending_seek.take() {
@@ -360,10 +372,14 @@ fn io(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
 }
 
 /// Writes the file of `record` into the snapshot directory under a temporary
-/// name, synced, and returns that name and the snapshot's root. Entries never
+/// name, synced, and returns that name, the file (open for reading and
+/// writing, positioned at its end) and the snapshot's root. Entries never
 /// change once applied, so the first `record.size` of the live database are
 /// the snapshot's.
-fn write_file(shared: &Shared, record: &SnapshotRecord) -> Result<(std::path::PathBuf, Hash)> {
+fn write_file(
+    shared: &Shared,
+    record: &SnapshotRecord,
+) -> Result<(std::path::PathBuf, File, Hash)> {
     let size = record.size;
     let at = crate::reader::checkpoint_at(&shared.db, &shared.origin, size)?;
     let header = SnapshotHeader {
@@ -377,7 +393,13 @@ fn write_file(shared: &Shared, record: &SnapshotRecord) -> Result<(std::path::Pa
     let tmp = shared
         .snapshot_dir()
         .join(format!("{}.tmp", record.file_name()));
-    let file = File::create(&tmp).map_err(io("creating", &tmp))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io("creating", &tmp))?;
     let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     out.write_all(MAGIC).map_err(io("writing", &tmp))?;
     write_chunk(&mut out, &to_postcard(&header)).map_err(io("writing", &tmp))?;
@@ -423,7 +445,7 @@ fn write_file(shared: &Shared, record: &SnapshotRecord) -> Result<(std::path::Pa
         .into_inner()
         .map_err(|e| StoreError::io(format!("flushing {}", tmp.display()), e.into_error()))?;
     file.sync_all().map_err(io("syncing", &tmp))?;
-    Ok((tmp, at.root))
+    Ok((tmp, file, at.root))
 }
 
 /// A backup: a snapshot file of everything applied, open for reading, already
@@ -448,9 +470,10 @@ pub(crate) fn backup(shared: &Shared) -> Result<Backup> {
         let _apply = shared.lock_apply();
         current_point(shared, "backup-")
     };
-    let (path, root) = write_file(shared, &record)?;
-    let file = File::open(&path).map_err(io("opening", &path))?;
+    let (path, mut file, root) = write_file(shared, &record)?;
     std::fs::remove_file(&path).map_err(io("removing", &path))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(io("rewinding", &path))?;
     let bytes = file.metadata().map_err(io("sizing", &path))?.len();
     Ok(Backup {
         file,

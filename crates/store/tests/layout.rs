@@ -6,22 +6,12 @@ mod common;
 use common::Harness;
 use rocksdb::{DB, Options};
 
-const CFS: [&str; 8] = [
-    "raft_log",
-    "raft_meta",
-    "entries",
-    "event_ids",
-    "by_field",
-    "merkle_nodes",
-    "checkpoints",
-    "sm_meta",
-];
-
 /// Rewrites a closed store's Merkle nodes into the layout of earlier versions:
 /// a `merkle` column family keyed by level then index, and no `merkle_nodes`.
 fn downgrade_merkle_layout(dir: &std::path::Path) -> usize {
     let path = dir.join("db");
-    let mut db = DB::open_cf(&Options::default(), &path, CFS).expect("raw open");
+    let mut db =
+        DB::open_cf(&Options::default(), &path, common::COLUMN_FAMILIES).expect("raw open");
     db.create_cf("merkle", &Options::default())
         .expect("create old family");
     let mut nodes = 0;

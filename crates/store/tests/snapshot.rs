@@ -174,22 +174,12 @@ async fn a_200k_entry_snapshot_round_trips_in_bounded_memory() {
 /// checks the current snapshot's digest.
 #[tokio::test]
 async fn received_files_do_not_accumulate() {
-    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let mut a = Harness::new();
     a.install_membership_with_keys().await;
     a.fill("svc", 200, 17).await;
     let mut snapshot = build(&a).await;
-    let mut bytes = Vec::new();
-    snapshot
-        .snapshot
-        .seek(std::io::SeekFrom::Start(0))
-        .await
-        .expect("seek");
-    snapshot
-        .snapshot
-        .read_to_end(&mut bytes)
-        .await
-        .expect("read");
+    let bytes = read_all(&mut snapshot).await;
 
     let mut b = Harness::new();
     let snapshots = b.dir.path().join("snapshots");
@@ -239,13 +229,11 @@ async fn received_files_do_not_accumulate() {
         .await
         .expect("read")
         .expect("present");
-    let mut again = Vec::new();
-    current
-        .snapshot
-        .read_to_end(&mut again)
-        .await
-        .expect("read");
-    assert_eq!(again, bytes, "b's snapshot is the same bytes as a's");
+    assert_eq!(
+        read_all(&mut current).await,
+        bytes,
+        "b's snapshot is the same bytes as a's"
+    );
     drop(current);
     b.close();
     let report = veritrail_store::fsck(b.dir.path()).expect("fsck");

@@ -52,17 +52,12 @@ async fn log_with_checkpoint() -> Harness {
 }
 
 fn raw(h: &Harness) -> DB {
-    let names = [
-        "raft_log",
-        "raft_meta",
-        "entries",
-        "event_ids",
-        "by_field",
-        "merkle_nodes",
-        "checkpoints",
-        "sm_meta",
-    ];
-    DB::open_cf(&Options::default(), h.dir.path().join("db"), names).expect("raw open")
+    DB::open_cf(
+        &Options::default(),
+        h.dir.path().join("db"),
+        common::COLUMN_FAMILIES,
+    )
+    .expect("raw open")
 }
 
 fn entry_bytes(db: &DB, seq: u64) -> Vec<u8> {

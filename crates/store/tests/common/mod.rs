@@ -17,6 +17,19 @@ use veritrail_store::{
 
 pub const ORIGIN: &str = "store-test.example/log";
 
+/// The store's column families, per the layout documented in `db.rs`: what a
+/// test opening the database raw must name.
+pub const COLUMN_FAMILIES: [&str; 8] = [
+    "raft_log",
+    "raft_meta",
+    "entries",
+    "event_ids",
+    "by_field",
+    "merkle_nodes",
+    "checkpoints",
+    "sm_meta",
+];
+
 pub fn event(source: &str, event_id: &str) -> Event {
     Event {
         source: source.into(),
