@@ -243,22 +243,25 @@ async fn reads_determined_by_held_entries_need_no_quorum() {
     }
 }
 
-/// Under batching one Raft entry carries many events, so snapshots are also
-/// taken by event count. Each one lets every node purge its Raft log, while
-/// the audit log keeps every event, and a node killed after purging restarts
-/// on its own data.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshots_by_event_count_purge_the_raft_log_on_every_node() {
-    let options = ClusterOptions {
-        raft_toml: "snapshot_after_entries = 100000\nsnapshot_after_events = 400\n\
-                    keep_after_snapshot_entries = 2\n"
-            .into(),
+/// Options that take a snapshot every `events` events (never by Raft entry
+/// count) and keep two Raft entries behind each.
+fn snapshots_every(events: u64) -> ClusterOptions {
+    ClusterOptions {
+        raft_toml: format!(
+            "snapshot_after_entries = 100000\nsnapshot_after_events = {events}\n\
+             keep_after_snapshot_entries = 2\n"
+        ),
         ..ClusterOptions::default()
-    };
-    let mut cluster = Cluster::start(3, options).await;
-    let leader = cluster.leader().await;
-    let mut client = cluster.client(leader).await;
-    for b in 0..30 {
+    }
+}
+
+/// Appends batches `first .. first + count` of 100 events each.
+async fn append_batches(
+    client: &mut veritrail_proto::v1::audit_log_client::AuditLogClient<tonic::transport::Channel>,
+    first: usize,
+    count: usize,
+) {
+    for b in first..first + count {
         let events = (0..100)
             .map(|i| event("bulk", &format!("b{b}-{i}")))
             .collect();
@@ -267,6 +270,18 @@ async fn snapshots_by_event_count_purge_the_raft_log_on_every_node() {
             .await
             .expect("batch");
     }
+}
+
+/// Under batching one Raft entry carries many events, so snapshots are also
+/// taken by event count. Each one lets every node purge its Raft log, while
+/// the audit log keeps every event, and a node killed after purging restarts
+/// on its own data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_by_event_count_purge_the_raft_log_on_every_node() {
+    let mut cluster = Cluster::start(3, snapshots_every(400)).await;
+    let leader = cluster.leader().await;
+    let mut client = cluster.client(leader).await;
+    append_batches(&mut client, 0, 30).await;
     cluster.wait_for_size(3000).await;
     for i in 0..cluster.nodes.len() {
         let status = wait_for(
@@ -305,30 +320,10 @@ async fn snapshots_by_event_count_purge_the_raft_log_on_every_node() {
 /// and caught up, snapshots resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_wait_while_a_member_catches_up() {
-    let options = ClusterOptions {
-        raft_toml: "snapshot_after_entries = 100000\nsnapshot_after_events = 200\n\
-                    keep_after_snapshot_entries = 2\n"
-            .into(),
-        ..ClusterOptions::default()
-    };
-    let mut cluster = Cluster::start(3, options).await;
+    let mut cluster = Cluster::start(3, snapshots_every(200)).await;
     let leader = cluster.leader().await;
     let mut client = cluster.client(leader).await;
-    let mut batch = 0;
-    let mut append_batches =
-        async |client: &mut veritrail_proto::v1::audit_log_client::AuditLogClient<_>, n: usize| {
-            for _ in 0..n {
-                let events = (0..100)
-                    .map(|i| event("bulk", &format!("w{batch}-{i}")))
-                    .collect();
-                batch += 1;
-                client
-                    .append_batch(AppendBatchRequest { events })
-                    .await
-                    .expect("batch");
-            }
-        };
-    append_batches(&mut client, 4).await;
+    append_batches(&mut client, 0, 4).await;
     let snapshot_size =
         |status: &veritrail_proto::v1::StatusResponse| status.snapshot_tree_size.unwrap_or(0);
     wait_for(Duration::from_secs(30), "a first snapshot", || async {
@@ -337,7 +332,7 @@ async fn snapshots_wait_while_a_member_catches_up() {
     .await;
     let down = (leader + 1) % cluster.nodes.len();
     cluster.kill(down);
-    append_batches(&mut client, 15).await;
+    append_batches(&mut client, 4, 15).await;
     cluster.wait_for_size(1900).await;
     // 1,500 events past the last snapshot, 7.5 times the threshold: put off.
     let held = cluster.status(leader).await.expect("status");
@@ -349,7 +344,7 @@ async fn snapshots_wait_while_a_member_catches_up() {
     cluster.restart(down);
     cluster.channel(down).await;
     cluster.wait_for_size(1900).await;
-    append_batches(&mut client, 2).await;
+    append_batches(&mut client, 19, 2).await;
     wait_for(Duration::from_secs(30), "snapshots to resume", || async {
         (snapshot_size(&cluster.status(leader).await?) >= 1900).then_some(())
     })
