@@ -8,7 +8,7 @@ PYTHON ?= python3
 ROCKSDB_ENV = $(shell .ci/rocksdb-cache env)
 CARGO ?= $(if $(ROCKSDB_ENV),env $(ROCKSDB_ENV) cargo,cargo)
 
-.PHONY: help deps build test test-rust test-format test-deploy test-fuzz lint fmt bench run clean
+.PHONY: help deps rocksdb build test test-rust test-format test-deploy test-fuzz lint fmt bench run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,17 +16,20 @@ help: ## list the targets
 deps: ## install missing build prerequisites (Debian packages, Python cryptography)
 	@.ci/install-deps
 
-build: deps ## build every crate
+# Compiles RocksDB's C++ once per machine, alone, and caches the library; every
+# cargo command after it links the cached one (.ci/rocksdb-cache explains why).
+rocksdb: deps ## compile and cache RocksDB once (nothing to do when cached)
+	@.ci/rocksdb-cache ensure
+
+build: deps rocksdb ## build every crate
 	$(CARGO) build --workspace --all-targets
-	@.ci/rocksdb-cache save
 
 # The format check and doc tests run first so that the test runner's summary is the
 # last thing printed: CI reads the closing lines.
-test: deps test-format test-deploy test-fuzz lint test-rust ## the whole suite, as CI runs it
+test: deps rocksdb test-format test-deploy test-fuzz lint test-rust ## the whole suite, as CI runs it
 
-test-rust:
+test-rust: rocksdb
 	$(CARGO) build --workspace --bins
-	@.ci/rocksdb-cache save
 	$(CARGO) test --workspace --doc --quiet
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast; \
@@ -46,7 +49,7 @@ test-deploy: ## static checks of deploy/ (k8s schemas, compose, systemd unit)
 test-format: ## verify the golden vectors with the independent Python verifier
 	$(PYTHON) tests/format/verify_vectors.py crates/core/testdata/vectors.json
 
-lint: deps ## formatting and clippy, warnings are errors
+lint: deps rocksdb ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -56,7 +59,7 @@ fmt: ## format the code
 # Figures go to stdout and to target/bench/*.jsonl; docs/BENCHMARKS.md explains them.
 BENCH_SECONDS ?= 10
 BENCH_ENTRIES ?= 1000000
-bench: deps ## run the benchmarks (Veritrail, etcd, NATS JetStream side by side) and print their figures
+bench: deps rocksdb ## run the benchmarks (Veritrail, etcd, NATS JetStream side by side) and print their figures
 	@.ci/install-deps --bench
 	$(CARGO) bench -p veritrail-core --bench core
 	$(CARGO) bench -p veritrail-store --bench store
@@ -67,9 +70,8 @@ bench: deps ## run the benchmarks (Veritrail, etcd, NATS JetStream side by side)
 	$${CARGO_TARGET_DIR:-target}/release/veritrail-bench scale --entries $(BENCH_ENTRIES) \
 	  --json $${CARGO_TARGET_DIR:-target}/bench/scale.jsonl
 
-run: deps ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
+run: deps rocksdb ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
 	$(CARGO) build -p veritrail-server --bin veritraild -p veritrail-cli --bin veritrail
-	@.ci/rocksdb-cache save
 	deploy/local/run.sh
 
 clean:
