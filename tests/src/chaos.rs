@@ -1,7 +1,8 @@
 //! Fault injection against a real cluster: a seeded schedule of faults while
 //! clients append, read and fetch checkpoints; a recorded history; and a
 //! checker that looks for every way history could have been lost, duplicated,
-//! invented or forked.
+//! invented or forked. One event in four carries a 16 KiB payload, so every
+//! fault is also tried with a backlog of large entries to replicate.
 //!
 //! Faults are real: `kill -9` of the leader or of any node followed by a
 //! restart on the same data; `SIGSTOP`/`SIGCONT` pauses longer than the
@@ -165,7 +166,24 @@ pub struct Summary {
     pub history_file: Option<String>,
 }
 
+/// One event in four carries a payload of this size, so that every fault is
+/// also tried with large events behind it (issue #22: a backlog of large
+/// entries once stalled a follower for good).
+pub const LARGE_PAYLOAD_BYTES: usize = 16 * 1024;
+
+/// The event writer `writer` sends under `id` (`w{writer}-{n}`): a function of
+/// the id alone, so that the checker can tell what was sent.
 fn event(id: &str, writer: usize) -> Event {
+    let n: u64 = id
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let payload = if n % 4 == 3 {
+        id.bytes().cycle().take(LARGE_PAYLOAD_BYTES).collect()
+    } else {
+        id.as_bytes().to_vec()
+    };
     Event {
         source: SOURCE.into(),
         event_id: id.into(),
@@ -173,7 +191,7 @@ fn event(id: &str, writer: usize) -> Event {
         action: "chaos.append".into(),
         resource: format!("item/{id}"),
         outcome: "success".into(),
-        payload: id.as_bytes().to_vec(),
+        payload,
         ..Event::default()
     }
 }

@@ -632,7 +632,12 @@ fn start_process(node: &mut NodeProcess) {
     let child = command
         .arg("--config")
         .arg(&node.config_path)
-        .env("VERITRAIL_LOG", "info,openraft=warn")
+        // VERITRAIL_TEST_NODE_LOG sets the nodes' log filter for a closer look.
+        .env(
+            "VERITRAIL_LOG",
+            std::env::var("VERITRAIL_TEST_NODE_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

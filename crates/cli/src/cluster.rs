@@ -193,6 +193,20 @@ pub async fn run(client: &Client, format: Format, command: &ClusterCommand) -> C
     }
 }
 
+/// A member's replication lag as the leader reports it, in a few words.
+fn describe_lag(lag: &MemberStatus) -> String {
+    if lag.lag_entries == 0 {
+        return "in sync".to_owned();
+    }
+    format!(
+        "{} entries, {:.1} MiB, {:.1} s behind{}",
+        lag.lag_entries,
+        lag.lag_bytes as f64 / f64::from(1 << 20),
+        lag.lag_ms as f64 / 1000.0,
+        if lag.stuck { ", STUCK" } else { "" }
+    )
+}
+
 /// Asks every member for its own view, so a lagging or partitioned node shows.
 async fn status(client: &Client, format: Format) -> CmdResult {
     let first = client.status().await.context("no node answered")?;
@@ -206,6 +220,14 @@ async fn status(client: &Client, format: Format) -> CmdResult {
     .await;
     let rows: Vec<_> = first.members.iter().cloned().zip(answers).collect();
     let leader = first.leader_id;
+    // Replication lag is the leader's to measure: take it from the leader's
+    // own answer.
+    let lag_of = |id: u64| {
+        rows.iter()
+            .filter_map(|(_, own)| own.as_ref().ok())
+            .find(|s| s.role == "leader")
+            .and_then(|s| s.members.iter().find(|m| m.node_id == id))
+    };
     match format {
         Format::Json => {
             let nodes: Vec<_> = rows
@@ -228,6 +250,14 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         "snapshot_tree_size": s.snapshot_tree_size,
                         "purged_index": s.purged_index,
                         "public_key": s.public_key,
+                        "replication": lag_of(m.node_id).map(|l| json!({
+                            "matched_index": l.matched_index,
+                            "lag_entries": l.lag_entries,
+                            "lag_bytes": l.lag_bytes,
+                            "lag_ms": l.lag_ms,
+                            "stuck": l.stuck,
+                            "error": l.replication_error,
+                        })),
                     }),
                     Err(e) => json!({
                         "node_id": m.node_id,
@@ -254,14 +284,15 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                 voters(&first).len()
             );
             println!(
-                "{:<6} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10}  root",
-                "node", "addr", "member", "role", "term", "log", "applied", "size"
+                "{:<6} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10}  {:<16}  lag",
+                "node", "addr", "member", "role", "term", "log", "applied", "size", "root"
             );
             for (m, own) in &rows {
                 let member = if m.voter { "voter" } else { "learner" };
+                let lag = lag_of(m.node_id).map_or(String::new(), describe_lag);
                 match own {
                     Ok(s) => println!(
-                        "{:<6} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10}  {}",
+                        "{:<6} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10}  {:<16}  {lag}",
                         m.node_id,
                         m.addr,
                         member,
@@ -273,9 +304,22 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         &hex::encode(&s.root_hash)[..16.min(s.root_hash.len() * 2)],
                     ),
                     Err(e) => println!(
-                        "{:<6} {:<22} {:<8} unreachable: {e}",
+                        "{:<6} {:<22} {:<8} unreachable: {e}  {lag}",
                         m.node_id, m.addr, member
                     ),
+                }
+            }
+            for (m, _) in &rows {
+                if let Some(l) = lag_of(m.node_id).filter(|l| l.stuck) {
+                    println!(
+                        "node {}: replication stuck: {}",
+                        m.node_id,
+                        if l.replication_error.is_empty() {
+                            "no error seen"
+                        } else {
+                            &l.replication_error
+                        }
+                    );
                 }
             }
         }

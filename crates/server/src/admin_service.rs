@@ -31,20 +31,33 @@ pub struct AdminService {
 impl AdminService {
     fn members(&self) -> Vec<MemberStatus> {
         let metrics = self.node.raft_metrics();
+        let lags = self.node.replication.lags(&metrics);
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         membership
             .nodes()
-            .map(|(id, info)| MemberStatus {
-                node_id: *id,
-                addr: info.addr.clone(),
-                voter: voters.contains(id),
-                public_key: info.public_key.clone(),
-                matched_index: metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned().flatten())
-                    .map(|l| l.index),
+            .map(|(id, info)| {
+                let lag = lags.get(id).cloned().unwrap_or_default();
+                MemberStatus {
+                    node_id: *id,
+                    addr: info.addr.clone(),
+                    voter: voters.contains(id),
+                    public_key: info.public_key.clone(),
+                    matched_index: metrics
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(id).cloned().flatten())
+                        .map(|l| l.index),
+                    lag_entries: lag.entries,
+                    lag_bytes: lag.bytes,
+                    lag_ms: lag.age.as_millis() as u64,
+                    stuck: lag.stuck,
+                    replication_error: if lag.entries > 0 {
+                        lag.reason.unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
+                }
             })
             .collect()
     }

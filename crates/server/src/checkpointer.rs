@@ -196,6 +196,7 @@ pub async fn run_gauges(node: Arc<Node>) {
         }
         let m = node.raft_metrics();
         let metrics = &node.metrics;
+        metrics.set_replication(&node.replication.tick(&m));
         metrics.raft_term.set(m.current_term as i64);
         metrics
             .raft_is_leader

@@ -168,6 +168,22 @@ pub struct RaftConfig {
     pub keep_after_snapshot_entries: u64,
     /// Raft entries per AppendEntries message.
     pub max_payload_entries: u64,
+    /// Bytes of Raft entries per AppendEntries message, at most (one entry
+    /// goes alone whatever its size). A follower that is behind is sent its
+    /// backlog in messages of this size or, after a message was slow to
+    /// deliver, smaller ones: openraft gives each message one heartbeat to
+    /// answer, and a message that cannot make it would be retried unchanged
+    /// forever.
+    pub append_entries_max_bytes: u64,
+    /// How long one AppendEntries message may take in all. openraft waits for
+    /// an answer one heartbeat at a time; a message still under way when that
+    /// runs out keeps going, and the next attempt waits for it instead of
+    /// sending it again.
+    pub append_entries_timeout_ms: u64,
+    /// A member that stays behind the leader without advancing for this long
+    /// is logged as stuck, once, with the last replication error, and shown
+    /// as stuck in status and metrics.
+    pub replication_stuck_after_ms: u64,
     /// Bytes per snapshot chunk.
     pub snapshot_chunk_bytes: u64,
     /// Deadline of one snapshot chunk, including the final install.
@@ -265,6 +281,9 @@ impl Default for RaftConfig {
             snapshot_after_events: 100_000,
             keep_after_snapshot_entries: 500,
             max_payload_entries: 64,
+            append_entries_max_bytes: 1 << 20,
+            append_entries_timeout_ms: 10_000,
+            replication_stuck_after_ms: 30_000,
             snapshot_chunk_bytes: 1 << 20,
             install_snapshot_timeout_ms: 10_000,
         }
@@ -377,6 +396,13 @@ fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// What the store is opened with.
+    pub fn store_config(&self) -> veritrail_store::StoreConfig {
+        let mut store = veritrail_store::StoreConfig::new(self.origin.clone());
+        store.append_entries_max_bytes = self.raft.append_entries_max_bytes;
+        store
+    }
+
     /// Loads defaults, then `file` (if any), then `VERITRAIL_*` variables (nested
     /// keys with `__`, e.g. `VERITRAIL_BATCH__LINGER_US`), then `overrides`.
     pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> Result<Config, ConfigError> {
@@ -469,6 +495,26 @@ impl Config {
             return Err(invalid(
                 "batch.max_bytes",
                 "must be smaller than grpc.max_message_bytes minus 64 KiB",
+            ));
+        }
+        if r.append_entries_max_bytes == 0
+            || r.append_entries_max_bytes as usize + 64 * 1024 > self.grpc.max_message_bytes
+        {
+            return Err(invalid(
+                "raft.append_entries_max_bytes",
+                "must be at least 1 and smaller than grpc.max_message_bytes minus 64 KiB",
+            ));
+        }
+        if r.append_entries_timeout_ms <= r.heartbeat_ms {
+            return Err(invalid(
+                "raft.append_entries_timeout_ms",
+                "must exceed raft.heartbeat_ms",
+            ));
+        }
+        if r.replication_stuck_after_ms == 0 {
+            return Err(invalid(
+                "raft.replication_stuck_after_ms",
+                "must be at least 1",
             ));
         }
         if r.snapshot_chunk_bytes as usize + 64 * 1024 > self.grpc.max_message_bytes {

@@ -25,6 +25,7 @@ pub mod node;
 pub mod peer_service;
 pub mod peers;
 pub mod policy;
+pub mod replication;
 pub mod server;
 pub mod tls;
 

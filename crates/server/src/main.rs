@@ -264,7 +264,7 @@ fn restore(backup: &std::path::Path, args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store_config = veritrail_store::StoreConfig::new(config.origin.clone());
+    let store_config = config.store_config();
     match veritrail_store::restore(&config.data_dir, &store_config, backup, config.node_id) {
         Ok(report) => {
             println!(

@@ -1,14 +1,19 @@
 //! The server's metrics, exposed as Prometheus text on `metrics_addr`.
 //! docs/OPERATIONS.md lists them with the alerts to set.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::replication::MemberLag;
 
 /// Every metric the server keeps.
 #[derive(Debug)]
@@ -35,6 +40,11 @@ pub struct Metrics {
     pub unauthenticated: Counter,
     pub denied: Counter,
     pub rate_limited: Counter,
+    /// Per member, labelled `member`: the leader's view of its replication.
+    pub replication_lag_entries: Family<Vec<(String, String)>, Gauge>,
+    pub replication_lag_bytes: Family<Vec<(String, String)>, Gauge>,
+    pub replication_lag_seconds: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    pub replication_stuck: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Metrics {
@@ -68,6 +78,10 @@ impl Metrics {
             unauthenticated: Counter::default(),
             denied: Counter::default(),
             rate_limited: Counter::default(),
+            replication_lag_entries: Family::default(),
+            replication_lag_bytes: Family::default(),
+            replication_lag_seconds: Family::default(),
+            replication_stuck: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -171,7 +185,51 @@ impl Metrics {
             "Checkpoint rounds (as leader) that did not gather a quorum",
             m.checkpoint_failures.clone(),
         );
+        registry.register(
+            "replication_lag_entries",
+            "Raft entries a member lacks behind the leader's log (leader only)",
+            m.replication_lag_entries.clone(),
+        );
+        registry.register(
+            "replication_lag_bytes",
+            "Stored bytes of the Raft entries a member lacks (leader only)",
+            m.replication_lag_bytes.clone(),
+        );
+        registry.register(
+            "replication_lag_seconds",
+            "Age of the oldest Raft entry a member lacks (leader only; 0 when caught up)",
+            m.replication_lag_seconds.clone(),
+        );
+        registry.register(
+            "replication_stuck",
+            "1 when a member has been behind without advancing for raft.replication_stuck_after_ms (leader only)",
+            m.replication_stuck.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Sets the per-member replication gauges to `lags`, dropping members no
+    /// longer replicated to (or all of them, when this node stopped leading).
+    pub fn set_replication(&self, lags: &BTreeMap<u64, MemberLag>) {
+        self.replication_lag_entries.clear();
+        self.replication_lag_bytes.clear();
+        self.replication_lag_seconds.clear();
+        self.replication_stuck.clear();
+        for (id, lag) in lags {
+            let label = vec![("member".to_owned(), id.to_string())];
+            self.replication_lag_entries
+                .get_or_create(&label)
+                .set(lag.entries as i64);
+            self.replication_lag_bytes
+                .get_or_create(&label)
+                .set(lag.bytes as i64);
+            self.replication_lag_seconds
+                .get_or_create(&label)
+                .set(lag.age.as_secs_f64());
+            self.replication_stuck
+                .get_or_create(&label)
+                .set(i64::from(lag.stuck));
+        }
     }
 
     /// The Prometheus text exposition.

@@ -18,7 +18,7 @@ use veritrail_store::{
 };
 
 use crate::auth::{Auth, Caller};
-use crate::batcher::{BatchError, Batcher};
+use crate::batcher::{BatchError, Batcher, event_size};
 use crate::config::Config;
 use crate::error::{LeaderHint, NodeError, NodeResult};
 use crate::metrics::Metrics;
@@ -42,6 +42,8 @@ pub struct Node {
     pub auth: Auth,
     /// The principal of what this node appends itself (its SPIFFE ID).
     pub principal: String,
+    /// Members' replication lag, as leader.
+    pub replication: Arc<crate::replication::Replication>,
 }
 
 impl std::fmt::Debug for Node {
@@ -339,6 +341,18 @@ impl Node {
                     NodeError::InvalidArgument(format!("event {i}: {e}"))
                 }
             })?;
+        }
+        // A request is appended all or nothing, so it travels in one Raft
+        // entry, and a Raft entry must fit one message to a follower: a larger
+        // one could never replicate (issue #22).
+        let bytes = events.iter().map(event_size).sum::<usize>() + principal.len();
+        let max = self.config.batch.max_bytes;
+        if bytes > max {
+            return Err(NodeError::InvalidArgument(format!(
+                "these {} events take about {bytes} bytes; one request is appended as one \
+                 Raft entry of at most {max} bytes (batch.max_bytes): split it into smaller requests",
+                events.len()
+            )));
         }
         Ok(())
     }

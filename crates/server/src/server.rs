@@ -10,7 +10,7 @@ use tonic::transport::Server;
 use veritrail_proto::raft::raft_peer_server::RaftPeerServer;
 use veritrail_proto::v1::admin_server::AdminServer;
 use veritrail_proto::v1::audit_log_server::AuditLogServer;
-use veritrail_store::{Store, StoreConfig};
+use veritrail_store::Store;
 
 use crate::admin_service::AdminService;
 use crate::audit_service::AuditService;
@@ -20,10 +20,11 @@ use crate::checkpointer::{
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::network::Network;
+use crate::network::{Network, ReplicationHealth};
 use crate::node::{Gate, Node};
 use crate::peer_service::PeerService;
 use crate::peers::Peers;
+use crate::replication::Replication;
 
 /// openraft's configuration from ours.
 fn raft_config(config: &Config) -> Result<openraft::Config, String> {
@@ -53,7 +54,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id)?;
     let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.trust_domain.clone()))?;
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
-    let store = Store::open(&config.data_dir, &StoreConfig::new(config.origin.clone()))
+    let store = Store::open(&config.data_dir, &config.store_config())
         .map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
     let principal = match &tls {
         Some(t) => t.spiffe_id.clone(),
@@ -63,12 +64,16 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.grpc.max_message_bytes,
         tls.as_ref().map(crate::tls::TlsMaterial::client),
     );
+    let replication_health = ReplicationHealth::default();
     let raft = openraft::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
         Network {
             peers: peers.clone(),
             max_message_bytes: config.grpc.max_message_bytes,
+            append_entries_max_bytes: config.raft.append_entries_max_bytes as usize,
+            append_entries_timeout: Duration::from_millis(config.raft.append_entries_timeout_ms),
+            health: replication_health.clone(),
         },
         store.log.clone(),
         store.state_machine.clone(),
@@ -89,6 +94,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         metrics: Arc::clone(&metrics),
         auth,
         principal,
+        replication: Arc::new(Replication::new(
+            store.log.ledger(),
+            replication_health,
+            Duration::from_millis(config.raft.replication_stuck_after_ms),
+        )),
     });
     tracing::info!(
         node_id = node.id,

@@ -232,6 +232,19 @@ impl Db {
         Ok(())
     }
 
+    /// Index and stored size of every entry of the Raft log, in order.
+    pub(crate) fn raft_log_sizes(&self) -> Result<Vec<(u64, u64)>> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_RAFT_LOG));
+        it.seek_to_first();
+        let mut sizes = Vec::new();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            sizes.push((read_u64_key(key, CF_RAFT_LOG)?, value.len() as u64));
+            it.next();
+        }
+        it.status()?;
+        Ok(sizes)
+    }
+
     pub(crate) fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }

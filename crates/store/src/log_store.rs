@@ -9,6 +9,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -21,6 +22,7 @@ use crate::db::{
     u64_key,
 };
 use crate::error::{Result, StoreError};
+use crate::log_ledger::LogLedger;
 use crate::shared::{Shared, blocking};
 use crate::types::TypeConfig;
 
@@ -44,21 +46,40 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Result<Entry<TypeConfig>> {
 }
 
 impl LogStore {
-    fn read_range(shared: &Shared, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>> {
+    /// The entries from `start` up to `end` (exclusive; `None`: the last),
+    /// stopping after the first entry that brings their stored size to
+    /// `max_bytes` or more.
+    fn read_range(
+        shared: &Shared,
+        start: u64,
+        end: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>> {
         let db = shared.db.raw();
         let mut it = db.raw_iterator_cf(shared.db.cf(CF_RAFT_LOG));
         it.seek(u64_key(start));
         let mut entries = Vec::new();
+        let mut bytes = 0u64;
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
             let entry = decode_entry(key, value)?;
             if end.is_some_and(|end| entry.log_id.index >= end) {
                 break;
             }
             entries.push(entry);
+            bytes += value.len() as u64;
+            if bytes >= max_bytes {
+                break;
+            }
             it.next();
         }
         it.status()?;
         Ok(entries)
+    }
+
+    /// Size and arrival time of every entry this node holds: how far behind
+    /// a member is, in bytes and time (see [`LogLedger`]).
+    pub fn ledger(&self) -> Arc<LogLedger> {
+        Arc::clone(&self.shared.ledger)
     }
 
     fn log_state(shared: &Shared) -> Result<LogState<TypeConfig>> {
@@ -100,7 +121,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => None,
         };
         blocking(&self.shared, move |shared| {
-            LogStore::read_range(shared, start, end)
+            LogStore::read_range(shared, start, end, u64::MAX)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    /// What replication sends in one `AppendEntries`: at most
+    /// `append_entries_max_bytes` of stored entries (at least one entry).
+    /// openraft asks again from where this stopped.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        blocking(&self.shared, move |shared| {
+            LogStore::read_range(shared, start, Some(end), shared.append_entries_max_bytes)
         })
         .await
         .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
@@ -187,7 +223,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             // Synced: openraft counts these entries toward a commit quorum as soon
             // as the callback below fires.
-            shared.db.write_synced(batch)
+            shared.db.write_synced(batch)?;
+            shared.ledger.appended(
+                encoded.iter().map(|(i, v)| (*i, v.len() as u64)),
+                Instant::now(),
+            );
+            Ok(())
         })
         .await;
         match result {
@@ -211,7 +252,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 u64_key(u64::MAX),
             );
             batch.delete_cf(shared.db.cf(CF_RAFT_LOG), u64_key(u64::MAX));
-            shared.db.write_synced(batch)
+            shared.db.write_synced(batch)?;
+            shared.ledger.truncated(log_id.index);
+            Ok(())
         })
         .await
         .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Delete))
@@ -232,7 +275,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 u64_key(0),
                 u64_key(log_id.index.saturating_add(1)),
             );
-            shared.db.write_synced(batch)
+            shared.db.write_synced(batch)?;
+            shared.ledger.purged(log_id.index);
+            Ok(())
         })
         .await
         .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Delete))

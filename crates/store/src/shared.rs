@@ -2,7 +2,7 @@
 //! readers: the database and the state machine's in-memory position.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use crate::db::{
     KEY_SNAPSHOT_V1, KEY_TAIL,
 };
 use crate::error::{Result, StoreError};
+use crate::log_ledger::LogLedger;
 use crate::tail::Tail;
 use crate::types::NodeInfo;
 
@@ -58,13 +59,22 @@ pub struct StoreConfig {
     /// data directory never changes log.
     pub origin: String,
     pub tuning: DbTuning,
+    /// Most bytes of stored Raft entries that one read for replication
+    /// returns (at least one entry, whatever its size): the upper bound of one
+    /// `AppendEntries` message, so that a backlog of large entries is sent in
+    /// pieces that fit the replication deadline (issue #22).
+    pub append_entries_max_bytes: u64,
 }
+
+/// The default of [`StoreConfig::append_entries_max_bytes`].
+pub const APPEND_ENTRIES_MAX_BYTES: u64 = 1 << 20;
 
 impl StoreConfig {
     pub fn new(origin: impl Into<String>) -> Self {
         StoreConfig {
             origin: origin.into(),
             tuning: DbTuning::default(),
+            append_entries_max_bytes: APPEND_ENTRIES_MAX_BYTES,
         }
     }
 }
@@ -83,6 +93,10 @@ pub(crate) struct Shared {
     /// Serializes the writing of snapshot files, so that two followers
     /// needing the same snapshot share one file.
     pub snapshot_files: Mutex<()>,
+    /// Size and arrival time of each held Raft log entry.
+    pub ledger: Arc<LogLedger>,
+    /// See [`StoreConfig::append_entries_max_bytes`].
+    pub append_entries_max_bytes: u64,
 }
 
 impl Shared {
@@ -125,6 +139,8 @@ impl Shared {
             db.write_synced(batch)?;
         }
         remove_stale_snapshot_files(&dir.join(SNAPSHOT_DIR), snapshot.as_ref());
+        let ledger = Arc::new(LogLedger::default());
+        ledger.appended(db.raft_log_sizes()?, std::time::Instant::now());
         let (size_tx, _) = watch::channel(tail.size);
         Ok(Shared {
             db,
@@ -139,6 +155,8 @@ impl Shared {
             apply_lock: Mutex::new(()),
             size_tx,
             snapshot_files: Mutex::new(()),
+            ledger,
+            append_entries_max_bytes: config.append_entries_max_bytes.max(1),
         })
     }
 

@@ -1,0 +1,406 @@
+//! Replication makes progress whatever the size of the events (issue #22): a
+//! follower that fell behind while writers sent large events catches up after
+//! a pause, a partition, or a restart from an empty disk, and the largest
+//! events the limits allow, in the largest batches the message limit allows,
+//! reach every node.
+//!
+//! Each test prints what it measured (`replication:` lines): the write rate
+//! while the follower was away and how long it took to catch up. The bounds
+//! asserted are generous on purpose (a shared 2-core machine, debug builds):
+//! they catch a follower that never catches up, not a slow one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use veritrail_tests::{Cluster, ClusterOptions, sdk_event, wait_for, wait_for_opt};
+
+/// The large events of the issue's report.
+const LARGE_PAYLOAD_BYTES: usize = 16 * 1024;
+/// How long a follower stays away while the writers go on.
+const AWAY: Duration = Duration::from_secs(20);
+/// How long a follower may take to catch up once it is back, writers stopped
+/// five seconds after its return.
+const CATCH_UP_BOUND: Duration = Duration::from_secs(90);
+
+/// Writers appending batches of events with large payloads as fast as the
+/// cluster takes them.
+struct Load {
+    stop: Arc<AtomicBool>,
+    events: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(cluster: &Cluster, writers: usize, batch: usize, payload_bytes: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let events = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let client = cluster.sdk();
+        let tasks = (0..writers)
+            .map(|w| {
+                let (client, stop) = (client.clone(), Arc::clone(&stop));
+                let (events, bytes) = (Arc::clone(&events), Arc::clone(&bytes));
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let batch_events: Vec<_> = (0..batch)
+                            .map(|i| {
+                                let mut event = sdk_event("large", &format!("w{w}-{n}-{i}"));
+                                event.payload = vec![b'a' + (i % 26) as u8; payload_bytes];
+                                event
+                            })
+                            .collect();
+                        let sent = tokio::time::timeout(Duration::from_secs(20), async {
+                            client.append_batch(batch_events).await
+                        })
+                        .await;
+                        match sent {
+                            Ok(Ok(receipts)) => {
+                                events.fetch_add(receipts.len() as u64, Ordering::Relaxed);
+                                bytes.fetch_add(
+                                    (receipts.len() * payload_bytes) as u64,
+                                    Ordering::Relaxed,
+                                );
+                                n += 1;
+                            }
+                            // Leader changes and overload are retried with the
+                            // same ids; the run's checks are on the nodes.
+                            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            events,
+            bytes,
+            started: Instant::now(),
+            tasks,
+        }
+    }
+
+    /// Acknowledged events so far.
+    fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writers; returns (events, payload bytes, seconds) acknowledged.
+    async fn stop(self) -> (u64, u64, f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        (
+            self.events.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+            self.started.elapsed().as_secs_f64(),
+        )
+    }
+}
+
+/// The index of the node that the running nodes other than `away` call leader.
+async fn leader_besides(cluster: &Cluster, away: usize) -> usize {
+    wait_for(Duration::from_secs(30), "a leader", || async {
+        for i in (0..cluster.nodes.len()).filter(|i| *i != away) {
+            let leader_id = cluster.status(i).await?.leader_id?;
+            if let Some(l) = cluster.nodes.iter().position(|n| n.id == leader_id) {
+                return Some(l);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// Waits until node `follower` holds as many entries as the leader, with the
+/// same root, and returns how long that took.
+async fn wait_caught_up(cluster: &Cluster, follower: usize, since: Instant) -> Duration {
+    let remaining = CATCH_UP_BOUND.saturating_sub(since.elapsed());
+    let caught_up = wait_for_opt(remaining, || async {
+        let leader = leader_besides(cluster, follower).await;
+        let l = cluster.status(leader).await?;
+        let f = cluster.status(follower).await?;
+        (f.tree_size == l.tree_size && f.root_hash == l.root_hash).then_some(())
+    })
+    .await;
+    if caught_up.is_none() {
+        let f = cluster.status(follower).await;
+        let leader = leader_besides(cluster, follower).await;
+        panic!(
+            "node {} did not catch up within {CATCH_UP_BOUND:?}: follower {:?}, leader {:?}\n\
+             leader's log:\n{}\nfollower's log:\n{}",
+            cluster.nodes[follower].id,
+            f.map(|s| s.tree_size),
+            cluster.status(leader).await.map(|s| s.tree_size),
+            cluster.log_tail(leader),
+            cluster.log_tail(follower),
+        );
+    }
+    since.elapsed()
+}
+
+/// The leader's view of a member's replication, once it shows `check`.
+async fn member_lag(
+    cluster: &Cluster,
+    leader: usize,
+    member_id: u64,
+    what: &str,
+    check: impl Fn(&veritrail_proto::v1::MemberStatus) -> bool,
+) -> veritrail_proto::v1::MemberStatus {
+    wait_for(Duration::from_secs(30), what, || async {
+        let status = cluster.status(leader).await?;
+        let member = status
+            .members
+            .into_iter()
+            .find(|m| m.node_id == member_id)?;
+        check(&member).then_some(member)
+    })
+    .await
+}
+
+/// Runs the load while `away` is done to a follower, `back` undoes it, then
+/// measures the catch-up. Returns how many times the leader logged the
+/// follower stuck while it was away.
+async fn away_and_back(
+    cluster: &mut Cluster,
+    label: &str,
+    away: impl FnOnce(&mut Cluster, usize),
+    back: impl FnOnce(&mut Cluster, usize),
+) -> usize {
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % cluster.nodes.len();
+    let follower_id = cluster.nodes[follower].id;
+    let load = Load::start(cluster, 6, 8, LARGE_PAYLOAD_BYTES);
+    wait_for(
+        Duration::from_secs(30),
+        "the first acknowledgments",
+        || async { (load.events() > 100).then_some(()) },
+    )
+    .await;
+
+    away(cluster, follower);
+    let before = load.events();
+    let gone = Instant::now();
+    // While it is away, the leader reports it behind, in entries, bytes and
+    // seconds.
+    let lagging = member_lag(
+        cluster,
+        leader_besides(cluster, follower).await,
+        follower_id,
+        "the leader to report the follower behind",
+        |m| m.lag_entries > 0 && m.lag_bytes > 0 && m.lag_ms > 0,
+    )
+    .await;
+    eprintln!("replication: {label}: while away, the leader reported {lagging:?}");
+    tokio::time::sleep_until((gone + AWAY).into()).await;
+    let while_away = load.events() - before;
+    let stuck_reports = std::fs::read_to_string(&cluster.nodes[leader].log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&format!("replication stuck: node {follower_id} ")))
+        .count();
+    back(cluster, follower);
+    let returned = Instant::now();
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (events, bytes, secs) = load.stop().await;
+    let took = wait_caught_up(cluster, follower, returned).await;
+    let leader_log = std::fs::read_to_string(&cluster.nodes[leader].log_path).unwrap_or_default();
+    eprintln!(
+        "replication: {label}: {while_away} events of {} KiB acknowledged in {:.0} s away; \
+         overall {:.0} events/s ({:.1} MiB/s); caught up {:.1} s after its return; \
+         openraft logged {} AppendEntries deadlines on the leader (each answered later)",
+        LARGE_PAYLOAD_BYTES / 1024,
+        AWAY.as_secs_f64(),
+        events as f64 / secs,
+        bytes as f64 / secs / f64::from(1 << 20),
+        took.as_secs_f64(),
+        leader_log
+            .lines()
+            .filter(|l| l.contains("RPCError") && l.contains("timeout after"))
+            .count(),
+    );
+    assert!(
+        while_away > 0,
+        "nothing was acknowledged while node {follower_id} was away"
+    );
+    // The member at the follower's place now (a replaced node has a new id).
+    let member_id = cluster.nodes[follower].id;
+    let leader = leader_besides(cluster, follower).await;
+    member_lag(
+        cluster,
+        leader,
+        member_id,
+        "the leader to report the follower caught up",
+        |m| m.lag_entries == 0 && m.lag_bytes == 0,
+    )
+    .await;
+    stuck_reports
+}
+
+/// A follower frozen (SIGSTOP) for 20 s while six writers send 16 KiB events
+/// at full speed catches up once it runs again, and the leader logs it stuck,
+/// once, with the reason, while it is away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_follower_catches_up_after_large_events() {
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            raft_toml: "replication_stuck_after_ms = 5000\n".into(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let stuck_reports = away_and_back(
+        &mut cluster,
+        "paused",
+        |c, f| c.pause(f),
+        |c, f| c.resume(f),
+    )
+    .await;
+    assert_eq!(
+        stuck_reports, 1,
+        "the leader should log the frozen follower stuck exactly once in 20 s"
+    );
+}
+
+/// The same with the follower cut off by a partition (real packet loss
+/// between network namespaces).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_follower_catches_up_after_large_events() {
+    let Some(mut cluster) = Cluster::start_partitionable(3).await else {
+        return;
+    };
+    away_and_back(
+        &mut cluster,
+        "partitioned",
+        |c, f| c.partition(&[f]),
+        |c, _| c.heal(),
+    )
+    .await;
+}
+
+/// A follower whose disk was lost is replaced by an empty node under a new id
+/// while the writers go on; the new node catches up and becomes a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_restarted_empty_catches_up_after_large_events() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let new_id = 4;
+    away_and_back(
+        &mut cluster,
+        "restarted empty",
+        |c, f| c.kill(f),
+        move |c, f| {
+            let old_id = c.nodes[f].id;
+            c.replace(f, new_id);
+            let addr = c.nodes[f].addr.clone();
+            let client = c.sdk();
+            // Membership changes run in the background: the measured
+            // catch-up starts when the empty node is asked to join.
+            tokio::spawn(async move {
+                client
+                    .add_learner(new_id, &addr, false)
+                    .await
+                    .expect("add the empty node as a learner");
+                let voters: Vec<u64> = [1, 2, 3]
+                    .into_iter()
+                    .filter(|id| *id != old_id)
+                    .chain([new_id])
+                    .collect();
+                client
+                    .change_membership(voters, false)
+                    .await
+                    .expect("promote the new node, remove the old one");
+            });
+        },
+    )
+    .await;
+    cluster.wait_for_voters(3).await;
+}
+
+/// Events at the largest payload the limits allow, in batches as large as
+/// one request may be, replicate to every node with one root. One request is
+/// appended as one Raft entry, so its bytes are bounded by `batch.max_bytes`
+/// (2 MiB), well before the batch limit of 4,096 events: a request past that
+/// is refused with `INVALID_ARGUMENT` and writes nothing. (It used to be
+/// accepted as a Raft entry too large for any message, which no follower
+/// could ever receive: the cluster stopped committing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn largest_events_in_largest_batches_reach_every_node() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let payload = veritrail_core::Limits::default().payload_max_bytes;
+    let batch_max_bytes = 2usize << 20;
+    // The server's bound of an event's size: the payload, the other fields
+    // and 64 bytes of framing.
+    let event_bytes = |i: usize| {
+        let mut e = sdk_event("large", &format!("refused-{i}"));
+        e.payload = vec![b'z'; payload];
+        (
+            e.clone(),
+            64 + payload
+                + e.source.len()
+                + e.event_id.len()
+                + e.actor.len()
+                + e.action.len()
+                + e.resource.len()
+                + e.outcome.len(),
+        )
+    };
+    let fits = batch_max_bytes / event_bytes(0).1;
+
+    let client = cluster.sdk();
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status").tree_size;
+    let too_many: Vec<_> = (0..=fits).map(|i| event_bytes(i).0).collect();
+    let refused = client
+        .append_batch(too_many)
+        .await
+        .expect_err("a request larger than one Raft entry");
+    assert_eq!(
+        refused.code(),
+        Some(tonic::Code::InvalidArgument),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("batch.max_bytes"), "{refused}");
+    assert_eq!(
+        cluster.status(leader).await.expect("status").tree_size,
+        before,
+        "a refused request wrote something"
+    );
+
+    let load = Load::start(&cluster, 2, fits, payload);
+    let wanted = 16 * fits as u64;
+    wait_for(
+        Duration::from_secs(120),
+        "sixteen batches of the largest events",
+        || async { (load.events() >= wanted).then_some(()) },
+    )
+    .await;
+    let (events, bytes, secs) = load.stop().await;
+    eprintln!(
+        "replication: {events} events of {} KiB in batches of {fits}: {:.1} MiB/s",
+        payload / 1024,
+        bytes as f64 / secs / f64::from(1 << 20)
+    );
+    let size = cluster
+        .status(leader)
+        .await
+        .expect("leader status")
+        .tree_size;
+    assert!(
+        size >= events,
+        "the leader holds {size} < {events} acknowledged"
+    );
+    for i in 0..cluster.nodes.len() {
+        wait_caught_up(&cluster, i, Instant::now()).await;
+    }
+    assert_eq!(
+        cluster.roots().await.len(),
+        1,
+        "the nodes disagree on the root"
+    );
+}
