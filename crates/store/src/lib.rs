@@ -22,6 +22,8 @@ mod apply;
 mod db;
 mod error;
 pub mod fsck;
+#[cfg(test)]
+mod golden;
 mod log_ledger;
 mod log_store;
 mod reader;

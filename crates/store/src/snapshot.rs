@@ -73,6 +73,21 @@ struct SnapshotHeader {
     last_timestamp_ns: u64,
 }
 
+/// A header with every field set, for the golden bytes of the file format.
+#[cfg(test)]
+pub(crate) fn golden_header(
+    meta: SnapshotMeta<u64, NodeInfo>,
+) -> impl serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug {
+    SnapshotHeader {
+        origin: "golden.example/log".into(),
+        meta,
+        size: 1234,
+        root: [0x44; 32],
+        head: [0x55; 32],
+        last_timestamp_ns: 1_767_225_600_000_000_099,
+    }
+}
+
 /// Builds snapshots: records the applied point of the log.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
