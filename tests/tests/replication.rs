@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use veritrail_tests::{Cluster, ClusterOptions, sdk_event, wait_for, wait_for_opt};
+use veritrail_tests::{Cluster, ClusterOptions, sdk_event, veritrail, wait_for, wait_for_opt};
 
 /// The large events of the report.
 const LARGE_PAYLOAD_BYTES: usize = 16 * 1024;
@@ -162,6 +162,29 @@ async fn member_lag(
     .await
 }
 
+/// The lag `veritrail cluster status --output json` shows for `member_id`.
+async fn cli_lag_entries(cluster: &Cluster, member_id: u64) -> u64 {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(veritrail())
+            .args(["cluster", "status", "--output", "json"])
+            .envs(cluster.cli_env().0.iter().map(|(k, v)| (k, v)))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("cluster status answers within 60 s")
+    .expect("run veritrail");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("cluster status JSON ({e}): {text}"));
+    status["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["node_id"] == member_id))
+        .and_then(|n| n["replication"]["lag_entries"].as_u64())
+        .unwrap_or_else(|| panic!("no replication lag for node {member_id}: {text}"))
+}
+
 /// Runs the load while `away` is done to a follower, `back` undoes it, then
 /// measures the catch-up. Returns how many times the leader logged the
 /// follower stuck while it was away.
@@ -205,6 +228,12 @@ async fn away_and_back(
         .count();
     back(cluster, follower);
     let returned = Instant::now();
+    // The operator's view: `veritrail cluster status` shows it behind.
+    let cli_lag = cli_lag_entries(cluster, follower_id).await;
+    assert!(
+        cli_lag > 0,
+        "veritrail cluster status shows node {follower_id} in sync"
+    );
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (events, bytes, secs) = load.stop().await;
@@ -286,9 +315,19 @@ async fn a_partitioned_follower_catches_up_after_large_events() {
 
 /// A follower whose disk was lost is replaced by an empty node under a new id
 /// while the writers go on; the new node catches up and becomes a voter.
+/// Snapshots are taken every 200 events, so the leader's Raft log no longer
+/// holds the beginning and the new node is sent a snapshot of the large
+/// events, in chunks of `raft.snapshot_chunk_bytes`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_restarted_empty_catches_up_after_large_events() {
-    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            raft_toml: "snapshot_after_events = 200\nkeep_after_snapshot_entries = 10\n".into(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
     let new_id = 4;
     away_and_back(
         &mut cluster,
@@ -320,6 +359,16 @@ async fn a_follower_restarted_empty_catches_up_after_large_events() {
     )
     .await;
     cluster.wait_for_voters(3).await;
+    let new = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == new_id)
+        .expect("the new node");
+    let status = cluster.status(new).await.expect("the new node's status");
+    assert!(
+        status.snapshot_tree_size.is_some_and(|s| s > 0),
+        "the empty node should have been sent a snapshot: {status:?}"
+    );
 }
 
 /// Events at the largest payload the limits allow, in batches as large as

@@ -228,6 +228,19 @@ async fn status(client: &Client, format: Format) -> CmdResult {
             .find(|s| s.role == "leader")
             .and_then(|s| s.members.iter().find(|m| m.node_id == id))
     };
+    // The leader's view of a member's replication, for JSON.
+    let replication = |id: u64| {
+        lag_of(id).map(|l| {
+            json!({
+                "matched_index": l.matched_index,
+                "lag_entries": l.lag_entries,
+                "lag_bytes": l.lag_bytes,
+                "lag_ms": l.lag_ms,
+                "stuck": l.stuck,
+                "error": l.replication_error,
+            })
+        })
+    };
     match format {
         Format::Json => {
             let nodes: Vec<_> = rows
@@ -250,14 +263,7 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         "snapshot_tree_size": s.snapshot_tree_size,
                         "purged_index": s.purged_index,
                         "public_key": s.public_key,
-                        "replication": lag_of(m.node_id).map(|l| json!({
-                            "matched_index": l.matched_index,
-                            "lag_entries": l.lag_entries,
-                            "lag_bytes": l.lag_bytes,
-                            "lag_ms": l.lag_ms,
-                            "stuck": l.stuck,
-                            "error": l.replication_error,
-                        })),
+                        "replication": replication(m.node_id),
                     }),
                     Err(e) => json!({
                         "node_id": m.node_id,
@@ -265,6 +271,7 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         "voter": m.voter,
                         "reachable": false,
                         "error": e.to_string(),
+                        "replication": replication(m.node_id),
                     }),
                 })
                 .collect();

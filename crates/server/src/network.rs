@@ -73,10 +73,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &NodeInfo) -> PeerNetwork {
         let health = self.health.target(target);
-        health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .budget_bytes = self.append_entries_max_bytes;
         PeerNetwork {
             target,
             addr: node.addr.clone(),
@@ -104,18 +100,18 @@ pub struct TargetHealth {
     pub in_flight: Option<(usize, usize, Instant)>,
     /// The last failure, until a message gets through.
     pub last_error: Option<String>,
-    /// Bytes per message now.
-    pub budget_bytes: usize,
-    /// Messages that took longer than a heartbeat, since the start.
-    pub slow_messages: u64,
+    /// openraft's deadline for one attempt: a message under way for longer
+    /// is worth naming.
+    pub heartbeat: Duration,
 }
 
 impl TargetHealth {
     /// Why replication to this target is not moving, in words, if known.
     pub fn reason(&self, now: Instant) -> Option<String> {
         if let Some((entries, bytes, since)) = self.in_flight {
-            let ms = now.saturating_duration_since(since).as_millis();
-            if ms > 0 {
+            let under_way = now.saturating_duration_since(since);
+            let ms = under_way.as_millis();
+            if under_way > self.heartbeat {
                 return Some(format!(
                     "an AppendEntries of {entries} entries ({bytes} bytes) has been under way for {ms} ms{}",
                     self.last_error
@@ -357,19 +353,14 @@ impl PeerNetwork {
             budget = self.budget_bytes,
             "AppendEntries done"
         );
-        if took > heartbeat {
-            self.health().slow_messages += 1;
-            if bytes > APPEND_ENTRIES_MIN_BYTES {
-                self.budget_bytes = (self.budget_bytes / 2).max(APPEND_ENTRIES_MIN_BYTES);
-            }
+        if took > heartbeat && bytes > APPEND_ENTRIES_MIN_BYTES {
+            self.budget_bytes = (self.budget_bytes / 2).max(APPEND_ENTRIES_MIN_BYTES);
         } else if delivered && took < heartbeat / 2 {
             self.budget_bytes = self
                 .budget_bytes
                 .saturating_mul(2)
                 .min(self.append_entries_max_bytes);
         }
-        let budget = self.budget_bytes;
-        self.health().budget_bytes = budget;
     }
 }
 
@@ -391,7 +382,9 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
             && let Some(stale) = self.in_flight.take()
         {
             stale.task.abort();
+            self.health().in_flight = None;
         }
+        self.health().heartbeat = heartbeat;
         if self.in_flight.is_none() {
             self.in_flight = Some(self.launch(rpc)?);
         }
