@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 use veritrail_client::{Advance, Client, Error, Verifier};
 use veritrail_core::note::{NoteKey, NoteSigner, SignedNote};
-use veritrail_tests::{CliEnv, Cluster, ClusterOptions, ORIGIN, veritrail, wait_for};
+use veritrail_tests::{CliEnv, Cluster, ClusterOptions, ORIGIN, veritrail, veritraild, wait_for};
 
 async fn run(env: &CliEnv, args: &[&str], stdin: Option<String>) -> Output {
     let mut child = tokio::process::Command::new(veritrail())
@@ -728,4 +728,46 @@ async fn a_backup_restored_on_every_member_brings_the_cluster_back() {
     .await;
     let out = run(&endpoints, &["verify"], None).await;
     assert_exit(&out, 0);
+}
+
+/// A reader that stops early (`veritrail cluster status | head -1`) closes
+/// the pipe: both tools end quietly, with status 0 and no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_closes_the_pipe_ends_the_tools_quietly() {
+    let cluster = Cluster::start(
+        1,
+        ClusterOptions {
+            insecure: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let addr = cluster.nodes[0].addr.clone();
+    let env = cluster.cli_env();
+    let tools = [
+        (veritrail(), vec!["cluster", "status"]),
+        (veritraild(), vec!["status", "--addr", addr.as_str()]),
+    ];
+    for (binary, args) in tools {
+        let mut child = std::process::Command::new(&binary)
+            .args(&args)
+            .envs(env.0.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The reader goes away before the tool has anything to print.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} {args:?} into a closed pipe: {}",
+            binary.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

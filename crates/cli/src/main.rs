@@ -108,7 +108,26 @@ pub struct KeyArgs {
     pub quorum: Option<usize>,
 }
 
+/// A reader that stops early (`| head -1`) closes the pipe: end quietly with
+/// status 0, as Unix tools do, instead of panicking on the broken pipe.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // Panic messages are a String when formatted, a &str otherwise.
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.contains("Broken pipe")) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

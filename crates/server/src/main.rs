@@ -210,8 +210,30 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// A reader that stops early (`| head -1`) closes the pipe: end quietly with
+/// status 0, as Unix tools do, instead of panicking on the broken pipe.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // Panic messages are a String when formatted, a &str otherwise.
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.contains("Broken pipe")) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The node itself writes only logs, to stderr; its tools print to stdout.
+    if !matches!(cli.command, None | Some(Command::Run(_))) {
+        quiet_on_broken_pipe();
+    }
     match cli.command {
         Some(Command::Fsck { data_dir }) => fsck(&data_dir),
         Some(Command::Restore { backup, run }) => restore(&backup, &run),
