@@ -544,6 +544,26 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM: the node stops as an operator or systemd stops it.
+    pub fn terminate(&mut self, i: usize) {
+        self.signal(i, "TERM");
+    }
+
+    /// Waits up to `timeout` for node `i`'s process to exit by itself; true
+    /// when it did (it then counts as stopped, and can be restarted).
+    pub async fn wait_exited(&mut self, i: usize, timeout: Duration) -> bool {
+        let exited = wait_for_opt(timeout, || {
+            let done = self.nodes[i].has_exited();
+            async move { done.then_some(()) }
+        })
+        .await
+        .is_some();
+        if exited {
+            self.nodes[i].child = None;
+        }
+        exited
+    }
+
     /// Starts a killed node again, with its data.
     pub fn restart(&mut self, i: usize) {
         start_process(&mut self.nodes[i]);

@@ -21,6 +21,7 @@ use veritrail_proto::v1::{
 use veritrail_proto::{entry_to_wire, event_from_wire, receipt_to_wire};
 use veritrail_store::{AppendReceipt, ScanQuery, StoredEntry};
 
+use crate::drain::Drain;
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, blocking};
 use crate::policy::Action;
@@ -96,9 +97,14 @@ impl AuditService {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_ENTRIES);
         let reader = self.node.reader.clone();
         let mut sizes = reader.watch_size();
+        let drain = self.node.drain.clone();
         tokio::spawn(async move {
             let mut sent = 0u64;
             loop {
+                if drain.is_draining() {
+                    let _ = tx.send(Err(Drain::status(Some(query.from_seq)))).await;
+                    return;
+                }
                 // Every entry below this size is covered by the scan that follows.
                 let size_before = *sizes.borrow_and_update();
                 query.limit = STREAM_PAGE_ENTRIES;
@@ -135,6 +141,8 @@ impl AuditService {
                 tokio::select! {
                     changed = sizes.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
+                    // Checked at the top of the loop: the stream ends there.
+                    () = drain.started() => {}
                 }
             }
         });
@@ -196,11 +204,24 @@ impl AuditLog for AuditService {
         let max_inflight = self.node.config.grpc.stream_max_inflight;
         let (tx, rx) = mpsc::channel(max_inflight);
         let node = Arc::clone(&self.node);
+        let drain = self.node.drain.clone();
         tokio::spawn(async move {
             // Bounded in-flight appends per stream: when all slots are taken the
             // stream stops reading, and HTTP/2 flow control pushes back.
             let slots = Arc::new(Semaphore::new(max_inflight));
-            while let Some(message) = incoming.next().await {
+            loop {
+                let message = tokio::select! {
+                    message = incoming.next() => message,
+                    () = drain.started() => {
+                        // The node is stopping: read no more, let the requests
+                        // already taken answer, then send the client elsewhere.
+                        let all = u32::try_from(max_inflight).unwrap_or(u32::MAX);
+                        let _ = slots.acquire_many(all).await;
+                        let _ = tx.send(Err(Drain::status(None))).await;
+                        break;
+                    }
+                };
+                let Some(message) = message else { break };
                 let message = match message {
                     Ok(m) => m,
                     Err(status) => {

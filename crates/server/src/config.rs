@@ -215,6 +215,10 @@ pub struct GrpcConfig {
     pub max_concurrent_streams: u32,
     /// Longest TLS handshake before the connection is dropped.
     pub tls_handshake_timeout_ms: u64,
+    /// After SIGTERM or SIGINT, how long open calls may take to finish once
+    /// streams have been sent elsewhere; then the rest are closed. 0 closes
+    /// them at once.
+    pub shutdown_grace_ms: u64,
 }
 
 /// The event limits this node accepts from clients (docs/FORMAT.md section 1).
@@ -308,6 +312,7 @@ impl Default for GrpcConfig {
             stream_max_inflight: 1024,
             max_concurrent_streams: 256,
             tls_handshake_timeout_ms: 5_000,
+            shutdown_grace_ms: 5_000,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod batcher;
 pub mod certs;
 pub mod checkpointer;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod keys;
 pub mod metrics;

@@ -173,6 +173,7 @@ impl Drop for PeerNetwork {
         // removed): nobody waits for the message any more.
         if let Some(flight) = self.in_flight.take() {
             flight.task.abort();
+            self.health().in_flight = None;
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Node {
     pub principal: String,
     /// Members' replication lag, as leader.
     pub replication: Arc<crate::replication::Replication>,
+    /// Set when the node is stopping: streams end and send clients elsewhere.
+    pub drain: crate::drain::Drain,
 }
 
 impl std::fmt::Debug for Node {

@@ -19,6 +19,7 @@ use crate::checkpointer::{
     run_bootstrap, run_checkpoints, run_gauges, run_readiness, run_snapshot_trigger,
 };
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::network::{Network, ReplicationHealth};
 use crate::node::{Gate, Node};
@@ -99,6 +100,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             replication_health,
             Duration::from_millis(config.raft.replication_stuck_after_ms),
         )),
+        drain: Drain::default(),
     });
     tracing::info!(
         node_id = node.id,
@@ -180,7 +182,28 @@ pub async fn run(config: Config) -> Result<(), String> {
             .tls_config(tls.server(handshake))
             .map_err(|e| format!("TLS: {e}"))?;
     }
-    let served = server
+    // The first signal starts the drain (crate::drain): streams send their
+    // clients elsewhere, readiness goes down, tonic stops accepting and waits
+    // for open calls; a second signal stops at once.
+    let drain = node.drain.clone();
+    let grace_ms = config.grpc.shutdown_grace_ms;
+    let draining = {
+        let (drain, health) = (drain.clone(), health.clone());
+        async move {
+            shutdown_signal().await;
+            tracing::info!(grace_ms, "stopping: open streams are sent to other nodes");
+            drain.start();
+            health
+                .set_not_serving::<AuditLogServer<AuditService>>()
+                .await;
+            tokio::spawn(async {
+                shutdown_signal().await;
+                tracing::warn!("second signal: stopping at once");
+                std::process::exit(130);
+            });
+        }
+    };
+    let serve = server
         .max_concurrent_streams(Some(config.grpc.max_concurrent_streams))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .add_service(health_service)
@@ -188,8 +211,17 @@ pub async fn run(config: Config) -> Result<(), String> {
         .add_service(audit)
         .add_service(admin)
         .add_service(peer)
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
-        .await;
+        .serve_with_incoming_shutdown(incoming, draining);
+    let served = tokio::select! {
+        served = serve => served,
+        () = async {
+            drain.started().await;
+            tokio::time::sleep(Duration::from_millis(grace_ms)).await;
+        } => {
+            tracing::warn!(grace_ms, "calls still open after the shutdown grace period: closing them");
+            Ok(())
+        }
+    };
     tracing::info!("gRPC server stopped; shutting raft down");
     health
         .set_not_serving::<AuditLogServer<AuditService>>()
