@@ -241,7 +241,7 @@ impl<'a> Batch<'a> {
         for (event, plan) in request.events.iter().zip(plans) {
             let receipt = match plan {
                 Plan::New => AppendReceipt {
-                    receipt: self.append_event(&request.principal, event, timestamp_ns),
+                    receipt: self.append_event(&request.principal, event, timestamp_ns)?,
                     duplicate: false,
                 },
                 Plan::Stored(receipt) => AppendReceipt {
@@ -279,7 +279,12 @@ impl<'a> Batch<'a> {
         Ok(Some((stored.entry, stored.hash)))
     }
 
-    fn append_event(&mut self, principal: &str, event: &Event, timestamp_ns: u64) -> Receipt {
+    fn append_event(
+        &mut self,
+        principal: &str,
+        event: &Event,
+        timestamp_ns: u64,
+    ) -> Result<Receipt> {
         let entry = Entry {
             seq: self.tail.size,
             timestamp_ns,
@@ -294,16 +299,38 @@ impl<'a> Batch<'a> {
             entry_hash: hash,
             timestamp_ns,
         };
-        self.write_entry(entry, &bytes, hash);
-        receipt
+        self.write_entry(entry, &bytes, hash)?;
+        Ok(receipt)
     }
 
     /// Writes an entry that extends the tail, with its indexes and Merkle nodes.
-    /// The caller guarantees that it does: seq, `prev_hash` and timestamp.
-    pub(crate) fn write_entry(&mut self, entry: Entry, bytes: &[u8], hash: Hash) {
-        debug_assert_eq!(entry.seq, self.tail.size);
-        debug_assert_eq!(entry.prev_hash, self.tail.head);
-        debug_assert!(entry.timestamp_ns >= self.tail.last_timestamp_ns);
+    ///
+    /// The callers build or check the entry so that it does; this checks it
+    /// once more right before the write, in release builds too: an entry at
+    /// the wrong seq, off the chain or back in time would break the log for
+    /// good, so it is refused (and the whole apply with it) instead.
+    pub(crate) fn write_entry(&mut self, entry: Entry, bytes: &[u8], hash: Hash) -> Result<()> {
+        let refuse = |detail: String| {
+            Err(StoreError::WouldBreakLog {
+                seq: entry.seq,
+                detail,
+            })
+        };
+        if entry.seq != self.tail.size {
+            return refuse(format!("the next seq is {}", self.tail.size));
+        }
+        if entry.prev_hash != self.tail.head {
+            return refuse(format!(
+                "its prev_hash is not the head {}",
+                self.tail.head.to_hex()
+            ));
+        }
+        if entry.timestamp_ns < self.tail.last_timestamp_ns {
+            return refuse(format!(
+                "its timestamp {} is before the last one, {}",
+                entry.timestamp_ns, self.tail.last_timestamp_ns
+            ));
+        }
         let seq = entry.seq;
         let e = &entry.event;
         self.batch
@@ -338,6 +365,7 @@ impl<'a> Batch<'a> {
         self.new_ids
             .insert((e.source.clone(), e.event_id.clone()), seq);
         self.new_entries.push((entry, hash));
+        Ok(())
     }
 
     /// Records a co-signed checkpoint, merging its signatures with any recorded
@@ -498,5 +526,62 @@ impl NodeSource for Batch<'_> {
                     .ok_or_else(|| StoreError::corrupt("merkle", "node lookup count mismatch")),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::StoreConfig;
+
+    fn entry(seq: u64, timestamp_ns: u64, prev_hash: Hash) -> Entry {
+        Entry {
+            seq,
+            timestamp_ns,
+            prev_hash,
+            principal: "spiffe://apply.test/service/t".into(),
+            event: Event {
+                source: "s".into(),
+                event_id: format!("e{seq}"),
+                actor: "a".into(),
+                action: "act".into(),
+                resource: "r".into(),
+                outcome: "ok".into(),
+                ..Event::default()
+            },
+        }
+    }
+
+    /// The write-side checks hold in release builds: an entry that would
+    /// break the log is a typed error before anything is written.
+    #[test]
+    fn an_entry_that_would_break_the_log_is_refused() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let shared = Shared::open(dir.path(), &StoreConfig::new("apply.test/log")).expect("open");
+        let tail = shared.state().tail.clone();
+        let mut batch = Batch::new(&shared.db, &shared.origin, tail.clone());
+        let mut write = |e: Entry| {
+            let bytes = e.encode();
+            batch.write_entry(e, &bytes, entry_hash(&bytes))
+        };
+        for (bad, why) in [
+            (entry(1, 10, tail.head), "the next seq is 0"),
+            (entry(0, 10, Hash::ZERO), "prev_hash is not the head"),
+        ] {
+            let refused = write(bad).expect_err("refused");
+            assert!(
+                matches!(&refused, StoreError::WouldBreakLog { seq: _, detail } if detail.contains(why)),
+                "{refused}"
+            );
+        }
+        let first = entry(0, 10, tail.head);
+        let first_hash = entry_hash(&first.encode());
+        write(first).expect("the right next entry is written");
+        let refused = write(entry(1, 9, first_hash)).expect_err("back in time");
+        assert!(
+            refused.to_string().contains("before the last one"),
+            "{refused}"
+        );
+        write(entry(1, 10, first_hash)).expect("the same timestamp is fine");
     }
 }

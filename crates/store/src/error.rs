@@ -30,6 +30,14 @@ pub enum StoreError {
     #[error("integrity check failed on open{}: {detail}; run fsck on the data directory", seq.map(|s| format!(" at seq {s}")).unwrap_or_default())]
     Integrity { seq: Option<u64>, detail: String },
 
+    /// A write would have broken the log: an entry at the wrong seq, off the
+    /// chain, or back in time. A bug, caught before anything was written; the
+    /// apply that carried it fails, and the node stops.
+    #[error(
+        "refusing to write entry {seq}, which would break the log: {detail}; nothing was written"
+    )]
+    WouldBreakLog { seq: u64, detail: String },
+
     /// The data directory belongs to another log.
     #[error("data directory holds log {found:?}, but this node is configured for {expected:?}")]
     WrongOrigin { expected: String, found: String },

@@ -686,7 +686,7 @@ pub(crate) fn install(
                 "entry {seq} does not extend the log before it"
             )));
         }
-        batch.write_entry(entry, &bytes, hash);
+        batch.write_entry(entry, &bytes, hash)?;
         if batch.tail.size.is_multiple_of(INSTALL_BATCH_ENTRIES) {
             batch.flush()?;
             let mut state = shared.state();
