@@ -583,3 +583,75 @@ async fn a_node_refuses_to_start_without_tls_unless_a_loopback_development_node(
     );
     assert!(cluster.log_tail(0).contains("INSECURE DEVELOPMENT NODE"));
 }
+
+/// A node certificate of this cluster's CA whose node never was a member
+/// (issue #17) may not forward appends, start elections, ask for read
+/// indexes or have checkpoints signed: every call is refused with
+/// PERMISSION_DENIED, nothing is written, and the leader keeps leading in its
+/// term. (Votes and appends from such a node are not refused yet: see
+/// docs/SECURITY.md, "Not yet".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certificate_of_a_non_member_cannot_act_as_a_member() {
+    use veritrail_proto::raft::{ReadIndexRequest, SignCheckpointRequest, StartElectionRequest};
+
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let pki = cluster.pki.as_ref().expect("TLS");
+    cluster
+        .sdk()
+        .append(sdk_event("tests", "before"))
+        .await
+        .expect("append");
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status");
+    let (cert, key) = pki.node(9, "127.0.0.1");
+    let mut stranger = RaftPeerClient::new(cluster.channel_as(leader, Some((&cert, &key))).await);
+
+    let events = vec![veritrail_core::Event {
+        source: "payroll".into(),
+        event_id: "forged-by-9".into(),
+        actor: "mallory".into(),
+        action: "salary.raise".into(),
+        resource: "employee/7".into(),
+        outcome: "success".into(),
+        ..veritrail_core::Event::default()
+    }];
+    let refused = [
+        stranger
+            .forward_append(ForwardAppendRequest {
+                principal: "spiffe://veritrail.test/service/ceo".into(),
+                events: postcard::to_stdvec(&events).expect("encode"),
+            })
+            .await
+            .map(|_| ())
+            .expect_err("ForwardAppend"),
+        stranger
+            .start_election(StartElectionRequest {})
+            .await
+            .map(|_| ())
+            .expect_err("StartElection"),
+        stranger
+            .read_index(ReadIndexRequest {})
+            .await
+            .map(|_| ())
+            .expect_err("ReadIndex"),
+        stranger
+            .sign_checkpoint(SignCheckpointRequest {
+                body: format!("{}\n1\nAAAA\n", veritrail_tests::ORIGIN),
+            })
+            .await
+            .map(|_| ())
+            .expect_err("SignCheckpoint"),
+    ];
+    for status in refused {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("node 9 is not a member"),
+            "{status:?}"
+        );
+    }
+
+    let after = cluster.status(leader).await.expect("status");
+    assert_eq!(after.role, "leader", "the leader lost its leadership");
+    assert_eq!(after.term, before.term, "the term moved");
+    assert_eq!(after.tree_size, before.tree_size, "something was written");
+}

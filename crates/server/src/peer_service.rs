@@ -49,6 +49,31 @@ impl PeerService {
         Ok(self.node.member(request)?)
     }
 
+    /// Admits a call that only a current member may make: the caller's node
+    /// is in this node's membership, in any configuration of a joint one,
+    /// learners included (issue #17). `ForwardAppend`, `SignCheckpoint`,
+    /// `ReadIndex` and `StartElection` come from nodes that already hold the
+    /// membership that names them, so no lagging node is kept out; a node
+    /// certificate of a node that never was a member, or was removed, is.
+    fn admit_member<T>(&self, request: &Request<T>) -> Result<Option<u64>, Status> {
+        let caller = self.admit_node(request)?;
+        if let Some(id) = caller {
+            let metrics = self.node.raft_metrics();
+            let membership = metrics.membership_config.membership();
+            if !membership.nodes().any(|(member, _)| *member == id) {
+                return Err(self.refuse(format!(
+                    "node {id} is not a member of this cluster's current membership"
+                )));
+            }
+        }
+        Ok(caller)
+    }
+
+    fn refuse(&self, message: String) -> Status {
+        self.node.metrics.denied.inc();
+        NodeError::PermissionDenied(message).into()
+    }
+
     /// Refuses a Raft message that claims to come from another node than the
     /// certificate's: a leader's appends and snapshots, and a candidate's vote
     /// request, name their sender.
@@ -122,7 +147,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<SignCheckpointRequest>,
     ) -> Result<Response<SignCheckpointResponse>, Status> {
-        self.admit_node(&request)?;
+        self.admit_member(&request)?;
         let signed_note = self
             .node
             .sign_checkpoint(&request.into_inner().body)
@@ -135,7 +160,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<ForwardAppendRequest>,
     ) -> Result<Response<ForwardAppendResponse>, Status> {
-        self.admit_node(&request)?;
+        self.admit_member(&request)?;
         let request = request.into_inner();
         let events: Vec<Event> = postcard::from_bytes(&request.events).map_err(|e| {
             Status::invalid_argument(format!("forwarded events do not decode: {e}"))
@@ -171,7 +196,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
-        self.admit_node(&request)?;
+        self.admit_member(&request)?;
         self.node
             .raft
             .trigger()
@@ -185,7 +210,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        self.admit_node(&request)?;
+        self.admit_member(&request)?;
         let index = self.node.read_index().await?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
