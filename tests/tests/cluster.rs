@@ -82,6 +82,16 @@ async fn appends_through_leader_and_follower_are_readable_everywhere() {
         let e = entry_at(&cluster, node, 0, ReadConsistency::Local).await;
         assert_eq!(e.entry_hash, r0.entry_hash);
     }
+    // A node's log written to a file is plain text: no terminal colour codes.
+    for node in &cluster.nodes {
+        let log = std::fs::read_to_string(&node.log_path).expect("node log");
+        assert!(log.contains("veritraild starting"), "{log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "node {}'s log file holds ANSI escape codes",
+            node.id
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
