@@ -27,8 +27,8 @@ use crate::db::{
     read_u64_key, to_postcard, u64_key,
 };
 use crate::error::{Result, StoreError};
-use crate::reader::{DbNodes, StoredEntry};
 use crate::shared::Shared;
+use crate::stored::{DbNodes, StoredEntry};
 use crate::tail::Tail;
 use crate::types::{
     AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,

@@ -18,7 +18,6 @@ use veritrail_core::merkle::{Frontier, NodeId};
 use veritrail_core::note::SignedNote;
 use veritrail_core::{ChainVerifier, Checkpoint, entry_hash};
 
-use crate::chain_fault_kind;
 use crate::db::{
     CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, CF_SM_META, Db, Field,
     KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL, event_id_key, field_key, merkle_key_ending_at,
@@ -453,4 +452,15 @@ fn count_beyond(db: &Db, size: u64, found: &mut Collector) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fsck kind of a chain fault.
+fn chain_fault_kind(fault: &veritrail_core::chain::ChainFault) -> ProblemKind {
+    use veritrail_core::chain::ChainFault;
+    match fault {
+        ChainFault::Undecodable { .. } => ProblemKind::EntryUndecodable,
+        ChainFault::SeqMismatch { .. } => ProblemKind::SeqMismatch,
+        ChainFault::PrevHashMismatch { .. } => ProblemKind::ChainBroken,
+        ChainFault::TimestampBackwards { .. } => ProblemKind::TimestampBackwards,
+    }
 }

@@ -30,6 +30,7 @@ mod reader;
 mod shared;
 mod snapshot;
 mod state_machine;
+mod stored;
 mod tail;
 mod types;
 
@@ -41,10 +42,11 @@ pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
 pub use log_ledger::{Lag, LogLedger};
 pub use log_store::LogStore;
-pub use reader::{AuditReader, InclusionProof, RangeReport, ScanPage, ScanQuery, StoredEntry};
+pub use reader::{AuditReader, InclusionProof, RangeReport, ScanPage, ScanQuery};
 pub use shared::{APPEND_ENTRIES_MAX_BYTES, StoreConfig};
 pub use snapshot::{Backup, RestoreReport, SnapshotBuilder, SnapshotFile};
 pub use state_machine::StateMachine;
+pub use stored::StoredEntry;
 pub use tail::Tail;
 pub use types::{
     AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,
@@ -90,15 +92,4 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let shared = shared::Shared::open(dir, config)?;
     snapshot::restore(&shared, backup, node_id)
-}
-
-/// The fsck kind of a chain fault.
-pub(crate) fn chain_fault_kind(fault: &veritrail_core::chain::ChainFault) -> ProblemKind {
-    use veritrail_core::chain::ChainFault;
-    match fault {
-        ChainFault::Undecodable { .. } => ProblemKind::EntryUndecodable,
-        ChainFault::SeqMismatch { .. } => ProblemKind::SeqMismatch,
-        ChainFault::PrevHashMismatch { .. } => ProblemKind::ChainBroken,
-        ChainFault::TimestampBackwards { .. } => ProblemKind::TimestampBackwards,
-    }
 }

@@ -6,38 +6,16 @@ use std::sync::Arc;
 
 use rocksdb::{DB, DBRawIteratorWithThreadMode};
 use veritrail_core::merkle::{self, Frontier, NodeId, NodeSource};
-use veritrail_core::{Checkpoint, Entry, Hash, entry_hash};
+use veritrail_core::{Checkpoint, Hash, entry_hash};
 
 use crate::db::{
-    CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, Db, Field, event_id_key,
-    field_prefix, merkle_key, read_u64_key, u64_key,
+    CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, Field, event_id_key, field_prefix,
+    read_u64_key, u64_key,
 };
 use crate::error::{Result, StoreError};
 use crate::shared::Shared;
+use crate::stored::{DbNodes, StoredEntry, checkpoint_at};
 use crate::tail::Tail;
-
-/// An entry as stored: decoded, with its canonical bytes and hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry {
-    pub entry: Entry,
-    pub bytes: Vec<u8>,
-    pub hash: Hash,
-}
-
-impl StoredEntry {
-    pub(crate) fn from_bytes(seq: u64, bytes: Vec<u8>) -> Result<Self> {
-        let entry =
-            Entry::decode(&bytes).map_err(|e| StoreError::corrupt(format!("entries/{seq}"), e))?;
-        if entry.seq != seq {
-            return Err(StoreError::corrupt(
-                format!("entries/{seq}"),
-                format!("entry carries seq {}", entry.seq),
-            ));
-        }
-        let hash = entry_hash(&bytes);
-        Ok(StoredEntry { entry, bytes, hash })
-    }
-}
 
 /// A filtered scan over a seq range.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,47 +54,6 @@ pub struct RangeReport {
     pub problem: String,
     /// This node's root at the end of the range.
     pub root: Hash,
-}
-
-/// Reads perfect Merkle nodes from the `merkle` column family, all of a proof's
-/// nodes in one multi-get.
-#[derive(Debug)]
-pub(crate) struct DbNodes<'a> {
-    db: &'a Db,
-}
-
-impl<'a> DbNodes<'a> {
-    pub(crate) fn new(db: &'a Db) -> Self {
-        DbNodes { db }
-    }
-}
-
-impl NodeSource for DbNodes<'_> {
-    type Error = StoreError;
-
-    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
-        let cf = self.db.cf(CF_MERKLE);
-        let keys = ids
-            .iter()
-            .map(|id| {
-                merkle_key(id.level, id.index)
-                    .map(|key| (cf, key))
-                    .ok_or_else(|| {
-                        StoreError::OutOfRange(format!("no Merkle node {}/{}", id.level, id.index))
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let values = self.db.raw().multi_get_cf(keys);
-        ids.iter()
-            .zip(values)
-            .map(|(id, value)| {
-                let location = || format!("merkle/{}/{}", id.level, id.index);
-                let bytes =
-                    value?.ok_or_else(|| StoreError::corrupt(location(), "node is missing"))?;
-                Hash::from_slice(&bytes).map_err(|e| StoreError::corrupt(location(), e))
-            })
-            .collect()
-    }
 }
 
 /// [`DbNodes`] that also fetches one leaf with the first batch it reads.
@@ -521,27 +458,4 @@ impl AuditReader {
             }
         }
     }
-}
-
-/// The checkpoint body at `size` from stored nodes and entries. The caller has
-/// checked that the log holds `size` entries.
-pub(crate) fn checkpoint_at(db: &Db, origin: &str, size: u64) -> Result<Checkpoint> {
-    let root = merkle::root_at(&DbNodes::new(db), size)?;
-    let (head, timestamp_ns) = match size.checked_sub(1) {
-        None => (veritrail_core::genesis_hash(origin), 0),
-        Some(last) => {
-            let bytes = db
-                .get(CF_ENTRIES, &u64_key(last))?
-                .ok_or_else(|| StoreError::corrupt(format!("entries/{last}"), "missing"))?;
-            let entry = StoredEntry::from_bytes(last, bytes)?;
-            (entry.hash, entry.entry.timestamp_ns)
-        }
-    };
-    Ok(Checkpoint {
-        origin: origin.to_owned(),
-        size,
-        root,
-        head,
-        timestamp_ns,
-    })
 }

@@ -396,7 +396,7 @@ fn write_file(
     record: &SnapshotRecord,
 ) -> Result<(std::path::PathBuf, File, Hash)> {
     let size = record.size;
-    let at = crate::reader::checkpoint_at(&shared.db, &shared.origin, size)?;
+    let at = crate::stored::checkpoint_at(&shared.db, &shared.origin, size)?;
     let header = SnapshotHeader {
         origin: shared.origin.clone(),
         meta: record.meta.clone(),
@@ -695,7 +695,7 @@ pub(crate) fn install(
         }
     }
     if header.size < local.size && header.size > 0 {
-        let ours = crate::reader::checkpoint_at(&shared.db, &shared.origin, header.size)?;
+        let ours = crate::stored::checkpoint_at(&shared.db, &shared.origin, header.size)?;
         if ours.head.0 != header.head {
             return Err(StoreError::Snapshot(format!(
                 "the snapshot's entry {} differs from this node's",

@@ -10,7 +10,7 @@ use veritrail_core::{Checkpoint, Entry, Hash, genesis_hash};
 
 use crate::db::{CF_ENTRIES, Db, u64_key};
 use crate::error::{Result, StoreError};
-use crate::reader::DbNodes;
+use crate::stored::DbNodes;
 
 /// The state machine's position: everything needed to append the next entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
