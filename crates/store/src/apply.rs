@@ -1,4 +1,4 @@
-//! Deterministic apply: turning committed Raft entries into audit entries.
+//! Deterministic apply: turning committed commands into audit entries.
 //!
 //! Every node runs this on the same Raft entries in the same order and must end
 //! with byte-identical state, so nothing here may depend on anything but the
@@ -10,10 +10,13 @@
 //! A [`Batch`] accumulates one apply call's writes in one RocksDB write batch,
 //! with an in-memory overlay so that later entries of the call see earlier ones
 //! (their event ids, their Merkle nodes) before anything reaches the disk.
+//! Snapshot install writes through the same [`Batch`], so this layer sits below
+//! the snapshots and never names openraft's type configuration: the loop over
+//! Raft entries is the state machine's (`state_machine::apply_entries`).
 
 use std::collections::HashMap;
 
-use openraft::{Entry as RaftEntry, EntryPayload, LogId, StoredMembership};
+use openraft::{LogId, StoredMembership};
 use rocksdb::WriteBatch;
 use veritrail_core::merkle::{self, NodeId, NodeSource};
 use veritrail_core::note::{NoteKey, SignedNote};
@@ -27,56 +30,12 @@ use crate::db::{
     read_u64_key, to_postcard, u64_key,
 };
 use crate::error::{Result, StoreError};
-use crate::shared::Shared;
 use crate::stored::{DbNodes, StoredEntry};
 use crate::tail::Tail;
 use crate::types::{
-    AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,
-    Rejection, RejectionKind, RequestOutcome, TypeConfig,
+    AppendReceipt, AppendRequest, CheckpointRecord, CommandResponse, NodeInfo, Proposal, Rejection,
+    RejectionKind, RequestOutcome,
 };
-
-/// Applies committed Raft entries: one atomic write for the whole call (see
-/// [`Batch::commit`] for why it need not be synced).
-pub(crate) fn apply_entries(
-    shared: &Shared,
-    entries: Vec<RaftEntry<TypeConfig>>,
-) -> Result<Vec<CommandResponse>> {
-    let _apply = shared.lock_apply();
-    let (mut last_applied, mut membership, tail) = {
-        let state = shared.state();
-        (
-            state.last_applied,
-            state.membership.clone(),
-            state.tail.clone(),
-        )
-    };
-    let mut batch = Batch::new(&shared.db, &shared.origin, tail);
-    let mut responses = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let response = match entry.payload {
-            EntryPayload::Blank => CommandResponse::None,
-            EntryPayload::Membership(m) => {
-                membership = StoredMembership::new(Some(entry.log_id), m);
-                CommandResponse::None
-            }
-            EntryPayload::Normal(Command::Append(proposal)) => {
-                CommandResponse::Appended(batch.apply_proposal(&proposal)?)
-            }
-            EntryPayload::Normal(Command::Checkpoint(record)) => {
-                batch.apply_checkpoint(&record, &membership)?
-            }
-        };
-        last_applied = Some(entry.log_id);
-        responses.push(response);
-    }
-    let tail = batch.commit(last_applied, &membership)?;
-    let mut state = shared.state();
-    state.last_applied = last_applied;
-    state.membership = membership;
-    state.tail = tail;
-    shared.size_tx.send_replace(state.tail.size);
-    Ok(responses)
-}
 
 /// What one request's event will become, decided before anything is written.
 enum Plan {
@@ -157,7 +116,8 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    fn apply_proposal(&mut self, proposal: &Proposal) -> Result<Vec<RequestOutcome>> {
+    /// Applies a proposal's requests in order, each all or nothing.
+    pub(crate) fn apply_proposal(&mut self, proposal: &Proposal) -> Result<Vec<RequestOutcome>> {
         // One timestamp for the whole proposal, never behind the previous entry.
         let timestamp_ns = proposal.proposed_at_ns.max(self.tail.last_timestamp_ns);
         proposal
@@ -375,7 +335,7 @@ impl<'a> Batch<'a> {
     /// signatures is refused without writing. One that does, but whose body is not
     /// what this node computes for that size, means this node's copy of the log
     /// differs from what a quorum holds: that is an error, and the node stops.
-    fn apply_checkpoint(
+    pub(crate) fn apply_checkpoint(
         &mut self,
         record: &CheckpointRecord,
         membership: &StoredMembership<u64, NodeInfo>,
@@ -532,7 +492,7 @@ impl NodeSource for Batch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::StoreConfig;
+    use crate::shared::{Shared, StoreConfig};
 
     fn entry(seq: u64, timestamp_ns: u64, prev_hash: Hash) -> Entry {
         Entry {

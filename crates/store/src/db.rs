@@ -8,7 +8,7 @@
 //! | column family | key | value | written by |
 //! |---|---|---|---|
 //! | `raft_log`  | Raft index `u64` | postcard `openraft::Entry<TypeConfig>` | log store: append (synced), truncate (synced), purge |
-//! | `raft_meta` | `b"vote"` | postcard `Vote` | `save_vote` (synced) |
+//! | `raft_meta` | `b"vote"` | postcard `Vote` | log store only: `save_vote`, and restore through it (synced) |
 //! |             | `b"committed"` | postcard `Option<LogId>` | `save_committed` (not synced: a hint) |
 //! |             | `b"last_purged"` | postcard `LogId` | `purge`, in the same batch as the deletion |
 //! | `entries`   | seq `u64` | canonical entry bytes (docs/FORMAT.md) | apply, snapshot install |

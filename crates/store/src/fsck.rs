@@ -24,7 +24,8 @@ use crate::db::{
     merkle_node_of, read_u64_key,
 };
 use crate::error::{Result, StoreError};
-use crate::shared::{DB_DIR, SNAPSHOT_DIR, SnapshotRecord};
+use crate::shared::{DB_DIR, SNAPSHOT_DIR};
+use crate::snapshot::{SnapshotRecord, verify_digest};
 use crate::tail::Tail;
 
 /// Most problems one run collects before it stops looking.
@@ -343,7 +344,7 @@ fn check_snapshot(dir: &Path, db: &Db, entries: u64, found: &mut Collector) -> R
         // Not written yet: it is written when a follower first needs it.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => Err(StoreError::io(format!("opening {}", path.display()), e)),
-        Ok(mut file) => crate::snapshot::verify_digest(&mut file, &mut std::io::sink()),
+        Ok(mut file) => verify_digest(&mut file, &mut std::io::sink()),
     };
     if let Err(e) = checked {
         found.add(

@@ -318,7 +318,7 @@ fn tail_record() {
 fn snapshot_point_record() {
     golden(
         "snapshot-point.v1",
-        &crate::shared::SnapshotRecord {
+        &crate::snapshot::SnapshotRecord {
             meta: snapshot_meta(),
             size: 1234,
         },

@@ -17,6 +17,33 @@
 //!
 //! **Architecture invariant:** apply depends only on the committed entries and the
 //! state before them, so every replica holds byte-identical entries and roots.
+//!
+//! # Layers
+//!
+//! The modules read bottom-up: each uses only the modules listed before it,
+//! never one after it, and a folder counts as one module. When two modules
+//! seem to need each other, a lower one is missing. `tests/layers.rs` checks
+//! this list against the code.
+//!
+//! 1. `error`: the crate's one error type.
+//! 2. `db`: RocksDB itself, the column families and the key layout.
+//! 3. `types`: what a Raft entry carries and what applying it answers; plain data.
+//! 4. `log_ledger`: size and arrival time of each held Raft entry, in memory.
+//! 5. `stored`: stored entries and the Merkle nodes over them (`DbNodes`).
+//! 6. `tail`: the state machine's position, checked against `stored` on open.
+//! 7. `shared`: the open database, the data directory and the applied position.
+//! 8. `apply`: deterministic apply, into one write batch per call.
+//! 9. `snapshot/`: the snapshot point, the file format, openraft's snapshot
+//!    data, install and backup.
+//! 10. `type_config`: openraft's type configuration, which names the snapshot data.
+//! 11. `log_store`: the Raft log, and the vote (written nowhere else).
+//! 12. `state_machine`: the state machine and its snapshot builder, for openraft.
+//! 13. `reader`: reads and proofs.
+//! 14. `fsck`: the offline check of a stopped node's directory.
+//! 15. `restore`: a backup into an empty directory (state machine and vote).
+//!
+//! `golden` (tests only) pins the formats of every layer from above them all,
+//! and this file assembles the handles.
 
 mod apply;
 mod db;
@@ -27,11 +54,13 @@ mod golden;
 mod log_ledger;
 mod log_store;
 mod reader;
+mod restore;
 mod shared;
 mod snapshot;
 mod state_machine;
 mod stored;
 mod tail;
+mod type_config;
 mod types;
 
 use std::path::Path;
@@ -43,15 +72,20 @@ pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
 pub use log_ledger::{Lag, LogLedger};
 pub use log_store::LogStore;
 pub use reader::{AuditReader, InclusionProof, RangeReport, ScanPage, ScanQuery};
+pub use restore::RestoreReport;
 pub use shared::{APPEND_ENTRIES_MAX_BYTES, StoreConfig};
-pub use snapshot::{Backup, RestoreReport, SnapshotBuilder, SnapshotFile};
-pub use state_machine::StateMachine;
+pub use snapshot::{Backup, SnapshotFile};
+pub use state_machine::{SnapshotBuilder, StateMachine};
 pub use stored::StoredEntry;
 pub use tail::Tail;
+pub use type_config::TypeConfig;
 pub use types::{
     AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,
-    Rejection, RejectionKind, RequestOutcome, TypeConfig,
+    Rejection, RejectionKind, RequestOutcome,
 };
+
+use shared::Shared;
+use snapshot::Snapshots;
 
 /// An open store: the three handles over one database.
 #[derive(Debug, Clone)]
@@ -67,15 +101,17 @@ impl Store {
     /// Refuses to open a directory of another log, or one whose stored tail
     /// disagrees with its entries and Merkle nodes; the error says where.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store> {
-        let shared = Arc::new(shared::Shared::open(dir, config)?);
+        let shared = Arc::new(Shared::open(dir, config)?);
+        let snapshots = Arc::new(Snapshots::open(Arc::clone(&shared))?);
         Ok(Store {
             log: LogStore {
                 shared: Arc::clone(&shared),
             },
             state_machine: StateMachine {
                 shared: Arc::clone(&shared),
+                snapshots: Arc::clone(&snapshots),
             },
-            reader: AuditReader { shared },
+            reader: AuditReader { shared, snapshots },
         })
     }
 }
@@ -90,6 +126,7 @@ pub fn restore(
     backup: &Path,
     node_id: u64,
 ) -> Result<RestoreReport> {
-    let shared = shared::Shared::open(dir, config)?;
-    snapshot::restore(&shared, backup, node_id)
+    let shared = Arc::new(Shared::open(dir, config)?);
+    let snapshots = Snapshots::open(shared)?;
+    restore::restore(&snapshots, backup, node_id)
 }

@@ -24,7 +24,7 @@ use crate::db::{
 use crate::error::{Result, StoreError};
 use crate::log_ledger::LogLedger;
 use crate::shared::{Shared, blocking};
-use crate::types::TypeConfig;
+use crate::type_config::TypeConfig;
 
 /// The Raft log store. Cheap to clone; clones share the database.
 #[derive(Debug, Clone)]
@@ -80,6 +80,21 @@ impl LogStore {
     /// a member is, in bytes and time (see [`LogLedger`]).
     pub fn ledger(&self) -> Arc<LogLedger> {
         Arc::clone(&self.shared.ledger)
+    }
+
+    /// The vote this node last saved, if any.
+    pub(crate) fn stored_vote(shared: &Shared) -> Result<Option<Vote<u64>>> {
+        shared.db.get_postcard(CF_RAFT_META, KEY_VOTE)
+    }
+
+    /// Saves the vote. This is the only place that writes it, so that the
+    /// rule below holds for every caller, restore included.
+    pub(crate) fn write_vote(shared: &Shared, vote: &Vote<u64>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(shared.db.cf(CF_RAFT_META), KEY_VOTE, to_postcard(vote));
+        // The vote is one value under one key, synced before we answer: a
+        // node that forgets its vote could vote twice in one term.
+        shared.db.write_synced(batch)
     }
 
     fn log_state(shared: &Shared) -> Result<LogState<TypeConfig>> {
@@ -157,24 +172,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        let value = to_postcard(vote);
+        let vote = *vote;
         blocking(&self.shared, move |shared| {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(shared.db.cf(CF_RAFT_META), KEY_VOTE, value);
-            // The vote is one value under one key, synced before we answer: a
-            // node that forgets its vote could vote twice in one term.
-            shared.db.write_synced(batch)
+            LogStore::write_vote(shared, &vote)
         })
         .await
         .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        blocking(&self.shared, |shared| {
-            shared.db.get_postcard(CF_RAFT_META, KEY_VOTE)
-        })
-        .await
-        .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
+        blocking(&self.shared, LogStore::stored_vote)
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
     async fn save_committed(

@@ -14,6 +14,7 @@ use crate::db::{
 };
 use crate::error::{Result, StoreError};
 use crate::shared::Shared;
+use crate::snapshot::{Backup, Snapshots, backup};
 use crate::stored::{DbNodes, StoredEntry, checkpoint_at};
 use crate::tail::Tail;
 
@@ -94,13 +95,14 @@ pub struct InclusionProof {
 #[derive(Debug, Clone)]
 pub struct AuditReader {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) snapshots: Arc<Snapshots>,
 }
 
 impl AuditReader {
     /// Writes a consistent backup of everything this node applied (blocking:
     /// it reads the whole log).
-    pub fn backup(&self) -> Result<crate::snapshot::Backup> {
-        crate::snapshot::backup(&self.shared)
+    pub fn backup(&self) -> Result<Backup> {
+        backup(&self.shared)
     }
 
     /// The log's origin.
@@ -115,7 +117,7 @@ impl AuditReader {
 
     /// Entries in the current snapshot: the Raft log before it may be purged.
     pub fn snapshot_size(&self) -> Option<u64> {
-        self.shared.state().snapshot.as_ref().map(|s| s.size)
+        self.snapshots.current().map(|s| s.size)
     }
 
     /// Follows the tree size as entries are applied.

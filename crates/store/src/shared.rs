@@ -1,17 +1,15 @@
-//! State shared by the log store, the state machine, snapshot builders and
-//! readers: the database and the state machine's in-memory position.
+//! State shared by the log store, the state machine, snapshots and readers:
+//! the database, the data directory, and the state machine's in-memory
+//! position. The current snapshot point lives in the snapshot layer above,
+//! which uses this one: what is shared here must not depend on snapshots.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::{LogId, StoredMembership};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::db::{
-    CF_SM_META, Db, DbTuning, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_ORIGIN, KEY_SNAPSHOT,
-    KEY_SNAPSHOT_V1, KEY_TAIL,
-};
+use crate::db::{CF_SM_META, Db, DbTuning, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_ORIGIN, KEY_TAIL};
 use crate::error::{Result, StoreError};
 use crate::log_ledger::LogLedger;
 use crate::tail::Tail;
@@ -22,34 +20,12 @@ pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 /// Where RocksDB lives, relative to the data directory.
 pub(crate) const DB_DIR: &str = "db";
 
-/// The current snapshot: a point of the append-only log, not a copy of it.
-///
-/// Entries never change once applied, so the state as of `meta.last_log_id` is
-/// the first `size` entries (plus the checkpoints recorded for sizes up to
-/// `size`), and recording a snapshot costs one small synced write whatever the
-/// log's size. The file a follower is sent is written only when one is needed
-/// (`snapshot::SnapshotFile`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SnapshotRecord {
-    pub meta: openraft::SnapshotMeta<u64, NodeInfo>,
-    /// Entries in the snapshot.
-    pub size: u64,
-}
-
-impl SnapshotRecord {
-    /// The name of the snapshot's file in the snapshot directory, once written.
-    pub(crate) fn file_name(&self) -> String {
-        format!("{}.snap", self.meta.snapshot_id)
-    }
-}
-
 /// What the state machine has applied, as of its last write.
 #[derive(Debug, Clone)]
 pub(crate) struct SmState {
     pub last_applied: Option<LogId<u64>>,
     pub membership: StoredMembership<u64, NodeInfo>,
     pub tail: Tail,
-    pub snapshot: Option<SnapshotRecord>,
 }
 
 /// Configuration of a store.
@@ -90,9 +66,6 @@ pub(crate) struct Shared {
     pub apply_lock: Mutex<()>,
     /// The tree size, for readers that follow the log as it grows.
     pub size_tx: watch::Sender<u64>,
-    /// Serializes the writing of snapshot files, so that two followers
-    /// needing the same snapshot share one file.
-    pub snapshot_files: Mutex<()>,
     /// Size and arrival time of each held Raft log entry.
     pub ledger: Arc<LogLedger>,
     /// See [`StoreConfig::append_entries_max_bytes`].
@@ -130,15 +103,6 @@ impl Shared {
             None => Tail::empty(&config.origin),
         };
         tail.verify_against(&db)?;
-        let snapshot: Option<SnapshotRecord> = db.get_postcard(CF_SM_META, KEY_SNAPSHOT)?;
-        if db.get(CF_SM_META, KEY_SNAPSHOT_V1)?.is_some() {
-            // Written by versions that copied the log into a file at every
-            // snapshot. Dropping the record only makes openraft build a new one.
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.delete_cf(db.cf(CF_SM_META), KEY_SNAPSHOT_V1);
-            db.write_synced(batch)?;
-        }
-        remove_stale_snapshot_files(&dir.join(SNAPSHOT_DIR), snapshot.as_ref());
         let ledger = Arc::new(LogLedger::default());
         ledger.appended(db.raft_log_sizes()?, std::time::Instant::now());
         let (size_tx, _) = watch::channel(tail.size);
@@ -150,11 +114,9 @@ impl Shared {
                 last_applied,
                 membership,
                 tail,
-                snapshot,
             }),
             apply_lock: Mutex::new(()),
             size_tx,
-            snapshot_files: Mutex::new(()),
             ledger,
             append_entries_max_bytes: config.append_entries_max_bytes.max(1),
         })
@@ -174,31 +136,8 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn lock_snapshot_files(&self) -> MutexGuard<'_, ()> {
-        self.snapshot_files
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     pub(crate) fn snapshot_dir(&self) -> PathBuf {
         self.dir.join(SNAPSHOT_DIR)
-    }
-}
-
-/// Removes snapshot files other than the current one's: leftovers of a write or a
-/// transfer that a crash interrupted, and files of earlier snapshots.
-fn remove_stale_snapshot_files(dir: &Path, current: Option<&SnapshotRecord>) {
-    let Ok(listing) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for item in listing.flatten() {
-        let name = item.file_name();
-        if current.is_some_and(|c| name.to_string_lossy() == c.file_name()) {
-            continue;
-        }
-        if let Err(e) = std::fs::remove_file(item.path()) {
-            tracing::warn!(file = %item.path().display(), error = %e, "could not remove stale snapshot file");
-        }
     }
 }
 

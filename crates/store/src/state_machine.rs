@@ -1,24 +1,79 @@
 //! The audit state machine: openraft's [`RaftStateMachine`] over the audit
-//! column families. The work itself is in `apply` and `snapshot`; this module
-//! adapts it to openraft and moves it onto blocking threads.
+//! column families, and its [`SnapshotBuilder`]. The work itself is in `apply`
+//! and `snapshot`; this module adapts it to openraft (the only one of them that
+//! knows the type configuration) and moves it onto blocking threads.
 
 use std::sync::Arc;
 
-use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StorageError,
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StorageError,
     StoredMembership,
 };
 
-use crate::apply::apply_entries;
+use crate::apply::Batch;
+use crate::error::Result;
 use crate::shared::{Shared, blocking};
-use crate::snapshot::{SnapshotBuilder, SnapshotFile, begin_receiving, install};
-use crate::types::{CommandResponse, NodeInfo, TypeConfig};
+use crate::snapshot::{
+    SnapshotFile, SnapshotRecord, Snapshots, begin_receiving, build, install, remove_received_files,
+};
+use crate::type_config::TypeConfig;
+use crate::types::{Command, CommandResponse, NodeInfo};
 
 /// The state machine. Cheap to clone; clones share the database.
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) snapshots: Arc<Snapshots>,
+}
+
+/// Applies committed Raft entries: one atomic write for the whole call (see
+/// [`Batch::commit`] for why it need not be synced).
+fn apply_entries(shared: &Shared, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<CommandResponse>> {
+    let _apply = shared.lock_apply();
+    let (mut last_applied, mut membership, tail) = {
+        let state = shared.state();
+        (
+            state.last_applied,
+            state.membership.clone(),
+            state.tail.clone(),
+        )
+    };
+    let mut batch = Batch::new(&shared.db, &shared.origin, tail);
+    let mut responses = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let response = match entry.payload {
+            EntryPayload::Blank => CommandResponse::None,
+            EntryPayload::Membership(m) => {
+                membership = StoredMembership::new(Some(entry.log_id), m);
+                CommandResponse::None
+            }
+            EntryPayload::Normal(Command::Append(proposal)) => {
+                CommandResponse::Appended(batch.apply_proposal(&proposal)?)
+            }
+            EntryPayload::Normal(Command::Checkpoint(record)) => {
+                batch.apply_checkpoint(&record, &membership)?
+            }
+        };
+        last_applied = Some(entry.log_id);
+        responses.push(response);
+    }
+    let tail = batch.commit(last_applied, &membership)?;
+    let mut state = shared.state();
+    state.last_applied = last_applied;
+    state.membership = membership;
+    state.tail = tail;
+    shared.size_tx.send_replace(state.tail.size);
+    Ok(responses)
+}
+
+/// openraft's view of the snapshot `record`: its metadata, and its file,
+/// written when first read.
+fn raft_snapshot(snapshots: &Arc<Snapshots>, record: SnapshotRecord) -> Snapshot<TypeConfig> {
+    Snapshot {
+        meta: record.meta.clone(),
+        snapshot: Box::new(SnapshotFile::unwritten(snapshots, record)),
+    }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -51,7 +106,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            shared: Arc::clone(&self.shared),
+            snapshots: Arc::clone(&self.snapshots),
         }
     }
 
@@ -75,11 +130,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             )
         })?;
         let owned_meta = meta.clone();
+        let snapshots = Arc::clone(&self.snapshots);
         blocking(&self.shared, move |shared| {
-            let installed = install(shared, &owned_meta, file);
+            let installed = install(&snapshots, &owned_meta, file);
             // The received file is no longer needed either way: the entries it
             // carried are in the database now, or it was refused.
-            crate::snapshot::remove_received_files(&shared.snapshot_dir());
+            remove_received_files(&shared.snapshot_dir());
             installed
         })
         .await
@@ -95,7 +151,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let record = self.shared.state().snapshot.clone();
-        Ok(record.map(|record| SnapshotFile::snapshot(&self.shared, record)))
+        let record = self.snapshots.current();
+        Ok(record.map(|record| raft_snapshot(&self.snapshots, record)))
+    }
+}
+
+/// Builds snapshots: records the applied point of the log.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    pub(crate) snapshots: Arc<Snapshots>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let snapshots = Arc::clone(&self.snapshots);
+        let record = blocking(&self.snapshots.shared, move |_| build(&snapshots))
+            .await
+            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        Ok(raft_snapshot(&self.snapshots, record))
     }
 }

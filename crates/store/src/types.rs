@@ -1,23 +1,13 @@
-//! The Raft type configuration and what Raft log entries carry.
+//! What Raft log entries carry, what applying them answers, and how a member
+//! is reached: plain data, shared by every layer above.
 //!
 //! A Raft entry is a [`Command`]. The common one, [`Command::Append`], is a
 //! *proposal*: the leader's batch of client requests, stamped with the leader's
-//! clock. Every node applies it the same way (see `state_machine`), which is what
+//! clock. Every node applies it the same way (see `apply`), which is what
 //! makes every replica hold byte-identical entries.
 
 use serde::{Deserialize, Serialize};
 use veritrail_core::{Event, Receipt};
-
-openraft::declare_raft_types!(
-    /// Veritrail's openraft type configuration.
-    pub TypeConfig:
-        D = Command,
-        R = CommandResponse,
-        NodeId = u64,
-        Node = NodeInfo,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = crate::snapshot::SnapshotFile,
-);
 
 /// How a cluster member is reached and how it signs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
