@@ -9,11 +9,14 @@
 //!   deterministically: canonical entries, the hash chain, every perfect Merkle
 //!   node, the idempotency index and the field indexes, plus co-signed checkpoints.
 //!
-//! [`AuditReader`] serves reads and proofs; [`fsck`] checks a data directory
-//! offline. The key layout is documented in `db.rs`.
+//! [`AuditReader`] serves reads and proofs, and [`AsyncReader`] serves them to
+//! async callers; [`fsck`] checks a data directory offline. The key layout is
+//! documented in `db.rs`.
 //!
 //! **Architecture invariant:** this is the only crate that knows RocksDB. Every
-//! RocksDB call made on behalf of an async caller runs on a blocking thread.
+//! RocksDB call made on behalf of an async caller runs on a blocking thread:
+//! openraft's through the log store and the state machine, everyone else's
+//! through [`AsyncReader`].
 //!
 //! **Architecture invariant:** apply depends only on the committed entries and the
 //! state before them, so every replica holds byte-identical entries and roots.
@@ -39,13 +42,15 @@
 //! 11. `log_store`: the Raft log, and the vote (written nowhere else).
 //! 12. `state_machine`: the state machine and its snapshot builder, for openraft.
 //! 13. `reader`: reads and proofs.
-//! 14. `fsck`: the offline check of a stopped node's directory.
-//! 15. `restore`: a backup into an empty directory (state machine and vote).
+//! 14. `async_reader`: the same reads for async callers, on tokio's blocking pool.
+//! 15. `fsck`: the offline check of a stopped node's directory.
+//! 16. `restore`: a backup into an empty directory (state machine and vote).
 //!
 //! `golden` (tests only) pins the formats of every layer from above them all,
 //! and this file assembles the handles.
 
 mod apply;
+mod async_reader;
 mod db;
 mod error;
 pub mod fsck;
@@ -66,6 +71,7 @@ mod types;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use async_reader::AsyncReader;
 pub use db::DbTuning;
 pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
