@@ -745,6 +745,7 @@ async fn raft_messages_for_another_node_id_are_refused() {
         let payload = RaftPayload {
             postcard: vec![1, 2, 3],
             to_node_id,
+            ..Default::default()
         };
         let vote = peer
             .vote(payload.clone())
@@ -762,6 +763,7 @@ async fn raft_messages_for_another_node_id_are_refused() {
         .vote(RaftPayload {
             postcard: vec![1, 2, 3],
             to_node_id: cluster.nodes[0].id,
+            ..Default::default()
         })
         .await
         .expect_err("garbage");

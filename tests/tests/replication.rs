@@ -373,7 +373,7 @@ async fn a_follower_restarted_empty_catches_up_after_large_events() {
 
 /// Events at the largest payload the limits allow, in batches as large as
 /// one request may be, replicate to every node with one root. One request is
-/// appended as one Raft entry, so its bytes are bounded by `batch.max_bytes`
+/// appended as one Raft entry, so its bytes are bounded by `batch.entry_max_bytes`
 /// (2 MiB), well before the batch limit of 4,096 events: a request past that
 /// is refused with `INVALID_ARGUMENT` and writes nothing. (It used to be
 /// accepted as a Raft entry too large for any message, which no follower
@@ -415,7 +415,10 @@ async fn largest_events_in_largest_batches_reach_every_node() {
         Some(tonic::Code::InvalidArgument),
         "{refused}"
     );
-    assert!(refused.to_string().contains("batch.max_bytes"), "{refused}");
+    assert!(
+        refused.to_string().contains("batch.entry_max_bytes"),
+        "{refused}"
+    );
     assert_eq!(
         cluster.status(leader).await.expect("status").tree_size,
         before,

@@ -311,7 +311,7 @@ async fn an_overloaded_leader_pushes_back_and_the_producer_still_delivers() {
     let cluster = Cluster::start(
         3,
         ClusterOptions {
-            extra_toml: "[batch]\nqueue_max_events = 128\n[grpc]\nmax_batch_events = 64\n".into(),
+            extra_toml: "[batch]\nqueue_max_events = 128\n[grpc]\nrequest_max_events = 64\n".into(),
             ..ClusterOptions::default()
         },
     )

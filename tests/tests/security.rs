@@ -157,6 +157,7 @@ async fn only_nodes_speak_raft_and_the_principal_comes_from_the_certificate() {
         .vote(RaftPayload {
             postcard: vec![1, 2, 3],
             to_node_id: cluster.nodes[0].id,
+            ..Default::default()
         })
         .await
         .expect_err("not a member");
@@ -176,6 +177,7 @@ async fn only_nodes_speak_raft_and_the_principal_comes_from_the_certificate() {
         .forward_append(ForwardAppendRequest {
             principal: "spiffe://veritrail.test/service/payroll".into(),
             events: postcard::to_stdvec(&events).expect("encode"),
+            ..Default::default()
         })
         .await
         .expect_err("not a member");
@@ -190,6 +192,7 @@ async fn only_nodes_speak_raft_and_the_principal_comes_from_the_certificate() {
         .vote(RaftPayload {
             postcard: postcard::to_stdvec(&as_node_3).expect("encode"),
             to_node_id: cluster.nodes[0].id,
+            ..Default::default()
         })
         .await
         .expect_err("in another node's name");
@@ -434,7 +437,7 @@ async fn limits_refuse_oversized_and_excessive_input_with_nothing_written() {
     let cluster = Cluster::start(
         3,
         ClusterOptions {
-            extra_toml: "[grpc]\nmax_message_bytes = 2097152\nmax_batch_events = 64\n\
+            extra_toml: "[grpc]\nmessage_max_bytes = 2097152\nrequest_max_events = 64\n\
                          [batch]\nmax_bytes = 1048576\n\
                          [rate_limit]\nevents_per_s = 100\nevents_burst = 200\n"
                 .into(),
@@ -445,7 +448,7 @@ async fn limits_refuse_oversized_and_excessive_input_with_nothing_written() {
     let mut client = cluster.client(0).await;
     let before = tree_size(&cluster).await;
 
-    // A message over grpc.max_message_bytes is refused before it is decoded.
+    // A message over grpc.message_max_bytes is refused before it is decoded.
     let mut huge = event("billing", "huge-1");
     huge.payload = vec![b'x'; 3 << 20];
     let refused = client
@@ -467,7 +470,7 @@ async fn limits_refuse_oversized_and_excessive_input_with_nothing_written() {
         .await
         .expect_err("oversized payload");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    // More events than grpc.max_batch_events.
+    // More events than grpc.request_max_events.
     let many: Vec<_> = (0..65)
         .map(|i| event("billing", &format!("many-{i}")))
         .collect();
@@ -477,7 +480,7 @@ async fn limits_refuse_oversized_and_excessive_input_with_nothing_written() {
         .expect_err("too many events");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(
-        refused.message().contains("max_batch_events"),
+        refused.message().contains("request_max_events"),
         "{refused:?}"
     );
     // Malformed: a control character in a field; no event at all.
@@ -620,6 +623,7 @@ async fn a_node_certificate_of_a_non_member_cannot_act_as_a_member() {
             .forward_append(ForwardAppendRequest {
                 principal: "spiffe://veritrail.test/service/ceo".into(),
                 events: postcard::to_stdvec(&events).expect("encode"),
+                ..Default::default()
             })
             .await
             .map(|_| ())

@@ -218,7 +218,7 @@ impl Admin for AdminService {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut file = backup.file;
         let chunk_bytes =
-            (self.node.config.grpc.max_message_bytes / 2).clamp(4096, BACKUP_CHUNK_MAX_BYTES);
+            (self.node.config.grpc.message_max_bytes / 2).clamp(4096, BACKUP_CHUNK_MAX_BYTES);
         tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
             let mut info = Some(info);

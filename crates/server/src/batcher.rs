@@ -141,7 +141,7 @@ async fn run(
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Pending>,
 ) {
-    let inflight = Arc::new(Semaphore::new(config.max_inflight));
+    let inflight = Arc::new(Semaphore::new(config.inflight_max_entries));
     let linger = Duration::from_micros(config.linger_us);
     let mut carried: Option<Pending> = None;
     loop {
@@ -161,7 +161,7 @@ async fn run(
         let mut events = batch[0].request.events.len();
         let mut bytes = batch[0].size_bytes;
         let deadline = Instant::now() + linger;
-        while events < config.max_events && bytes < config.max_bytes {
+        while events < config.entry_max_events && bytes < config.entry_max_bytes {
             let next = if linger.is_zero() {
                 rx.try_recv().ok()
             } else {
@@ -171,8 +171,8 @@ async fn run(
                     .flatten()
             };
             let Some(p) = next else { break };
-            if events + p.request.events.len() > config.max_events
-                || bytes + p.size_bytes > config.max_bytes
+            if events + p.request.events.len() > config.entry_max_events
+                || bytes + p.size_bytes > config.entry_max_bytes
             {
                 carried = Some(p);
                 break;

@@ -125,25 +125,28 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Most events in one Raft entry.
-    pub max_events: usize,
+    #[serde(alias = "max_events")]
+    pub entry_max_events: usize,
     /// Most payload bytes (sum of events' sizes) in one Raft entry.
-    pub max_bytes: usize,
+    #[serde(alias = "max_bytes")]
+    pub entry_max_bytes: usize,
     /// How long the first request of a batch waits for company, microseconds.
     /// 0 (the default) proposes at once what is queued: requests that arrive
-    /// while `max_inflight` proposals replicate wait for a slot, and batch up
+    /// while `inflight_max_entries` proposals replicate wait for a slot, and batch up
     /// there, so batches grow with the load without a timer. A non-zero value
     /// is rounded up to the runtime's 1 ms timer, and adds that to every
     /// append at low load.
     pub linger_us: u64,
     /// Raft entries proposed and not yet committed at once.
-    pub max_inflight: usize,
+    #[serde(alias = "max_inflight")]
+    pub inflight_max_entries: usize,
     /// Requests waiting for a batch; beyond it appends are refused
     /// (`RESOURCE_EXHAUSTED`) instead of queueing without bound.
     pub queue_max_requests: usize,
     /// Events waiting for a batch, across all requests; beyond it appends are
     /// refused (`RESOURCE_EXHAUSTED`). Keep it to a second or two of the
     /// cluster's throughput, so that queued requests finish well within
-    /// `grpc.request_timeout_ms`. At least `grpc.max_batch_events`.
+    /// `grpc.request_timeout_ms`. At least `grpc.request_max_events`.
     pub queue_max_events: usize,
 }
 
@@ -167,7 +170,8 @@ pub struct RaftConfig {
     /// behind catches up from the log rather than by snapshot.
     pub keep_after_snapshot_entries: u64,
     /// Raft entries per AppendEntries message.
-    pub max_payload_entries: u64,
+    #[serde(alias = "max_payload_entries")]
+    pub append_entries_max_entries: u64,
     /// Bytes of Raft entries per AppendEntries message, at most (one entry
     /// goes alone whatever its size). A follower that is behind is sent its
     /// backlog in messages of this size or, after a message was slow to
@@ -203,16 +207,19 @@ pub struct CheckpointConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     /// Largest message accepted or sent, both ways.
-    pub max_message_bytes: usize,
+    #[serde(alias = "max_message_bytes")]
+    pub message_max_bytes: usize,
     /// Deadline of an append or read inside the node (forwarding included).
     pub request_timeout_ms: u64,
     /// Most events in one AppendBatch or stream request.
-    pub max_batch_events: usize,
+    #[serde(alias = "max_batch_events")]
+    pub request_max_events: usize,
     /// Appends in flight on one AppendStream.
     pub stream_max_inflight: usize,
     /// Concurrent calls (HTTP/2 streams) on one connection; beyond it a
     /// client waits for one of its calls to end.
-    pub max_concurrent_streams: u32,
+    #[serde(alias = "max_concurrent_streams")]
+    pub connection_max_streams: u32,
     /// Longest TLS handshake before the connection is dropped.
     pub tls_handshake_timeout_ms: u64,
     /// After SIGTERM or SIGINT, how long open calls may take to finish once
@@ -265,10 +272,10 @@ impl Default for Config {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_events: 2048,
-            max_bytes: 2 << 20,
+            entry_max_events: 2048,
+            entry_max_bytes: 2 << 20,
             linger_us: 0,
-            max_inflight: 4,
+            inflight_max_entries: 4,
             queue_max_requests: 16_384,
             queue_max_events: 32_768,
         }
@@ -284,7 +291,7 @@ impl Default for RaftConfig {
             snapshot_after_entries: 20_000,
             snapshot_after_events: 100_000,
             keep_after_snapshot_entries: 500,
-            max_payload_entries: 64,
+            append_entries_max_entries: 64,
             append_entries_max_bytes: 1 << 20,
             append_entries_timeout_ms: 10_000,
             replication_stuck_after_ms: 30_000,
@@ -306,11 +313,11 @@ impl Default for CheckpointConfig {
 impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
-            max_message_bytes: 16 << 20,
+            message_max_bytes: 16 << 20,
             request_timeout_ms: 10_000,
-            max_batch_events: 4096,
+            request_max_events: 4096,
             stream_max_inflight: 1024,
-            max_concurrent_streams: 256,
+            connection_max_streams: 256,
             tls_handshake_timeout_ms: 5_000,
             shutdown_grace_ms: 5_000,
         }
@@ -410,8 +417,13 @@ impl Config {
 
     /// Loads defaults, then `file` (if any), then `VERITRAIL_*` variables (nested
     /// keys with `__`, e.g. `VERITRAIL_BATCH__LINGER_US`), then `overrides`.
+    ///
+    /// The defaults come from `#[serde(default)]` on every section rather than
+    /// from a provider: a setting's earlier name (a serde alias, kept when a
+    /// limit was renamed to the `<what>_max_<unit>` order) would otherwise
+    /// meet the default under its new name and be refused as a duplicate.
     pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
                 return Err(invalid(
@@ -459,19 +471,22 @@ impl Config {
             .validate()
             .map_err(|e| invalid("limits", e.to_string()))?;
         let b = &self.batch;
-        if b.max_events == 0 || b.max_bytes == 0 || b.max_inflight == 0 || b.queue_max_requests == 0
+        if b.entry_max_events == 0
+            || b.entry_max_bytes == 0
+            || b.inflight_max_entries == 0
+            || b.queue_max_requests == 0
         {
             return Err(invalid(
                 "batch",
                 "max_events, max_bytes, max_inflight and queue_max_requests must be at least 1",
             ));
         }
-        if b.queue_max_events < self.grpc.max_batch_events {
+        if b.queue_max_events < self.grpc.request_max_events {
             return Err(invalid(
                 "batch.queue_max_events",
                 format!(
-                    "must be at least grpc.max_batch_events ({}), or the largest batch could never queue",
-                    self.grpc.max_batch_events
+                    "must be at least grpc.request_max_events ({}), or the largest batch could never queue",
+                    self.grpc.request_max_events
                 ),
             ));
         }
@@ -488,26 +503,26 @@ impl Config {
                 "must exceed raft.election_timeout_min_ms",
             ));
         }
-        if r.max_payload_entries == 0 || r.snapshot_chunk_bytes == 0 {
+        if r.append_entries_max_entries == 0 || r.snapshot_chunk_bytes == 0 {
             return Err(invalid(
                 "raft",
-                "max_payload_entries and snapshot_chunk_bytes must be at least 1",
+                "append_entries_max_entries and snapshot_chunk_bytes must be at least 1",
             ));
         }
         // One Raft entry (a batch) must fit a gRPC message; AppendEntries messages
         // holding several are split by the network layer to fit.
-        if b.max_bytes + 64 * 1024 > self.grpc.max_message_bytes {
+        if b.entry_max_bytes + 64 * 1024 > self.grpc.message_max_bytes {
             return Err(invalid(
-                "batch.max_bytes",
-                "must be smaller than grpc.max_message_bytes minus 64 KiB",
+                "batch.entry_max_bytes",
+                "must be smaller than grpc.message_max_bytes minus 64 KiB",
             ));
         }
         if r.append_entries_max_bytes == 0
-            || r.append_entries_max_bytes as usize + 64 * 1024 > self.grpc.max_message_bytes
+            || r.append_entries_max_bytes as usize + 64 * 1024 > self.grpc.message_max_bytes
         {
             return Err(invalid(
                 "raft.append_entries_max_bytes",
-                "must be at least 1 and smaller than grpc.max_message_bytes minus 64 KiB",
+                "must be at least 1 and smaller than grpc.message_max_bytes minus 64 KiB",
             ));
         }
         if r.append_entries_timeout_ms <= r.heartbeat_ms {
@@ -522,49 +537,49 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if r.snapshot_chunk_bytes as usize + 64 * 1024 > self.grpc.max_message_bytes {
+        if r.snapshot_chunk_bytes as usize + 64 * 1024 > self.grpc.message_max_bytes {
             return Err(invalid(
                 "raft.snapshot_chunk_bytes",
-                "must be smaller than grpc.max_message_bytes minus 64 KiB",
+                "must be smaller than grpc.message_max_bytes minus 64 KiB",
             ));
         }
         let entry_max = self.limits.to_limits().entry_max_bytes();
-        if entry_max > b.max_bytes {
+        if entry_max > b.entry_max_bytes {
             return Err(invalid(
-                "batch.max_bytes",
+                "batch.entry_max_bytes",
                 format!("must hold at least one largest event ({entry_max} bytes)"),
             ));
         }
-        if entry_max + 64 * 1024 > self.grpc.max_message_bytes {
+        if entry_max + 64 * 1024 > self.grpc.message_max_bytes {
             return Err(invalid(
-                "grpc.max_message_bytes",
+                "grpc.message_max_bytes",
                 format!("must hold at least one largest event ({entry_max} bytes)"),
             ));
         }
-        if self.grpc.max_batch_events == 0
+        if self.grpc.request_max_events == 0
             || self.grpc.stream_max_inflight == 0
             || self.grpc.request_timeout_ms == 0
         {
             return Err(invalid(
                 "grpc",
-                "max_batch_events, stream_max_inflight and request_timeout_ms must be at least 1",
+                "request_max_events, stream_max_inflight and request_timeout_ms must be at least 1",
             ));
         }
-        if self.grpc.max_concurrent_streams == 0 || self.grpc.tls_handshake_timeout_ms == 0 {
+        if self.grpc.connection_max_streams == 0 || self.grpc.tls_handshake_timeout_ms == 0 {
             return Err(invalid(
                 "grpc",
-                "max_concurrent_streams and tls_handshake_timeout_ms must be at least 1",
+                "connection_max_streams and tls_handshake_timeout_ms must be at least 1",
             ));
         }
         let rate = &self.rate_limit;
-        if (rate.events_per_s > 0 && rate.events_burst < self.grpc.max_batch_events as u32)
+        if (rate.events_per_s > 0 && rate.events_burst < self.grpc.request_max_events as u32)
             || (rate.requests_per_s > 0 && rate.requests_burst == 0)
         {
             return Err(invalid(
                 "rate_limit",
                 format!(
-                    "events_burst must be at least grpc.max_batch_events ({}) and requests_burst at least 1 when their rate is set, or some requests could never pass",
-                    self.grpc.max_batch_events
+                    "events_burst must be at least grpc.request_max_events ({}) and requests_burst at least 1 when their rate is set, or some requests could never pass",
+                    self.grpc.request_max_events
                 ),
             ));
         }
@@ -750,6 +765,44 @@ mod tests {
             ),
             (4, "a.example/log", 50)
         );
+    }
+
+    /// Limits renamed to the `<what>_max_<unit>` order (issue #16) still load
+    /// under their earlier names, from a file and from the environment.
+    #[test]
+    fn earlier_names_of_renamed_limits_still_load() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ninsecure_dev = true\n[batch]\nmax_events = 100\nmax_bytes = 1000000\n\
+             max_inflight = 3\n[raft]\nmax_payload_entries = 7\n[grpc]\n\
+             max_message_bytes = 8000000\nmax_batch_events = 50\nmax_concurrent_streams = 9\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&path), &NoOverrides {}).expect("load");
+        assert_eq!(config.batch.entry_max_events, 100);
+        assert_eq!(config.batch.entry_max_bytes, 1_000_000);
+        assert_eq!(config.batch.inflight_max_entries, 3);
+        assert_eq!(config.raft.append_entries_max_entries, 7);
+        assert_eq!(config.grpc.message_max_bytes, 8_000_000);
+        assert_eq!(config.grpc.request_max_events, 50);
+        assert_eq!(config.grpc.connection_max_streams, 9);
+        // What a file does not name keeps its default.
+        assert_eq!(config.batch.linger_us, BatchConfig::default().linger_us);
+        assert_eq!(config.raft.heartbeat_ms, RaftConfig::default().heartbeat_ms);
+
+        std::fs::write(&path, "[tls]\ninsecure_dev = true\n").expect("write");
+        #[allow(
+            clippy::result_large_err,
+            reason = "figment's Jail takes a closure returning its own error type"
+        )]
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VERITRAIL_BATCH__MAX_INFLIGHT", "5");
+            let config = Config::load(Some(&path), &NoOverrides {}).expect("load");
+            assert_eq!(config.batch.inflight_max_entries, 5);
+            Ok(())
+        });
     }
 
     #[test]

@@ -4,22 +4,29 @@
 //! `RaftPeer` service on the same port as the public `AuditLog` and `Admin`
 //! services. The leader batches appends into Raft entries (`batcher`), every
 //! node serves reads and proofs from its own store, and the voters co-sign
-//! checkpoints (`checkpointer`).
+//! checkpoints (`cosign`). `node` is the hub that holds a node's parts; the rooms
+//! around it (`gate`, `admission`, `routing`, `linearize`, `cosign`,
+//! `membership`) each add one kind of operation to it.
 //!
 //! **Architecture invariant:** every append is acknowledged only after the
 //! Raft entry carrying it is committed on a majority (each member syncs its log
 //! before acknowledging) and applied with a synced write on the leader.
 
 pub mod admin_service;
+pub mod admission;
 pub mod audit_service;
 pub mod auth;
+pub mod background;
 pub mod batcher;
 pub mod certs;
-pub mod checkpointer;
 pub mod config;
+pub mod cosign;
 pub mod drain;
 pub mod error;
+pub mod gate;
 pub mod keys;
+pub mod linearize;
+pub mod membership;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -27,6 +34,7 @@ pub mod peer_service;
 pub mod peers;
 pub mod policy;
 pub mod replication;
+pub mod routing;
 pub mod server;
 pub mod tls;
 

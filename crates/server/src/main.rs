@@ -519,7 +519,7 @@ async fn health(probe: ProbeArgs, ready: bool) -> Result<(), String> {
     let reply = HealthClient::new(channel(&probe).await?)
         .check(HealthCheckRequest {
             service: if ready {
-                veritrail_server::checkpointer::READY_SERVICE.into()
+                veritrail_server::background::READY_SERVICE.into()
             } else {
                 "veritrail.v1.AuditLog".into()
             },

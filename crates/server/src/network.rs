@@ -47,7 +47,7 @@ use veritrail_proto::raft::RaftPayload;
 use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
 use veritrail_store::{NodeInfo, TypeConfig};
 
-use crate::peers::{Peers, with_timeout};
+use crate::peers::{PEER_FORMAT, Peers, peer_format, with_timeout};
 
 /// The smallest byte budget an adapting target goes down to. One entry is
 /// always sent, whatever its size.
@@ -60,7 +60,7 @@ const FRAMING_BYTES: usize = 1024;
 pub struct Network {
     pub peers: Peers,
     /// Largest message a peer accepts.
-    pub max_message_bytes: usize,
+    pub message_max_bytes: usize,
     /// Bytes of entries per AppendEntries message, at most.
     pub append_entries_max_bytes: usize,
     /// How long one AppendEntries message may take in all.
@@ -77,7 +77,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             peers: self.peers.clone(),
-            max_message_bytes: self.max_message_bytes,
+            message_max_bytes: self.message_max_bytes,
             append_entries_max_bytes: self.append_entries_max_bytes,
             append_entries_timeout: self.append_entries_timeout,
             budget_bytes: self.append_entries_max_bytes,
@@ -158,7 +158,7 @@ pub struct PeerNetwork {
     target: u64,
     addr: String,
     peers: Peers,
-    max_message_bytes: usize,
+    message_max_bytes: usize,
     append_entries_max_bytes: usize,
     append_entries_timeout: Duration,
     /// Bytes of entries the next message may carry.
@@ -219,7 +219,13 @@ async fn exchange(
         }
     };
     match tokio::time::timeout(timeout, call).await {
-        Ok(response) => Ok(response?.into_inner().postcard),
+        Ok(response) => {
+            let payload = response?.into_inner();
+            // An answer in a format this node cannot read is the peer's
+            // refusal to talk down to it, not bytes to guess at.
+            peer_format(payload.format).map_err(tonic::Status::failed_precondition)?;
+            Ok(payload.postcard)
+        }
         Err(_) => Err(tonic::Status::deadline_exceeded(format!(
             "no answer within {} ms",
             timeout.as_millis()
@@ -265,6 +271,7 @@ impl PeerNetwork {
         Ok(RaftPayload {
             postcard: postcard::to_stdvec(request).map_err(network_error)?,
             to_node_id: self.target,
+            format: PEER_FORMAT,
         })
     }
 
@@ -281,7 +288,7 @@ impl PeerNetwork {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = self.payload(request)?;
-        if payload.postcard.len() + FRAMING_BYTES > self.max_message_bytes {
+        if payload.postcard.len() + FRAMING_BYTES > self.message_max_bytes {
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint(0),
             ));
@@ -318,7 +325,7 @@ impl PeerNetwork {
         rpc.entries.truncate(keep);
         let last_log_id = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let payload = self.payload(&rpc)?;
-        if payload.postcard.len() + FRAMING_BYTES > self.max_message_bytes {
+        if payload.postcard.len() + FRAMING_BYTES > self.message_max_bytes {
             // One entry larger than a message: configuration refuses batches
             // that large, so only a changed message limit gets here.
             return Err(RPCError::PayloadTooLarge(

@@ -15,8 +15,10 @@ use veritrail_proto::raft::{
 };
 use veritrail_store::TypeConfig;
 
+use crate::admission::Admitted;
 use crate::error::NodeError;
 use crate::node::Node;
+use crate::peers::{PEER_FORMAT, peer_format};
 
 #[derive(Debug, Clone)]
 pub struct PeerService {
@@ -24,6 +26,7 @@ pub struct PeerService {
 }
 
 fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
+    peer_format(payload.format).map_err(Status::failed_precondition)?;
     postcard::from_bytes(&payload.postcard)
         .map_err(|e| Status::invalid_argument(format!("raft payload does not decode: {e}")))
 }
@@ -33,6 +36,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
     Ok(Response::new(RaftPayload {
         postcard,
         to_node_id: 0,
+        format: PEER_FORMAT,
     }))
 }
 
@@ -162,15 +166,19 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<ForwardAppendResponse>, Status> {
         self.admit_member(&request)?;
         let request = request.into_inner();
+        peer_format(request.format).map_err(Status::failed_precondition)?;
         let events: Vec<Event> = postcard::from_bytes(&request.events).map_err(|e| {
             Status::invalid_argument(format!("forwarded events do not decode: {e}"))
         })?;
         let outcome = self
             .node
-            .append_forwarded(request.principal, events)
+            .append_forwarded(Admitted::forwarded(request.principal, events))
             .await?;
         let outcome = postcard::to_stdvec(&outcome).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(ForwardAppendResponse { outcome }))
+        Ok(Response::new(ForwardAppendResponse {
+            outcome,
+            format: PEER_FORMAT,
+        }))
     }
 
     async fn identify(

@@ -1,5 +1,6 @@
 //! Connections to other nodes: one lazily connected gRPC channel per address,
-//! shared by Raft replication, append forwarding and checkpoint signing.
+//! shared by Raft replication, append forwarding and checkpoint signing; and
+//! the version of the formats peers exchange.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,16 +13,16 @@ use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
 #[derive(Debug, Clone)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
-    max_message_bytes: usize,
+    message_max_bytes: usize,
     /// This node's CA and certificate; `None` on a development node.
     tls: Option<ClientTlsConfig>,
 }
 
 impl Peers {
-    pub fn new(max_message_bytes: usize, tls: Option<ClientTlsConfig>) -> Self {
+    pub fn new(message_max_bytes: usize, tls: Option<ClientTlsConfig>) -> Self {
         Peers {
             channels: Arc::default(),
-            max_message_bytes,
+            message_max_bytes,
             tls,
         }
     }
@@ -54,8 +55,8 @@ impl Peers {
             }
         };
         Ok(RaftPeerClient::new(channel)
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes))
+            .max_decoding_message_size(self.message_max_bytes)
+            .max_encoding_message_size(self.message_max_bytes))
     }
 }
 
@@ -64,4 +65,41 @@ pub fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
     request
+}
+
+/// The version of the postcard formats in `RaftPayload` and `ForwardAppend`
+/// messages: openraft's requests and answers, the Raft entries inside them,
+/// forwarded events and their outcome. Their bytes are pinned by golden
+/// fixtures (`crates/store/testdata/formats`); a change to them gets a new
+/// version here, and decoding of every earlier one is kept.
+///
+/// During a rolling upgrade a node must still send what its peers read: a new
+/// version is sent only once every member reads it (docs/OPERATIONS.md, "What
+/// an upgrade may rely on").
+pub const PEER_FORMAT: u32 = 1;
+
+/// The format a peer message names, refused when this node cannot read it.
+/// `0` is version 1: version 0.1.0 did not tag its messages.
+pub fn peer_format(format: u32) -> Result<u32, String> {
+    match format {
+        0 | 1 => Ok(1),
+        newer => Err(format!(
+            "the peer sent format {newer}, and this node reads formats up to {PEER_FORMAT}: \
+             it runs an older version than the peer; upgrade it (docs/OPERATIONS.md, rolling upgrade)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untagged_and_current_formats_are_read_and_newer_ones_refused_by_name() {
+        assert_eq!(peer_format(0), Ok(1));
+        assert_eq!(peer_format(PEER_FORMAT), Ok(PEER_FORMAT));
+        let refused = peer_format(PEER_FORMAT + 1).expect_err("newer");
+        assert!(refused.contains("format 2"), "{refused}");
+        assert!(refused.contains("up to 1"), "{refused}");
+    }
 }

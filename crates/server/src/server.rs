@@ -14,15 +14,16 @@ use veritrail_store::Store;
 
 use crate::admin_service::AdminService;
 use crate::audit_service::AuditService;
+use crate::background::{run_gauges, run_readiness, run_snapshot_trigger};
 use crate::batcher::Batcher;
-use crate::checkpointer::{
-    run_bootstrap, run_checkpoints, run_gauges, run_readiness, run_snapshot_trigger,
-};
 use crate::config::Config;
+use crate::cosign::run_checkpoints;
 use crate::drain::Drain;
+use crate::gate::Gate;
+use crate::membership::run_bootstrap;
 use crate::metrics::Metrics;
 use crate::network::{Network, ReplicationHealth};
-use crate::node::{Gate, Node};
+use crate::node::Node;
 use crate::peer_service::PeerService;
 use crate::peers::Peers;
 use crate::replication::Replication;
@@ -36,8 +37,8 @@ fn raft_config(config: &Config) -> Result<openraft::Config, String> {
         election_timeout_min: r.election_timeout_min_ms,
         election_timeout_max: r.election_timeout_max_ms,
         install_snapshot_timeout: r.install_snapshot_timeout_ms,
-        max_payload_entries: r.max_payload_entries,
-        // Snapshots are taken by `checkpointer::run_snapshot_trigger`, which
+        max_payload_entries: r.append_entries_max_entries,
+        // Snapshots are taken by `background::run_snapshot_trigger`, which
         // counts events too and waits for members being caught up.
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: r.keep_after_snapshot_entries,
@@ -61,8 +62,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         Some(t) => t.spiffe_id.clone(),
         None => format!("veritrail/node/{}", config.node_id),
     };
+    // The node's own records (denied appends) are admitted without checking
+    // their principal again: it is checked once, here.
+    veritrail_core::validate_principal(&principal, &config.limits.to_limits())
+        .map_err(|e| format!("this node's identity {principal:?} cannot be a principal: {e}"))?;
     let peers = Peers::new(
-        config.grpc.max_message_bytes,
+        config.grpc.message_max_bytes,
         tls.as_ref().map(crate::tls::TlsMaterial::client),
     );
     let replication_health = ReplicationHealth::default();
@@ -71,7 +76,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         Arc::new(raft_config(&config)?),
         Network {
             peers: peers.clone(),
-            max_message_bytes: config.grpc.max_message_bytes,
+            message_max_bytes: config.grpc.message_max_bytes,
             append_entries_max_bytes: config.raft.append_entries_max_bytes as usize,
             append_entries_timeout: Duration::from_millis(config.raft.append_entries_timeout_ms),
             health: replication_health.clone(),
@@ -140,7 +145,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .register_encoded_file_descriptor_set(veritrail_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
-    let max = config.grpc.max_message_bytes;
+    let max = config.grpc.message_max_bytes;
     // Every service but health and reflection sits behind a Gate, which
     // authenticates each call before its body is read.
     let audit = InterceptedService::new(
@@ -204,7 +209,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     };
     let serve = server
-        .max_concurrent_streams(Some(config.grpc.max_concurrent_streams))
+        .max_concurrent_streams(Some(config.grpc.connection_max_streams))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)

@@ -1,6 +1,5 @@
-//! Background tasks: the leader's checkpoint rounds, the bootstrap of a new
-//! cluster, the readiness health status, and keeping the metrics gauges
-//! current.
+//! The loops that keep a node's outward state current: its readiness, when it
+//! takes a snapshot, and the metrics gauges.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,74 +7,6 @@ use std::time::{Duration, Instant};
 use openraft::ServerState;
 
 use crate::node::{Node, blocking};
-
-/// On the leader, cut and co-sign a checkpoint every `checkpoint.interval_ms`
-/// when the log has grown.
-pub async fn run_checkpoints(node: Arc<Node>) {
-    let mut ticker =
-        tokio::time::interval(Duration::from_millis(node.config.checkpoint.interval_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if !node.is_leader() {
-            continue;
-        }
-        match node.checkpoint_round().await {
-            Ok(Some(size)) => tracing::debug!(size, "checkpoint co-signed and recorded"),
-            Ok(None) => {}
-            Err(e) => {
-                node.metrics.checkpoint_failures.inc();
-                tracing::warn!(error = %e, "checkpoint round failed");
-            }
-        }
-    }
-}
-
-/// With `initial_members` set, the member with the smallest id initializes the
-/// cluster once every member answers, unless one of them already belongs to a
-/// cluster. Idempotent: an initialized node does nothing, so restarts and
-/// re-runs are safe, and a first member that lost its data does not start a
-/// second history.
-pub async fn run_bootstrap(node: Arc<Node>, members: Vec<(u64, String)>) {
-    let Some(first) = members.iter().map(|(id, _)| *id).min() else {
-        return;
-    };
-    if first != node.id {
-        return;
-    }
-    let mut logged = Instant::now() - Duration::from_secs(60);
-    loop {
-        match node.raft.is_initialized().await {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "bootstrap: raft stopped");
-                return;
-            }
-        }
-        match node.initialize(&members).await {
-            Ok(()) => {
-                tracing::info!(members = ?members, "bootstrap: cluster initialized");
-                return;
-            }
-            Err(crate::error::NodeError::FailedPrecondition(reason)) => {
-                // Either another start won the race (nothing to say), or the
-                // members disagree about who they are: that needs an operator.
-                if !matches!(node.raft.is_initialized().await, Ok(true)) {
-                    tracing::error!(%reason, "bootstrap: not initializing the cluster");
-                }
-                return;
-            }
-            Err(e) => {
-                if logged.elapsed() > Duration::from_secs(5) {
-                    tracing::info!(error = %e, "bootstrap: waiting for every initial member to answer");
-                    logged = Instant::now();
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 /// The gRPC health service name that reports readiness: `SERVING` while this
 /// node is a member of a cluster that has a leader it knows, so that it can
