@@ -16,7 +16,8 @@
 //! | `by_field`  | field tag `u8` (1 source, 2 actor, 3 action), `u16` value length, value, seq `u64` | empty | apply, install |
 //! | `merkle_nodes` | last leaf `u64`, level `u8` | 32-byte hash of the perfect subtree | apply, install |
 //! | `checkpoints` | tree size `u64` | signed note text, all signatures gathered | apply of `Command::Checkpoint` |
-//! | `sm_meta`   | `b"origin"` | the log's origin, UTF-8 | first open |
+//! | `sm_meta`   | `b"format_version"` | `u64`: [`DATA_FORMAT_VERSION`] of the release that last opened it; absent in 0.1.0's | open |
+//! |             | `b"origin"` | the log's origin, UTF-8 | first open |
 //! |             | `b"last_applied"` | postcard `Option<LogId>` | apply, install |
 //! |             | `b"membership"` | postcard `StoredMembership` | apply, install |
 //! |             | `b"tail"` | [`crate::tail::Tail`] encoding | apply, install |
@@ -66,6 +67,15 @@ const ALL_CFS: [&str; 8] = [
     CF_SM_META,
 ];
 
+/// The version of this layout and of the postcard records in it (the Raft
+/// log's entries, the vote, the state machine's records). Pinned by the golden
+/// fixtures in `testdata/formats` and by the 0.1.0 data directory of the
+/// upgrade test. A release that changes any of them raises it, keeps reading
+/// every earlier version, and converts on open; a release meeting a later
+/// version refuses to open the directory ([`StoreError::NewerFormat`]).
+pub const DATA_FORMAT_VERSION: u64 = 1;
+
+pub(crate) const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 pub(crate) const KEY_VOTE: &[u8] = b"vote";
 pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
 pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
@@ -176,8 +186,25 @@ impl Db {
             .chain(legacy.then(|| ColumnFamilyDescriptor::new(CF_MERKLE_V1, Options::default())))
             .collect();
         let mut db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        // Before anything is converted or written: a later release's data
+        // is left exactly as it was.
+        let found = stored_format_version(&db, path)?;
         if legacy {
             migrate_merkle_v1(&mut db)?;
+        }
+        if found != Some(DATA_FORMAT_VERSION) {
+            let sm_meta = db
+                .cf_handle(CF_SM_META)
+                .unwrap_or_else(|| panic!("column family {CF_SM_META} exists after open"));
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                sm_meta,
+                KEY_FORMAT_VERSION,
+                DATA_FORMAT_VERSION.to_be_bytes(),
+            );
+            let mut sync = WriteOptions::default();
+            sync.set_sync(true);
+            db.write_opt(batch, &sync)?;
         }
         Ok(Db { db })
     }
@@ -201,6 +228,7 @@ impl Db {
             )));
         }
         let db = DB::open_cf_for_read_only(&opts, path, ALL_CFS, false)?;
+        stored_format_version(&db, path)?;
         Ok(Db { db })
     }
 
@@ -264,6 +292,34 @@ impl Db {
 }
 
 /// Serializes a value with postcard. Our types always serialize.
+/// The data format a directory records (`None` for a new one, or one of
+/// 0.1.0's, which did not record it: both are version 1), refused when it is
+/// later than this release reads.
+fn stored_format_version(db: &DB, path: &Path) -> Result<Option<u64>> {
+    let Some(sm_meta) = db.cf_handle(CF_SM_META) else {
+        return Ok(None);
+    };
+    let Some(bytes) = db.get_cf(sm_meta, KEY_FORMAT_VERSION)? else {
+        return Ok(None);
+    };
+    let found = <[u8; 8]>::try_from(bytes.as_slice())
+        .map(u64::from_be_bytes)
+        .map_err(|_| {
+            StoreError::corrupt(
+                "sm_meta/format_version",
+                format!("{} bytes, expected 8", bytes.len()),
+            )
+        })?;
+    if found > DATA_FORMAT_VERSION {
+        return Err(StoreError::NewerFormat {
+            path: path.display().to_string(),
+            found,
+            known: DATA_FORMAT_VERSION,
+        });
+    }
+    Ok(Some(found))
+}
+
 pub(crate) fn to_postcard<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).unwrap_or_else(|e| panic!("postcard serialization cannot fail: {e}"))
 }
@@ -378,4 +434,66 @@ fn migrate_merkle_v1(db: &mut DB) -> Result<()> {
         "Merkle nodes moved to the append-ordered layout"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(path: &Path) -> Option<u64> {
+        let db = Db::open_read_only(path).expect("open read-only");
+        stored_format_version(&db.db, path).expect("a version this release reads")
+    }
+
+    /// A new directory, like one of 0.1.0 (which recorded no version), is
+    /// version 1 and is marked so on open. A directory of a later format is
+    /// refused by a writable open and by fsck's read-only one, by name, and
+    /// left as it was: a downgrade fails at once with nothing changed.
+    #[test]
+    fn a_directory_of_a_later_format_is_refused_and_left_unchanged() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        drop(Db::open(dir.path(), &DbTuning::default()).expect("open"));
+        assert_eq!(stored(dir.path()), Some(DATA_FORMAT_VERSION));
+
+        {
+            let db = Db::open(dir.path(), &DbTuning::default()).expect("open");
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(db.cf(CF_SM_META), KEY_FORMAT_VERSION);
+            db.write_synced(batch).expect("write");
+        }
+        assert_eq!(stored(dir.path()), None, "as 0.1.0 left it");
+        drop(Db::open(dir.path(), &DbTuning::default()).expect("a 0.1.0 directory opens"));
+        assert_eq!(stored(dir.path()), Some(DATA_FORMAT_VERSION));
+
+        let later = DATA_FORMAT_VERSION + 1;
+        {
+            let db = Db::open(dir.path(), &DbTuning::default()).expect("open");
+            let mut batch = WriteBatch::default();
+            batch.put_cf(db.cf(CF_SM_META), KEY_FORMAT_VERSION, later.to_be_bytes());
+            db.write_synced(batch).expect("write");
+        }
+        for refused in [
+            Db::open(dir.path(), &DbTuning::default()).map(drop),
+            Db::open_read_only(dir.path()).map(drop),
+        ] {
+            let error = refused.expect_err("a later format");
+            assert!(
+                matches!(error, StoreError::NewerFormat { found, known, .. }
+                    if found == later && known == DATA_FORMAT_VERSION),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("data format {later}"))
+                    && message.contains(&format!("up to {DATA_FORMAT_VERSION}")),
+                "{message}"
+            );
+        }
+        let raw = DB::open_cf_for_read_only(&Options::default(), dir.path(), ALL_CFS, false)
+            .expect("raw open");
+        let value = raw
+            .get_cf(raw.cf_handle(CF_SM_META).expect("cf"), KEY_FORMAT_VERSION)
+            .expect("read");
+        assert_eq!(value, Some(later.to_be_bytes().to_vec()), "left unchanged");
+    }
 }

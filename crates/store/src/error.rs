@@ -47,6 +47,19 @@ pub enum StoreError {
     #[error("{0}")]
     OutOfRange(String),
 
+    /// The data directory was written by a later release, in a format this one
+    /// does not read: opening it, let alone writing into it, could damage it.
+    #[error(
+        "{path} holds data format {found}, written by a later release; this release reads \
+         formats up to {known}. Run the later release (docs/OPERATIONS.md, what an upgrade \
+         may rely on)"
+    )]
+    NewerFormat {
+        path: String,
+        found: u64,
+        known: u64,
+    },
+
     /// A request was malformed (reversed range, zero limit).
     #[error("{0}")]
     InvalidArgument(String),

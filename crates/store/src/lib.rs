@@ -72,7 +72,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use async_reader::AsyncReader;
-pub use db::DbTuning;
+pub use db::{DATA_FORMAT_VERSION, DbTuning};
 pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
 pub use log_ledger::{Lag, LogLedger};

@@ -20,6 +20,13 @@ pub struct NodeInfo {
 }
 
 /// What one Raft log entry carries.
+///
+/// The variant is the entry's format tag (postcard writes its index first).
+/// Variants are only ever added at the end, and a variant's shape never
+/// changes: a command that needs another shape becomes a new variant beside
+/// the old one, which stays readable, and the leader proposes it only once
+/// every member's release reads it (peers name their format, see the server's
+/// `PEER_FORMAT`; a data directory names its own, [`crate::DATA_FORMAT_VERSION`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Append events: one entry carries many client requests (group commit).
