@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::transport::Conn;
 use futures::stream::{self, BoxStream, StreamExt};
 use tonic::{Code, Streaming};
-use veritrail_core::{Event, Hash, Limits};
+use veritrail_core::{Event, Hash, Limits, ScanQuery, TailQuery};
 use veritrail_proto::v1::admin_client::AdminClient;
 use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{self, ReadConsistency};
@@ -24,32 +24,6 @@ use crate::types::{
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) transport: Arc<Transport>,
-}
-
-/// Which entries a [`Client::scan`] returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScanQuery {
-    pub from_seq: u64,
-    /// Exclusive; the end of the log when `None`.
-    pub to_seq: Option<u64>,
-    pub source: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// Only entries stamped at or after this time, unix nanoseconds.
-    pub since_ns: Option<u64>,
-    /// Only entries stamped before this time, unix nanoseconds.
-    pub until_ns: Option<u64>,
-    /// Most entries to return; 0 means no limit.
-    pub limit: u64,
-}
-
-/// Which entries a [`Client::tail`] follows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TailQuery {
-    pub from_seq: u64,
-    pub source: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
 }
 
 /// A validated event ready for the wire, with the idempotency key it will keep

@@ -49,7 +49,7 @@ mod transport;
 mod types;
 mod verifier;
 
-pub use client::{Client, ScanQuery, TailQuery};
+pub use client::Client;
 pub use config::{ClientConfig, RetryPolicy, TlsSettings};
 pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
@@ -61,5 +61,7 @@ pub use verifier::{Advance, ChainState, TRUSTED_STATE_FORMAT, TrustedState, Veri
 
 /// The event and entry types, and the offline verification of the core.
 pub use veritrail_core::{self as core, Entry, Event, Hash};
+/// What a scan and a tail read: the core's queries, which the nodes answer.
+pub use veritrail_core::{ScanQuery, TailQuery};
 /// The generated wire types (admin responses are returned as they are).
 pub use veritrail_proto::v1 as proto;

@@ -27,7 +27,7 @@ use crate::node::{Node, blocking};
 use crate::policy::Action;
 
 /// Entries read from the store per page when streaming.
-const STREAM_PAGE_ENTRIES: usize = 256;
+const STREAM_PAGE_ENTRIES: u64 = 256;
 /// Entries buffered between the reader task and the client.
 const STREAM_BUFFER_ENTRIES: usize = 512;
 
