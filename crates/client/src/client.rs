@@ -6,18 +6,19 @@ use std::sync::Arc;
 use crate::transport::Conn;
 use futures::stream::{self, BoxStream, StreamExt};
 use tonic::{Code, Streaming};
-use veritrail_core::{Event, Hash, Limits, ScanQuery, TailQuery};
+use veritrail_core::{
+    ConsistencyProof, Event, Hash, InclusionProof, Limits, LogEntry, RangeReport, ScanQuery,
+    SignedCheckpoint, TailQuery,
+};
 use veritrail_proto::v1::admin_client::AdminClient;
 use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{self, ReadConsistency};
-use veritrail_proto::{event_to_wire, hash_from_wire};
+use veritrail_proto::{frontier_from_wire, scan_to_wire};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::transport::{REDIRECTS_WITHOUT_BACKOFF_MAX, Retry, Transport, exhausted};
-use crate::types::{
-    ConsistencyProof, InclusionProof, LogEntry, RangeReport, Receipt, SignedCheckpoint, hashes,
-};
+use crate::types::{Receipt, log_entry};
 
 /// A connection to a Veritrail cluster. Cheap to clone; clones share channels
 /// and what they learnt about the leader.
@@ -39,7 +40,7 @@ pub(crate) fn prepare(mut event: Event) -> Result<v1::Event> {
     event
         .validate(&Limits::format_maximum())
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    Ok(event_to_wire(&event))
+    Ok(v1::Event::from(&event))
 }
 
 fn receipts(events: &[v1::Event], wire: Vec<v1::Receipt>) -> Result<Vec<Receipt>> {
@@ -80,11 +81,11 @@ impl Client {
         self.transport.addrs()
     }
 
-    fn consistency(&self) -> i32 {
+    fn consistency(&self) -> ReadConsistency {
         if self.transport.config.local_reads {
-            ReadConsistency::Local as i32
+            ReadConsistency::Local
         } else {
-            ReadConsistency::Linearizable as i32
+            ReadConsistency::Linearizable
         }
     }
 
@@ -159,7 +160,7 @@ impl Client {
     }
 
     async fn get_entry(&self, key: v1::get_entry_request::Key) -> Result<LogEntry> {
-        let consistency = self.consistency();
+        let consistency = self.consistency() as i32;
         let (response, _) = self
             .transport
             .call("GetEntry", |channel| {
@@ -171,7 +172,7 @@ impl Client {
                 async move { client.get_entry(request).await }
             })
             .await?;
-        LogEntry::from_wire(response.into_inner().entry)
+        log_entry(response.into_inner().entry)
     }
 
     /// Entries matching `query`, in sequence order. A stream that breaks (a node
@@ -203,12 +204,7 @@ impl Client {
                 }
             })
             .await?;
-        let r = response.into_inner();
-        Ok(SignedCheckpoint {
-            tree_size: r.tree_size,
-            root: hash_from_wire("root_hash", &r.root_hash)?,
-            note: r.signed_note,
-        })
+        Ok(SignedCheckpoint::try_from(response.into_inner())?)
     }
 
     /// The latest checkpoint node `node` holds, asked of it alone, once.
@@ -222,16 +218,12 @@ impl Client {
             .get_checkpoint(v1::GetCheckpointRequest { tree_size: None })
             .await?
             .into_inner();
-        Ok(SignedCheckpoint {
-            tree_size: r.tree_size,
-            root: hash_from_wire("root_hash", &r.root_hash)?,
-            note: r.signed_note,
-        })
+        Ok(SignedCheckpoint::try_from(r)?)
     }
 
     /// The inclusion proof of entry `seq` in the tree of `tree_size` entries.
     pub async fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<InclusionProof> {
-        let consistency = self.consistency();
+        let consistency = self.consistency() as i32;
         let (response, _) = self
             .transport
             .call("GetInclusionProof", |channel| {
@@ -247,14 +239,7 @@ impl Client {
                 }
             })
             .await?;
-        let r = response.into_inner();
-        Ok(InclusionProof {
-            seq: r.seq,
-            tree_size: r.tree_size,
-            leaf: hash_from_wire("leaf_hash", &r.leaf_hash)?,
-            proof: hashes("proof", &r.proof)?,
-            root: hash_from_wire("root_hash", &r.root_hash)?,
-        })
+        Ok(InclusionProof::try_from(response.into_inner())?)
     }
 
     /// The consistency proof from the tree of `from_size` to that of `to_size`.
@@ -284,7 +269,7 @@ impl Client {
         to_size: u64,
         node: Option<usize>,
     ) -> Result<ConsistencyProof> {
-        let consistency = self.consistency();
+        let consistency = self.consistency() as i32;
         let request = v1::GetConsistencyProofRequest {
             from_size,
             to_size,
@@ -311,19 +296,13 @@ impl Client {
                 .0
                 .into_inner(),
         };
-        Ok(ConsistencyProof {
-            from_size: r.from_size,
-            to_size: r.to_size,
-            proof: hashes("proof", &r.proof)?,
-            from_root: hash_from_wire("from_root", &r.from_root)?,
-            to_root: hash_from_wire("to_root", &r.to_root)?,
-        })
+        Ok(ConsistencyProof::try_from(r)?)
     }
 
     /// The Merkle frontier of the tree of `tree_size` entries (unverified: it is
     /// checked by the root it leads to).
     pub async fn frontier(&self, tree_size: u64) -> Result<Vec<Hash>> {
-        let consistency = self.consistency();
+        let consistency = self.consistency() as i32;
         let (response, _) = self
             .transport
             .call("GetFrontier", |channel| {
@@ -338,7 +317,7 @@ impl Client {
                 }
             })
             .await?;
-        let hashes = hashes("hashes", &response.into_inner().hashes)?;
+        let hashes = frontier_from_wire(response.into_inner())?;
         if hashes.len() != tree_size.count_ones() as usize {
             return Err(Error::Protocol(format!(
                 "a frontier of size {tree_size} has {} hashes, not {}",
@@ -362,14 +341,7 @@ impl Client {
                 }
             })
             .await?;
-        let r = response.into_inner();
-        Ok(RangeReport {
-            ok: r.ok,
-            entries_checked: r.entries_checked,
-            first_bad_seq: r.first_bad_seq,
-            problem: r.problem,
-            root: hash_from_wire("root_hash", &r.root_hash)?,
-        })
+        Ok(RangeReport::try_from(response.into_inner())?)
     }
 
     /// The status of whichever node answers first (the preferred one).
@@ -613,20 +585,13 @@ impl Resumable {
     }
 
     async fn open(&self) -> Result<(Open, usize)> {
-        let consistency = self.client.consistency();
         match &self.cursor {
             Cursor::Scan(q) => {
-                let request = v1::ScanRequest {
-                    from_seq: q.from_seq,
-                    to_seq: q.to_seq,
-                    source: q.source.clone(),
-                    actor: q.actor.clone(),
-                    action: q.action.clone(),
-                    since_ns: q.since_ns,
-                    until_ns: q.until_ns,
+                let query = ScanQuery {
                     limit: self.remaining.unwrap_or(0),
-                    consistency,
+                    ..q.clone()
                 };
+                let request = scan_to_wire(&query, self.client.consistency());
                 let (s, node) = self
                     .client
                     .transport
@@ -639,12 +604,7 @@ impl Resumable {
                 Ok((Open::Scan(s.into_inner()), node))
             }
             Cursor::Tail(q) => {
-                let request = v1::TailRequest {
-                    from_seq: q.from_seq,
-                    source: q.source.clone(),
-                    actor: q.actor.clone(),
-                    action: q.action.clone(),
-                };
+                let request = v1::TailRequest::from(q);
                 let (s, node) = self
                     .client
                     .transport
@@ -699,7 +659,7 @@ impl Resumable {
             let node = *node;
             let status = match open.next().await {
                 Ok(Some(entry)) => {
-                    let entry = LogEntry::from_wire(entry);
+                    let entry = log_entry(entry);
                     match &entry {
                         Ok(e) => self.advance(e.seq()),
                         Err(_) => self.done = true,

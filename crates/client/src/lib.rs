@@ -54,10 +54,13 @@ pub use config::{ClientConfig, RetryPolicy, TlsSettings};
 pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
 pub use transport::LEADER_ADDR_METADATA;
-pub use types::{
-    ConsistencyProof, InclusionProof, LogEntry, RangeReport, Receipt, SignedCheckpoint,
-};
+pub use types::Receipt;
 pub use verifier::{Advance, ChainState, TRUSTED_STATE_FORMAT, TrustedState, Verifier};
+/// What nodes serve: entries, checkpoints, proofs and range reports, the
+/// core's types, converted from the wire in `veritrail-proto`.
+pub use veritrail_core::{
+    ConsistencyProof, InclusionProof, LogEntry, RangeReport, SignedCheckpoint,
+};
 
 /// The event and entry types, and the offline verification of the core.
 pub use veritrail_core::{self as core, Entry, Event, Hash};

@@ -1,9 +1,8 @@
-//! What the SDK hands back: receipts, entries checked against their own hash,
-//! proofs and checkpoints, converted from the wire once, here.
+//! What the SDK hands back beyond the core's served types: receipts, which
+//! carry the idempotency key the SDK chose, and entries out of responses.
 
-use veritrail_core::{Entry, Hash, entry_hash};
-use veritrail_proto::hash_from_wire;
-use veritrail_proto::v1;
+use veritrail_core::{Hash, LogEntry};
+use veritrail_proto::{receipt_from_wire, v1};
 
 use crate::error::{Error, Result};
 
@@ -24,128 +23,19 @@ pub struct Receipt {
 
 impl Receipt {
     pub(crate) fn from_wire(receipt: v1::Receipt, event_id: String) -> Result<Receipt> {
+        let (receipt, duplicate) = receipt_from_wire(receipt)?;
         Ok(Receipt {
             seq: receipt.seq,
-            entry_hash: hash_from_wire("receipt.entry_hash", &receipt.entry_hash)?,
+            entry_hash: receipt.entry_hash,
             timestamp_ns: receipt.timestamp_ns,
-            duplicate: receipt.duplicate,
+            duplicate,
             event_id,
         })
     }
 }
 
-/// An entry read from the log, decoded from its canonical bytes (never from the
-/// convenience fields beside them) and checked against the hash it came with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogEntry {
-    pub entry: Entry,
-    pub hash: Hash,
-    /// The canonical bytes: what is hashed, and what an evidence bundle carries.
-    pub canonical: Vec<u8>,
-}
-
-impl LogEntry {
-    pub(crate) fn from_wire(wire: Option<v1::Entry>) -> Result<LogEntry> {
-        let wire = wire.ok_or_else(|| Error::Protocol("response carries no entry".into()))?;
-        let entry = Entry::decode(&wire.canonical)
-            .map_err(|e| Error::Protocol(format!("entry {} does not decode: {e}", wire.seq)))?;
-        let hash = entry_hash(&wire.canonical);
-        if wire.entry_hash != hash.as_bytes() {
-            return Err(Error::Protocol(format!(
-                "entry {}: its bytes hash to {hash}, not to the hash sent with them",
-                wire.seq
-            )));
-        }
-        if entry.seq != wire.seq {
-            return Err(Error::Protocol(format!(
-                "entry sent as seq {} carries seq {}",
-                wire.seq, entry.seq
-            )));
-        }
-        Ok(LogEntry {
-            entry,
-            hash,
-            canonical: wire.canonical,
-        })
-    }
-
-    pub fn seq(&self) -> u64 {
-        self.entry.seq
-    }
-}
-
-/// A co-signed checkpoint as a node serves it. Unverified: hand it to a
-/// [`crate::Verifier`] to check its signatures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedCheckpoint {
-    pub tree_size: u64,
-    pub root: Hash,
-    /// The C2SP signed note (docs/FORMAT.md sections 5 and 6).
-    pub note: String,
-}
-
-/// An RFC 6962 inclusion proof as a node serves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InclusionProof {
-    pub seq: u64,
-    pub tree_size: u64,
-    pub leaf: Hash,
-    pub proof: Vec<Hash>,
-    /// The root the node claims for `tree_size`.
-    pub root: Hash,
-}
-
-impl InclusionProof {
-    /// Checks the proof against a root the caller trusts.
-    pub fn verify(&self, trusted_root: &Hash) -> Result<()> {
-        veritrail_core::merkle::verify_inclusion(
-            self.seq,
-            self.tree_size,
-            &self.leaf,
-            &self.proof,
-            trusted_root,
-        )?;
-        Ok(())
-    }
-}
-
-/// An RFC 6962 consistency proof as a node serves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsistencyProof {
-    pub from_size: u64,
-    pub to_size: u64,
-    pub proof: Vec<Hash>,
-    /// The roots the node claims for the two sizes.
-    pub from_root: Hash,
-    pub to_root: Hash,
-}
-
-impl ConsistencyProof {
-    /// Checks the proof between two roots the caller trusts.
-    pub fn verify(&self, from_root: &Hash, to_root: &Hash) -> Result<()> {
-        veritrail_core::merkle::verify_consistency(
-            self.from_size,
-            self.to_size,
-            from_root,
-            to_root,
-            &self.proof,
-        )?;
-        Ok(())
-    }
-}
-
-/// What a node found recomputing a range of its own log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RangeReport {
-    pub ok: bool,
-    pub entries_checked: u64,
-    pub first_bad_seq: Option<u64>,
-    pub problem: String,
-    pub root: Hash,
-}
-
-pub(crate) fn hashes(field: &'static str, wire: &[Vec<u8>]) -> Result<Vec<Hash>> {
-    wire.iter()
-        .map(|h| hash_from_wire(field, h).map_err(Error::from))
-        .collect()
+/// The entry a response carries, which every response that has the field must.
+pub(crate) fn log_entry(wire: Option<v1::Entry>) -> Result<LogEntry> {
+    let wire = wire.ok_or_else(|| Error::Protocol("response carries no entry".into()))?;
+    Ok(LogEntry::try_from(wire)?)
 }

@@ -25,6 +25,7 @@ mod limits;
 pub mod merkle;
 pub mod note;
 mod query;
+mod served;
 
 pub use chain::ChainVerifier;
 pub use checkpoint::Checkpoint;
@@ -37,3 +38,4 @@ pub use limits::{
     FORMAT_PAYLOAD_MAX_BYTES, Limits,
 };
 pub use query::{ScanQuery, TailQuery};
+pub use served::{ConsistencyProof, InclusionProof, LogEntry, RangeReport, SignedCheckpoint};
