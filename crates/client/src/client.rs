@@ -17,7 +17,8 @@ use veritrail_proto::{frontier_from_wire, scan_to_wire};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
-use crate::transport::{REDIRECTS_WITHOUT_BACKOFF_MAX, Retry, Transport, exhausted};
+use crate::retry::{Next, Retry, RetryState};
+use crate::transport::Transport;
 use crate::types::{Receipt, log_entry};
 
 /// A connection to a Veritrail cluster. Cheap to clone; clones share channels
@@ -555,8 +556,8 @@ struct Resumable {
     remaining: Option<u64>,
     open: Option<(Open, usize)>,
     done: bool,
-    failures: u32,
-    failing_since: Option<std::time::Instant>,
+    /// Failures since the last entry returned.
+    retry: RetryState,
 }
 
 impl Resumable {
@@ -565,14 +566,14 @@ impl Resumable {
             Cursor::Scan(q) if q.limit > 0 => Some(q.limit),
             _ => None,
         };
+        let retry = RetryState::new(client.transport.config.retry);
         Resumable {
             client,
             cursor,
             remaining,
             open: None,
             done: false,
-            failures: 0,
-            failing_since: None,
+            retry,
         }
     }
 
@@ -630,8 +631,7 @@ impl Resumable {
                 self.done = true;
             }
         }
-        self.failures = 0;
-        self.failing_since = None;
+        self.retry.reset();
     }
 
     fn finished_range(&self) -> bool {
@@ -639,9 +639,6 @@ impl Resumable {
     }
 
     async fn next(&mut self) -> Option<Result<LogEntry>> {
-        let policy = self.client.transport.config.retry;
-        let mut backoff = policy.backoff();
-        let mut redirects = 0;
         loop {
             if self.done || self.finished_range() {
                 return None;
@@ -673,28 +670,22 @@ impl Resumable {
                 Err(status) => status,
             };
             self.open = None;
-            let retry = self.client.transport.on_failure(node, &status);
-            let since = *self
-                .failing_since
-                .get_or_insert_with(std::time::Instant::now);
-            self.failures += 1;
-            if retry == Retry::No
-                || status.code() == Code::OutOfRange && matches!(self.cursor, Cursor::Scan(_))
-            {
-                self.done = true;
-                return Some(Err(status.into()));
+            let mut retry = self.client.transport.on_failure(node, &status);
+            // A scan reaching beyond the log is the caller's mistake: asking
+            // again cannot help.
+            if status.code() == Code::OutOfRange && matches!(self.cursor, Cursor::Scan(_)) {
+                retry = Retry::No;
             }
-            if self.failures >= policy.max_attempts || since.elapsed() >= policy.deadline() {
-                self.done = true;
-                return Some(Err(exhausted(self.failures, since, status.into())));
-            }
+            let delay = match self.retry.after_failure(retry, &status) {
+                Next::Final(error) | Next::Exhausted(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+                Next::Now => None,
+                Next::After(delay) => Some(delay),
+            };
             tracing::debug!(code = ?status.code(), message = status.message(), "read stream broke; resuming");
-            if retry == Retry::Redirected && redirects < REDIRECTS_WITHOUT_BACKOFF_MAX {
-                redirects += 1;
-                continue;
-            }
-            redirects = 0;
-            if let Some(delay) = backoff.next() {
+            if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
         }

@@ -45,6 +45,7 @@ mod client;
 mod config;
 mod error;
 mod producer;
+mod retry;
 mod transport;
 mod types;
 mod verifier;
@@ -53,7 +54,7 @@ pub use client::Client;
 pub use config::{ClientConfig, RetryPolicy, TlsSettings};
 pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
-pub use transport::LEADER_ADDR_METADATA;
+pub use retry::LEADER_ADDR_METADATA;
 pub use types::Receipt;
 pub use verifier::{Advance, ChainState, TRUSTED_STATE_FORMAT, TrustedState, Verifier};
 /// What nodes serve: entries, checkpoints, proofs and range reports, the
