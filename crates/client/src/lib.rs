@@ -41,21 +41,26 @@
 //! only, never on the server or RocksDB: an auditor's verifier trusts no code
 //! that runs on a node.
 
+mod admin;
+mod append;
 mod client;
 mod config;
 mod error;
 mod producer;
+mod proofs;
+mod read;
+mod read_stream;
+mod receipt;
 mod retry;
 mod transport;
-mod types;
 mod verifier;
 
 pub use client::Client;
 pub use config::{ClientConfig, RetryPolicy, TlsSettings};
 pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
+pub use receipt::Receipt;
 pub use retry::LEADER_ADDR_METADATA;
-pub use types::Receipt;
 pub use verifier::{Advance, ChainState, TRUSTED_STATE_FORMAT, TrustedState, Verifier};
 /// What nodes serve: entries, checkpoints, proofs and range reports, the
 /// core's types, converted from the wire in `veritrail-proto`.

@@ -31,11 +31,12 @@ use veritrail_core::Event;
 use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{self, AppendStreamRequest, AppendStreamResponse};
 
-use crate::client::{Client, prepare};
+use crate::append::prepare;
+use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::receipt::Receipt;
 use crate::retry::{LEADER_ADDR_METADATA, Next, Retry, RetryState};
 use crate::transport::Transport;
-use crate::types::Receipt;
 
 /// How a [`Producer`] batches. Every limit names its unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

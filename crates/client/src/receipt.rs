@@ -1,10 +1,10 @@
-//! What the SDK hands back beyond the core's served types: receipts, which
-//! carry the idempotency key the SDK chose, and entries out of responses.
+//! [`Receipt`]: where an appended event landed, with the idempotency key the
+//! SDK chose for it.
 
-use veritrail_core::{Hash, LogEntry};
+use veritrail_core::Hash;
 use veritrail_proto::{receipt_from_wire, v1};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Where an appended event landed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,10 +32,4 @@ impl Receipt {
             event_id,
         })
     }
-}
-
-/// The entry a response carries, which every response that has the field must.
-pub(crate) fn log_entry(wire: Option<v1::Entry>) -> Result<LogEntry> {
-    let wire = wire.ok_or_else(|| Error::Protocol("response carries no entry".into()))?;
-    Ok(LogEntry::try_from(wire)?)
 }
