@@ -696,5 +696,5 @@ pub fn sdk_event(source: &str, event_id: &str) -> veritrail_client::Event {
 
 /// A valid event, as the wire carries it.
 pub fn event(source: &str, event_id: &str) -> Event {
-    veritrail_proto::event_to_wire(&sdk_event(source, event_id))
+    Event::from(&sdk_event(source, event_id))
 }

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use futures::StreamExt as _;
 use serde_json::json;
-use veritrail_client::{Client, ScanQuery, TailQuery};
+use veritrail_client::{Client, Error as ClientError, ScanQuery, TailQuery};
 
 use crate::KeyArgs;
 use crate::output::{self, CmdResult, Failure, Format};
@@ -232,6 +232,7 @@ pub async fn proof(client: &Client, format: Format, command: &ProofCommand) -> C
             }
             proof
                 .verify(&verified.checkpoint.root)
+                .map_err(ClientError::from)
                 .map_err(|e| Failure::Verification {
                     reason: format!("entry {seq} is not in the signed tree of size {size}: {e}"),
                     first_bad_seq: Some(*seq),
@@ -290,6 +291,7 @@ pub async fn proof(client: &Client, format: Format, command: &ProofCommand) -> C
             let from_root = old.as_ref().map_or(proof.from_root, |o| o.checkpoint.root);
             proof
                 .verify(&from_root, &new.checkpoint.root)
+                .map_err(ClientError::from)
                 .map_err(|e| Failure::Verification {
                     reason: format!(
                         "the tree of size {to} does not extend the one of size {from}: {e}"

@@ -41,25 +41,36 @@
 //! only, never on the server or RocksDB: an auditor's verifier trusts no code
 //! that runs on a node.
 
+mod admin;
+mod append;
 mod client;
 mod config;
 mod error;
 mod producer;
+mod proofs;
+mod read;
+mod read_stream;
+mod receipt;
+mod retry;
 mod transport;
-mod types;
 mod verifier;
 
-pub use client::{Client, ScanQuery, TailQuery};
+pub use client::Client;
 pub use config::{ClientConfig, RetryPolicy, TlsSettings};
 pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
-pub use transport::LEADER_ADDR_METADATA;
-pub use types::{
-    ConsistencyProof, InclusionProof, LogEntry, RangeReport, Receipt, SignedCheckpoint,
-};
+pub use receipt::Receipt;
+pub use retry::LEADER_ADDR_METADATA;
 pub use verifier::{Advance, ChainState, TRUSTED_STATE_FORMAT, TrustedState, Verifier};
+/// What nodes serve: entries, checkpoints, proofs and range reports, the
+/// core's types, converted from the wire in `veritrail-proto`.
+pub use veritrail_core::{
+    ConsistencyProof, InclusionProof, LogEntry, RangeReport, SignedCheckpoint,
+};
 
 /// The event and entry types, and the offline verification of the core.
 pub use veritrail_core::{self as core, Entry, Event, Hash};
+/// What a scan and a tail read: the core's queries, which the nodes answer.
+pub use veritrail_core::{ScanQuery, TailQuery};
 /// The generated wire types (admin responses are returned as they are).
 pub use veritrail_proto::v1 as proto;

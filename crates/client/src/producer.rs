@@ -31,10 +31,12 @@ use veritrail_core::Event;
 use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{self, AppendStreamRequest, AppendStreamResponse};
 
-use crate::client::{Client, prepare};
+use crate::append::prepare;
+use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::transport::{REDIRECTS_WITHOUT_BACKOFF_MAX, Retry, Transport, exhausted};
-use crate::types::Receipt;
+use crate::receipt::Receipt;
+use crate::retry::{LEADER_ADDR_METADATA, Next, Retry, RetryState};
+use crate::transport::Transport;
 
 /// How a [`Producer`] batches. Every limit names its unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,9 +184,8 @@ struct Item {
 struct InFlight {
     items: Vec<Item>,
     sent_at: Instant,
-    /// Times the leader answered that it was too busy, and when it first did.
-    attempts: u32,
-    first_refused: Option<Instant>,
+    /// The leader's answers that it was too busy, once it gave one.
+    refusals: Option<RetryState>,
 }
 
 struct Connection {
@@ -215,13 +216,8 @@ struct Worker {
     /// Requests the leader was too busy to queue, and when to send them again
     /// on the same stream.
     delayed: Vec<(tokio::time::Instant, u64)>,
-    /// Consecutive failures without an answer, and when they began.
-    failures: u32,
-    failing_since: Option<Instant>,
-    /// Of those, how many were followed by a backoff, and how many redirects
-    /// were followed at once since the last backoff.
-    backoffs: u32,
-    redirects: u32,
+    /// Consecutive failures of the stream without an answer.
+    retry: RetryState,
 }
 
 /// Builds a transient error for every event a failure affects.
@@ -235,7 +231,6 @@ fn copy_error(error: &Error) -> Error {
 impl Worker {
     fn new(transport: Arc<Transport>, config: ProducerConfig, rx: mpsc::Receiver<Command>) -> Self {
         Worker {
-            transport,
             config,
             rx,
             closed: false,
@@ -250,10 +245,9 @@ impl Worker {
             flushes: Vec::new(),
             connection: None,
             delayed: Vec::new(),
-            failures: 0,
-            failing_since: None,
-            backoffs: 0,
-            redirects: 0,
+            // Bounded by the deadline alone: see `on_broken`.
+            retry: RetryState::new(transport.config.retry).without_attempt_limit(),
+            transport,
         }
     }
 
@@ -383,8 +377,7 @@ impl Worker {
             InFlight {
                 items,
                 sent_at: Instant::now(),
-                attempts: 0,
-                first_refused: None,
+                refusals: None,
             },
         );
         if let Some(connection) = &self.connection
@@ -485,14 +478,7 @@ impl Worker {
         {
             self.settle(item, Err(copy_error(error)));
         }
-        self.reset_failures();
-    }
-
-    fn reset_failures(&mut self) {
-        self.failures = 0;
-        self.failing_since = None;
-        self.backoffs = 0;
-        self.redirects = 0;
+        self.retry.reset();
     }
 
     async fn on_response(
@@ -513,7 +499,7 @@ impl Worker {
             return;
         };
         let Some(error) = response.error else {
-            self.reset_failures();
+            self.retry.reset();
             if response.receipts.len() != flight.items.len() {
                 let error = Error::Protocol(format!(
                     "{} receipts for {} events",
@@ -535,35 +521,26 @@ impl Worker {
         if !error.leader_hint.is_empty()
             && let Ok(value) = error.leader_hint.parse()
         {
-            status
-                .metadata_mut()
-                .insert(crate::transport::LEADER_ADDR_METADATA, value);
+            status.metadata_mut().insert(LEADER_ADDR_METADATA, value);
         }
         if status.code() == Code::ResourceExhausted {
             // The leader is busy, the stream is fine: send this request again
             // after a backoff, alone, instead of resending everything, for as
             // long as the retry policy's deadline allows.
             let policy = self.transport.config.retry;
-            let since = *flight.first_refused.get_or_insert_with(Instant::now);
-            if since.elapsed() >= policy.deadline() {
-                let error = exhausted(flight.attempts + 1, since, status.into());
-                for item in flight.items {
-                    self.settle(item, Err(copy_error(&error)));
+            let refusals = flight
+                .refusals
+                .get_or_insert_with(|| RetryState::new(policy).without_attempt_limit());
+            let delay = match refusals.after_failure(Retry::Backoff, &status) {
+                Next::Now => Duration::ZERO,
+                Next::After(delay) => delay,
+                Next::Final(error) | Next::Exhausted(error) => {
+                    for item in flight.items {
+                        self.settle(item, Err(copy_error(&error)));
+                    }
+                    return;
                 }
-                return;
-            }
-            let attempt = flight.attempts;
-            let delay = self
-                .transport
-                .config
-                .retry
-                .backoff()
-                .nth(attempt as usize)
-                .unwrap_or(Duration::from_millis(
-                    self.transport.config.retry.max_backoff_ms,
-                ));
-
-            flight.attempts += 1;
+            };
             flight.sent_at = Instant::now() + delay;
             self.in_flight.insert(response.request_id, flight);
             self.delayed
@@ -607,37 +584,28 @@ impl Worker {
         if self.in_flight.is_empty() && self.batch.is_empty() && self.carried.is_none() {
             // Nothing was waiting on this stream (an idle stream closed): the
             // next send opens another, with a fresh budget.
-            self.reset_failures();
+            self.retry.reset();
             return;
         }
-        if retry == Retry::No {
-            // Retrying cannot help (the stream itself was refused).
-            tracing::warn!(code = ?status.code(), message = status.message(), "append stream refused; failing unanswered events");
-            self.fail_all(&status.into());
-            return;
-        }
-        let policy = self.transport.config.retry;
-        let since = *self.failing_since.get_or_insert_with(Instant::now);
-        self.failures += 1;
-        if since.elapsed() >= policy.deadline() {
-            let error = exhausted(self.failures, since, status.into());
-            tracing::warn!(%error, "append stream keeps failing; failing unanswered events");
-            self.fail_all(&error);
-            return;
-        }
+        let delay = match self.retry.after_failure(retry, &status) {
+            Next::Final(error) => {
+                // Retrying cannot help (the stream itself was refused).
+                tracing::warn!(code = ?status.code(), message = status.message(), "append stream refused; failing unanswered events");
+                self.fail_all(&error);
+                return;
+            }
+            Next::Exhausted(error) => {
+                tracing::warn!(%error, "append stream keeps failing; failing unanswered events");
+                self.fail_all(&error);
+                return;
+            }
+            Next::Now => None,
+            Next::After(delay) => Some(delay),
+        };
         tracing::debug!(code = ?status.code(), message = status.message(), "append stream broke; reconnecting");
-        if retry == Retry::Redirected && self.redirects < REDIRECTS_WITHOUT_BACKOFF_MAX {
-            self.redirects += 1;
-            return;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
-        self.redirects = 0;
-        self.backoffs += 1;
-        let delay = policy
-            .backoff()
-            .nth(self.backoffs.saturating_sub(1) as usize)
-            .unwrap_or(Duration::from_millis(policy.max_backoff_ms));
-        let left = policy.deadline().saturating_sub(since.elapsed());
-        tokio::time::sleep(delay.min(left)).await;
     }
 }
 

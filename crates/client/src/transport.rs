@@ -1,34 +1,25 @@
 //! Channels to the nodes, the leader the SDK believes in, and the retry loop
-//! every call goes through.
+//! every unary call and stream opening goes through.
 //!
 //! The SDK keeps one lazily connected channel per node and a preferred node: the
-//! leader when it is known. A node that does not lead answers `UNAVAILABLE` and
-//! names the leader in `x-veritrail-leader`; the SDK switches to it and retries
-//! at once. Any other retryable failure moves the preference to the next node
-//! and waits a jittered, growing backoff. Every call in Veritrail is safe to
-//! repeat (appends carry their idempotency key), so every call is retried.
+//! leader when it is known. A failure moves the preference: to the leader a node
+//! named, or away from a node that cannot answer. How long to wait before the
+//! next attempt, and when to stop, is the [`RetryState`]'s business.
 
 use std::future::Future;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{Code, Status};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
-
-/// Response metadata naming the leader's `host:port` (docs/ERRORS.md).
-pub const LEADER_ADDR_METADATA: &str = "x-veritrail-leader";
-
-/// Consecutive leader redirects followed without a pause: enough for one
-/// election's worth of stale hints, few enough that two nodes naming each other
-/// cannot spin.
-pub(crate) const REDIRECTS_WITHOUT_BACKOFF_MAX: u32 = 3;
+use crate::retry::{Next, Retry, RetryState, Verdict};
 
 /// A channel to one node that sends the client's credentials with each call.
 pub(crate) type Conn = InterceptedService<Channel, Credentials>;
@@ -65,17 +56,6 @@ impl Interceptor for Credentials {
 struct Node {
     addr: String,
     channel: Conn,
-}
-
-/// What to do after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retry {
-    /// Not retryable: the answer is final.
-    No,
-    /// The leader is elsewhere and now preferred: retry at once.
-    Redirected,
-    /// Retry after a backoff.
-    Backoff,
 }
 
 #[derive(Debug)]
@@ -177,9 +157,11 @@ impl Transport {
     /// moves away from a node that cannot answer. Only the first of several
     /// concurrent failures at one node moves the preference.
     pub(crate) fn on_failure(&self, used: usize, status: &Status) -> Retry {
-        match status.code() {
-            Code::Unavailable => {
-                if let Some(hint) = leader_hint(status)
+        match Verdict::of(status) {
+            Verdict::Final => Retry::No,
+            Verdict::Later => Retry::Backoff,
+            Verdict::Elsewhere { leader } => {
+                if let Some(hint) = leader
                     && let Ok(i) = self.learn(&hint)
                     && i != used
                 {
@@ -189,16 +171,6 @@ impl Transport {
                 self.rotate_from(used);
                 Retry::Backoff
             }
-            // A node that times out or fails internally may be cut off or broken:
-            // another node may answer. The cluster may still commit an append
-            // that timed out; the retry carries the same event ids.
-            Code::DeadlineExceeded | Code::Internal | Code::Unknown | Code::Cancelled => {
-                self.rotate_from(used);
-                Retry::Backoff
-            }
-            // The leader is busy or a request raced a change: same node, later.
-            Code::ResourceExhausted | Code::Aborted => Retry::Backoff,
-            _ => Retry::No,
         }
     }
 
@@ -225,60 +197,22 @@ impl Transport {
         F: FnMut(Conn) -> Fut,
         Fut: Future<Output = std::result::Result<T, Status>>,
     {
-        let policy = self.config.retry;
-        let started = Instant::now();
-        let mut backoff = policy.backoff();
-        let mut attempts = 0u32;
-        let mut redirects = 0u32;
+        let mut state = RetryState::new(self.config.retry).starting_now();
         loop {
-            attempts += 1;
             let (i, channel) = self.pick();
             let status = match attempt(channel).await {
                 Ok(value) => return Ok((value, i)),
                 Err(status) => status,
             };
             let retry = self.on_failure(i, &status);
-            tracing::debug!(what, attempt = attempts, code = ?status.code(), message = status.message(), ?retry, "attempt failed");
-            if retry == Retry::No {
-                return Err(status.into());
+            tracing::debug!(what, attempt = state.failures() + 1, code = ?status.code(), message = status.message(), ?retry, "attempt failed");
+            match state.after_failure(retry, &status) {
+                Next::Now => {}
+                Next::After(delay) => tokio::time::sleep(delay).await,
+                Next::Final(error) | Next::Exhausted(error) => return Err(error),
             }
-            if attempts >= policy.max_attempts || started.elapsed() >= policy.deadline() {
-                return Err(exhausted(attempts, started, status.into()));
-            }
-            if retry == Retry::Redirected && redirects < REDIRECTS_WITHOUT_BACKOFF_MAX {
-                redirects += 1;
-                continue;
-            }
-            redirects = 0;
-            let delay = backoff
-                .next()
-                .unwrap_or(Duration::from_millis(policy.max_backoff_ms));
-            let left = policy.deadline().saturating_sub(started.elapsed());
-            tokio::time::sleep(delay.min(left)).await;
         }
     }
-}
-
-/// The error after the last attempt.
-pub(crate) fn exhausted(attempts: u32, started: Instant, last: Error) -> Error {
-    if attempts <= 1 {
-        return last;
-    }
-    Error::RetriesExhausted {
-        attempts,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        last: Box::new(last),
-    }
-}
-
-/// The leader a node named in its answer.
-pub(crate) fn leader_hint(status: &Status) -> Option<String> {
-    status
-        .metadata()
-        .get(LEADER_ADDR_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 /// `host:port` and `http://host:port` (`https://` with TLS) name the same node.
@@ -343,6 +277,8 @@ fn lazy_channel(config: &ClientConfig, addr: &str) -> Result<Conn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::LEADER_ADDR_METADATA;
+    use tonic::Code;
     use tonic::metadata::MetadataValue;
 
     fn transport() -> Transport {

@@ -21,7 +21,7 @@ use veritrail_core::note::NoteKey;
 
 use crate::client::Client;
 use crate::error::{Error, ForkEvidence, Result};
-use crate::types::Receipt;
+use crate::receipt::Receipt;
 
 /// How far the chain of entries has been checked, one by one, by whoever owns
 /// the trusted state (the CLI's `verify`). Lets the next audit start there.

@@ -24,6 +24,8 @@ mod hash;
 mod limits;
 pub mod merkle;
 pub mod note;
+mod query;
+mod served;
 
 pub use chain::ChainVerifier;
 pub use checkpoint::Checkpoint;
@@ -35,3 +37,5 @@ pub use limits::{
     FORMAT_ATTRIBUTES_MAX_COUNT, FORMAT_ENTRY_MAX_BYTES, FORMAT_FIELD_MAX_BYTES,
     FORMAT_PAYLOAD_MAX_BYTES, Limits,
 };
+pub use query::{ScanQuery, TailQuery};
+pub use served::{ConsistencyProof, InclusionProof, LogEntry, RangeReport, SignedCheckpoint};

@@ -2,16 +2,21 @@
 //! and the hand-written conversions between wire messages and core types.
 //!
 //! **Architecture invariant:** this is the only crate that knows both the wire and
-//! the domain. Core types never derive prost; conversions from the wire are
-//! `TryFrom` and fail with a [`WireError`] naming the field, so malformed
-//! messages never reach the core as half-valid values.
+//! the domain. Core types never derive prost. Conversions from the wire are
+//! `TryFrom` impls on the core types (the orphan rules allow them, since the
+//! wire type is local here), or `*_from_wire` functions where one message is
+//! not one core value; they fail with a [`WireError`] naming the field, so
+//! malformed messages never reach the core as half-valid values. Conversions
+//! to the wire are `From` impls on the wire types, or `*_to_wire` functions
+//! where the core value comes in parts.
 
 #![allow(missing_debug_implementations)]
 
 mod convert;
 
 pub use convert::{
-    WireError, entry_to_wire, event_from_wire, event_to_wire, hash_from_wire, receipt_to_wire,
+    WireError, checkpoint_to_wire, entry_to_wire, frontier_from_wire, frontier_to_wire,
+    hash_from_wire, hash_to_wire, receipt_from_wire, receipt_to_wire, scan_to_wire,
 };
 
 /// The public API: `veritrail.v1`.

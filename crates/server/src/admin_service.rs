@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
+use veritrail_proto::hash_to_wire;
 use veritrail_proto::raft::StartElectionRequest;
 use veritrail_proto::v1::admin_server::Admin;
 use veritrail_proto::v1::{
@@ -209,7 +210,7 @@ impl Admin for AdminService {
             node_id: self.node.id,
             bytes: backup.bytes,
             tree_size: backup.tree_size,
-            root_hash: backup.root.0.to_vec(),
+            root_hash: hash_to_wire(&backup.root),
             last_log_index: backup.last_log_index,
             origin: self.node.reader.origin().to_owned(),
         };
@@ -284,8 +285,8 @@ impl Admin for AdminService {
             applied_index: m.last_applied.map(|l| l.index),
             members: self.members(),
             tree_size: tail.size,
-            root_hash: tail.root().as_bytes().to_vec(),
-            chain_head: tail.head.as_bytes().to_vec(),
+            root_hash: hash_to_wire(&tail.root()),
+            chain_head: hash_to_wire(&tail.head),
             origin: self.node.reader.origin().to_owned(),
             public_key: self.node.signer.public().to_string(),
             checkpoint_size,

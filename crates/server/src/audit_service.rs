@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use veritrail_core::{ConsistencyProof, Event, InclusionProof, RangeReport, TailQuery};
 use veritrail_proto::v1::audit_log_server::AuditLog;
 use veritrail_proto::v1::get_entry_request::Key;
 use veritrail_proto::v1::{
@@ -18,7 +19,7 @@ use veritrail_proto::v1::{
     ScanRequest, ScanResponse, StreamError, TailRequest, TailResponse, VerifyRangeRequest,
     VerifyRangeResponse,
 };
-use veritrail_proto::{entry_to_wire, event_from_wire, receipt_to_wire};
+use veritrail_proto::{checkpoint_to_wire, entry_to_wire, frontier_to_wire, receipt_to_wire};
 use veritrail_store::{AppendReceipt, ScanQuery, StoredEntry};
 
 use crate::drain::Drain;
@@ -27,7 +28,7 @@ use crate::node::{Node, blocking};
 use crate::policy::Action;
 
 /// Entries read from the store per page when streaming.
-const STREAM_PAGE_ENTRIES: usize = 256;
+const STREAM_PAGE_ENTRIES: u64 = 256;
 /// Entries buffered between the reader task and the client.
 const STREAM_BUFFER_ENTRIES: usize = 512;
 
@@ -164,7 +165,7 @@ impl AuditLog for AuditService {
             .ok_or_else(|| NodeError::InvalidArgument("field `event` is required".into()))?;
         let mut out = self
             .node
-            .append_as(&caller, vec![event_from_wire(event)])
+            .append_as(&caller, vec![Event::from(event)])
             .await?;
         let receipt = out
             .pop()
@@ -184,7 +185,7 @@ impl AuditLog for AuditService {
             .into_inner()
             .events
             .into_iter()
-            .map(event_from_wire)
+            .map(Event::from)
             .collect();
         let out = self.node.append_as(&caller, events).await?;
         Ok(Response::new(AppendBatchResponse {
@@ -237,7 +238,7 @@ impl AuditLog for AuditService {
                 };
                 let (node, tx, caller) = (Arc::clone(&node), tx.clone(), caller.clone());
                 tokio::spawn(async move {
-                    let events = message.events.into_iter().map(event_from_wire).collect();
+                    let events = message.events.into_iter().map(Event::from).collect();
                     let response = match node.append_streamed(&caller, events).await {
                         Ok(out) => AppendStreamResponse {
                             request_id: message.request_id,
@@ -342,17 +343,11 @@ impl AuditLog for AuditService {
             ))
             .into());
         }
-        let query = ScanQuery {
-            from_seq: r.from_seq,
-            to_seq: r.to_seq,
-            source: r.source,
-            actor: r.actor,
-            action: r.action,
-            since_ns: r.since_ns,
-            until_ns: r.until_ns,
-            limit: STREAM_PAGE_ENTRIES,
-        };
         let limit = (r.limit > 0).then_some(r.limit);
+        let query = ScanQuery {
+            limit: STREAM_PAGE_ENTRIES,
+            ..ScanQuery::from(r)
+        };
         Ok(Response::new(self.stream_entries(
             query,
             false,
@@ -371,12 +366,8 @@ impl AuditLog for AuditService {
         self.node.require(&request, Action::Read)?;
         let r = request.into_inner();
         let query = ScanQuery {
-            from_seq: r.from_seq,
-            source: r.source,
-            actor: r.actor,
-            action: r.action,
             limit: STREAM_PAGE_ENTRIES,
-            ..ScanQuery::default()
+            ..ScanQuery::from(TailQuery::from(r))
         };
         Ok(Response::new(self.stream_entries(
             query,
@@ -406,13 +397,12 @@ impl AuditLog for AuditService {
         let root = veritrail_core::note::SignedNote::parse(&signed_note)
             .ok()
             .and_then(|n| veritrail_core::Checkpoint::parse(n.text()).ok())
-            .map(|c| c.root.as_bytes().to_vec())
-            .unwrap_or_default();
-        Ok(Response::new(GetCheckpointResponse {
-            signed_note,
+            .map(|c| c.root);
+        Ok(Response::new(checkpoint_to_wire(
             tree_size,
-            root_hash: root,
-        }))
+            signed_note,
+            root.as_ref(),
+        )))
     }
 
     #[tracing::instrument(skip_all)]
@@ -426,13 +416,15 @@ impl AuditLog for AuditService {
         let reader = self.node.reader.clone();
         let (seq, size) = (r.seq, r.tree_size);
         let found = blocking(move || Ok(reader.inclusion_proof_with_root(seq, size)?)).await?;
-        Ok(Response::new(GetInclusionProofResponse {
-            seq,
-            tree_size: size,
-            leaf_hash: found.leaf.as_bytes().to_vec(),
-            proof: found.proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
-            root_hash: found.root.as_bytes().to_vec(),
-        }))
+        Ok(Response::new(GetInclusionProofResponse::from(
+            &InclusionProof {
+                seq,
+                tree_size: size,
+                leaf: found.leaf,
+                proof: found.proof,
+                root: found.root,
+            },
+        )))
     }
 
     #[tracing::instrument(skip_all)]
@@ -450,13 +442,15 @@ impl AuditLog for AuditService {
             Ok((proof, reader.root_at(from)?, reader.root_at(to)?))
         })
         .await?;
-        Ok(Response::new(GetConsistencyProofResponse {
-            from_size: from,
-            to_size: to,
-            proof: proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
-            from_root: from_root.as_bytes().to_vec(),
-            to_root: to_root.as_bytes().to_vec(),
-        }))
+        Ok(Response::new(GetConsistencyProofResponse::from(
+            &ConsistencyProof {
+                from_size: from,
+                to_size: to,
+                proof,
+                from_root,
+                to_root,
+            },
+        )))
     }
 
     #[tracing::instrument(skip_all)]
@@ -470,10 +464,7 @@ impl AuditLog for AuditService {
         let reader = self.node.reader.clone();
         let size = r.tree_size;
         let hashes = blocking(move || Ok(reader.frontier_at(size)?)).await?;
-        Ok(Response::new(GetFrontierResponse {
-            tree_size: size,
-            hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(),
-        }))
+        Ok(Response::new(frontier_to_wire(size, &hashes)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -485,12 +476,12 @@ impl AuditLog for AuditService {
         let r = request.into_inner();
         let reader = self.node.reader.clone();
         let report = blocking(move || Ok(reader.verify_range(r.from_seq, r.to_seq)?)).await?;
-        Ok(Response::new(VerifyRangeResponse {
+        Ok(Response::new(VerifyRangeResponse::from(&RangeReport {
             ok: report.first_bad_seq.is_none(),
             entries_checked: report.checked,
             first_bad_seq: report.first_bad_seq,
             problem: report.problem,
-            root_hash: report.root.as_bytes().to_vec(),
-        }))
+            root: report.root,
+        })))
     }
 }

@@ -18,23 +18,9 @@ use crate::snapshot::{Backup, Snapshots, backup};
 use crate::stored::{DbNodes, StoredEntry, checkpoint_at};
 use crate::tail::Tail;
 
-/// A filtered scan over a seq range.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScanQuery {
-    /// First seq to consider.
-    pub from_seq: u64,
-    /// One past the last seq to consider; `None` means the end of the log.
-    pub to_seq: Option<u64>,
-    pub source: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// Only entries with `timestamp_ns >= since_ns`.
-    pub since_ns: Option<u64>,
-    /// Only entries with `timestamp_ns < until_ns`.
-    pub until_ns: Option<u64>,
-    /// Most entries to return in one page.
-    pub limit: usize,
-}
+/// A filtered scan over a seq range: the core's, which the SDK builds too.
+/// Here `limit` is the most entries in one page.
+pub use veritrail_core::ScanQuery;
 
 /// One page of a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +159,9 @@ impl AuditReader {
                 "scan limit must be at least 1".into(),
             ));
         }
+        // Equal on 64-bit targets; elsewhere a page too large to index could
+        // not be held in memory anyway.
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
         let size = self.tail().size;
         let mut lo = query.from_seq;
         let mut hi = query.to_seq.unwrap_or(size).min(size);
@@ -208,22 +197,18 @@ impl AuditReader {
             filters.push(field_prefix(Field::Action, v));
         }
         let seqs = if filters.is_empty() {
-            (lo..hi).take(query.limit + 1).collect()
+            (lo..hi).take(limit.saturating_add(1)).collect()
         } else {
-            self.leapfrog(&filters, lo, hi, query.limit + 1)
+            self.leapfrog(&filters, lo, hi, limit.saturating_add(1))
         };
-        let next_seq = if seqs.len() > query.limit {
-            Some(seqs[query.limit])
+        let next_seq = if seqs.len() > limit {
+            Some(seqs[limit])
         } else {
             None
         };
-        let mut entries = Vec::with_capacity(seqs.len().min(query.limit));
+        let mut entries = Vec::with_capacity(seqs.len().min(limit));
         let cf = self.shared.db.cf(CF_ENTRIES);
-        let keys: Vec<_> = seqs
-            .iter()
-            .take(query.limit)
-            .map(|s| (cf, u64_key(*s)))
-            .collect();
+        let keys: Vec<_> = seqs.iter().take(limit).map(|s| (cf, u64_key(*s))).collect();
         for (seq, value) in seqs.iter().zip(self.shared.db.raw().multi_get_cf(keys)) {
             let bytes = value?.ok_or_else(|| {
                 StoreError::corrupt(format!("entries/{seq}"), "indexed entry is missing")
