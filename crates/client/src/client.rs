@@ -55,7 +55,7 @@ impl Client {
 
     pub(crate) fn audit(&self, channel: Conn) -> AuditLogClient<Conn> {
         AuditLogClient::new(channel)
-            .max_decoding_message_size(self.transport.config.max_decoding_message_bytes)
+            .max_decoding_message_size(self.transport.config.response_max_bytes)
     }
 
     pub(crate) fn admin_client(channel: Conn) -> AdminClient<Conn> {

@@ -16,7 +16,7 @@ pub struct ClientConfig {
     /// open). An append that times out may still commit; the retry is safe.
     pub request_timeout_ms: u64,
     /// Largest message the SDK accepts from a node.
-    pub max_decoding_message_bytes: usize,
+    pub response_max_bytes: usize,
     /// Reads are linearizable unless this is set.
     pub local_reads: bool,
     pub retry: RetryPolicy,
@@ -35,10 +35,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("endpoints", &self.endpoints)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("request_timeout_ms", &self.request_timeout_ms)
-            .field(
-                "max_decoding_message_bytes",
-                &self.max_decoding_message_bytes,
-            )
+            .field("response_max_bytes", &self.response_max_bytes)
             .field("local_reads", &self.local_reads)
             .field("retry", &self.retry)
             .field("tls", &self.tls)
@@ -96,7 +93,7 @@ impl ClientConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             connect_timeout_ms: 2_000,
             request_timeout_ms: 15_000,
-            max_decoding_message_bytes: 64 << 20,
+            response_max_bytes: 64 << 20,
             local_reads: false,
             retry: RetryPolicy::default(),
             tls: None,
@@ -113,11 +110,11 @@ pub struct RetryPolicy {
     /// Most attempts of one call (or of opening or resuming one stream), the
     /// first included. The producer, which sees many failures per election,
     /// is bounded by `deadline_ms` alone.
-    pub max_attempts: u32,
+    pub call_max_attempts: u32,
     /// First backoff.
-    pub initial_backoff_ms: u64,
+    pub backoff_initial_ms: u64,
     /// Longest backoff.
-    pub max_backoff_ms: u64,
+    pub backoff_max_ms: u64,
     /// No new attempt starts this long after the first one did.
     pub deadline_ms: u64,
 }
@@ -128,9 +125,9 @@ impl Default for RetryPolicy {
         // default election timeout) and a node restart, short enough that a dead
         // cluster is reported within half a minute.
         RetryPolicy {
-            max_attempts: 30,
-            initial_backoff_ms: 20,
-            max_backoff_ms: 1_000,
+            call_max_attempts: 30,
+            backoff_initial_ms: 20,
+            backoff_max_ms: 1_000,
             deadline_ms: 30_000,
         }
     }
@@ -140,7 +137,7 @@ impl RetryPolicy {
     /// No retries: every failure is returned at once.
     pub fn none() -> Self {
         RetryPolicy {
-            max_attempts: 1,
+            call_max_attempts: 1,
             ..RetryPolicy::default()
         }
     }
@@ -148,8 +145,8 @@ impl RetryPolicy {
     /// The delays between attempts, jittered.
     pub(crate) fn backoff(&self) -> impl Iterator<Item = Duration> + Send + use<> {
         ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.initial_backoff_ms.max(1)))
-            .with_max_delay(Duration::from_millis(self.max_backoff_ms.max(1)))
+            .with_min_delay(Duration::from_millis(self.backoff_initial_ms.max(1)))
+            .with_max_delay(Duration::from_millis(self.backoff_max_ms.max(1)))
             .with_factor(2.0)
             .with_jitter()
             .without_max_times()

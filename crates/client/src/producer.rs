@@ -392,7 +392,7 @@ impl Worker {
     async fn connect(&mut self) -> bool {
         self.transport.prefer_leader().await;
         let capacity = self.config.in_flight_max_batches * 2 + 8;
-        let max_decoding = self.transport.config.max_decoding_message_bytes;
+        let max_decoding = self.transport.config.response_max_bytes;
         let opened = self
             .transport
             .call("AppendStream", |channel| async move {

@@ -140,7 +140,7 @@ impl RetryState {
         if retry == Retry::No {
             return Next::Final(status.clone().into());
         }
-        let attempts_spent = self.limit_attempts && self.failures >= self.policy.max_attempts;
+        let attempts_spent = self.limit_attempts && self.failures >= self.policy.call_max_attempts;
         if attempts_spent || since.elapsed() >= self.policy.deadline() {
             return Next::Exhausted(exhausted(self.failures, since, status.clone().into()));
         }
@@ -156,7 +156,7 @@ impl RetryState {
             .policy
             .backoff()
             .nth(self.backoffs as usize)
-            .unwrap_or(Duration::from_millis(self.policy.max_backoff_ms));
+            .unwrap_or(Duration::from_millis(self.policy.backoff_max_ms));
         self.backoffs = self.backoffs.saturating_add(1);
         let left = self.policy.deadline().saturating_sub(since.elapsed());
         Next::After(delay.min(left))
@@ -200,9 +200,9 @@ mod tests {
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
-            max_attempts: 6,
-            initial_backoff_ms: 1,
-            max_backoff_ms: 2,
+            call_max_attempts: 6,
+            backoff_initial_ms: 1,
+            backoff_max_ms: 2,
             deadline_ms: 60_000,
         }
     }
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn without_an_attempt_limit_only_the_deadline_ends_a_run() {
         let mut state = RetryState::new(RetryPolicy {
-            max_attempts: 1,
+            call_max_attempts: 1,
             ..policy()
         })
         .without_attempt_limit();
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn progress_starts_a_new_run() {
         let mut state = RetryState::new(RetryPolicy {
-            max_attempts: 2,
+            call_max_attempts: 2,
             ..policy()
         });
         let status = Status::unavailable("down");

@@ -349,9 +349,9 @@ mod tests {
     #[tokio::test]
     async fn gives_up_within_the_policy() {
         let mut config = ClientConfig::new(["127.0.0.1:1"]);
-        config.retry.max_attempts = 4;
-        config.retry.initial_backoff_ms = 1;
-        config.retry.max_backoff_ms = 2;
+        config.retry.call_max_attempts = 4;
+        config.retry.backoff_initial_ms = 1;
+        config.retry.backoff_max_ms = 2;
         let t = Transport::new(config).expect("t");
         let mut calls = 0;
         let result: Result<((), usize)> = t

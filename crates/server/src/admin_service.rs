@@ -20,7 +20,7 @@ use crate::error::NodeError;
 /// Bytes per backup message, at most; half the configured message limit when
 /// that is smaller.
 const BACKUP_CHUNK_MAX_BYTES: usize = 1 << 20;
-use crate::node::{Node, blocking};
+use crate::node::Node;
 use crate::peers::with_timeout;
 use crate::policy::Action;
 
@@ -198,8 +198,7 @@ impl Admin for AdminService {
         request: Request<BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
         self.node.require(&request, Action::Admin)?;
-        let reader = self.node.reader.clone();
-        let backup = blocking(move || Ok(reader.backup()?)).await?;
+        let backup = self.node.reader.backup().await.map_err(NodeError::from)?;
         tracing::info!(
             bytes = backup.bytes,
             tree_size = backup.tree_size,
@@ -259,14 +258,17 @@ impl Admin for AdminService {
         // Any authenticated caller: the SDK finds the leader with it.
         self.node.caller(&request)?;
         let m = self.node.raft_metrics();
-        let reader = self.node.reader.clone();
-        let (tail, checkpoint_size) = blocking(move || {
-            Ok((
-                reader.tail(),
-                reader.latest_signed_checkpoint()?.map(|c| c.0),
-            ))
-        })
-        .await?;
+        let (tail, checkpoint_size) = self
+            .node
+            .reader
+            .read(|reader| {
+                Ok((
+                    reader.tail(),
+                    reader.latest_signed_checkpoint()?.map(|c| c.0),
+                ))
+            })
+            .await
+            .map_err(NodeError::from)?;
         let leader = self.node.leader();
         Ok(Response::new(StatusResponse {
             node_id: self.node.id,

@@ -24,7 +24,7 @@ use veritrail_store::{AppendReceipt, ScanQuery, StoredEntry};
 
 use crate::drain::Drain;
 use crate::error::{NodeError, NodeResult};
-use crate::node::{Node, blocking};
+use crate::node::Node;
 use crate::policy::Action;
 
 /// Entries read from the store per page when streaming.
@@ -65,13 +65,11 @@ impl AuditService {
 
     /// The entry `key` names, if this node holds it.
     async fn lookup(&self, key: &Key) -> NodeResult<Option<StoredEntry>> {
-        let reader = self.node.reader.clone();
-        match key.clone() {
-            Key::Seq(seq) => blocking(move || Ok(reader.entry(seq)?)).await,
-            Key::Event(k) => {
-                blocking(move || Ok(reader.entry_by_event_id(&k.source, &k.event_id)?)).await
-            }
-        }
+        let reader = &self.node.reader;
+        Ok(match key {
+            Key::Seq(seq) => reader.entry(*seq).await?,
+            Key::Event(k) => reader.entry_by_event_id(&k.source, &k.event_id).await?,
+        })
     }
 
     /// The fence for a read that the first `size` entries determine: a proof or
@@ -109,14 +107,10 @@ impl AuditService {
                 // Every entry below this size is covered by the scan that follows.
                 let size_before = *sizes.borrow_and_update();
                 query.limit = STREAM_PAGE_ENTRIES;
-                let page = {
-                    let (reader, query) = (reader.clone(), query.clone());
-                    blocking(move || Ok(reader.scan(&query)?)).await
-                };
-                let page = match page {
+                let page = match reader.scan(&query).await {
                     Ok(page) => page,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
+                        let _ = tx.send(Err(Status::from(NodeError::from(e)))).await;
                         return;
                     }
                 };
@@ -382,14 +376,20 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
-        let reader = self.node.reader.clone();
         self.node.require(&request, Action::Proofs)?;
         let size = request.into_inner().tree_size;
-        let found = blocking(move || match size {
-            Some(size) => Ok(reader.signed_checkpoint(size)?.map(|note| (size, note))),
-            None => Ok(reader.latest_signed_checkpoint()?),
-        })
-        .await?;
+        let reader = &self.node.reader;
+        let found = match size {
+            Some(size) => reader
+                .signed_checkpoint(size)
+                .await
+                .map_err(NodeError::from)?
+                .map(|note| (size, note)),
+            None => reader
+                .latest_signed_checkpoint()
+                .await
+                .map_err(NodeError::from)?,
+        };
         let (tree_size, signed_note) = found.ok_or_else(|| match size {
             Some(size) => NodeError::NotFound(format!("no co-signed checkpoint of size {size}; checkpoints are cut every {} ms at the size reached then", self.node.config.checkpoint.interval_ms)),
             None => NodeError::NotFound("no co-signed checkpoint yet: the log is empty or the voters have not signed one".into()),
@@ -413,9 +413,13 @@ impl AuditLog for AuditService {
         self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
         self.size_fence(r.consistency, r.tree_size).await?;
-        let reader = self.node.reader.clone();
         let (seq, size) = (r.seq, r.tree_size);
-        let found = blocking(move || Ok(reader.inclusion_proof_with_root(seq, size)?)).await?;
+        let found = self
+            .node
+            .reader
+            .inclusion_proof_with_root(seq, size)
+            .await
+            .map_err(NodeError::from)?;
         Ok(Response::new(GetInclusionProofResponse::from(
             &InclusionProof {
                 seq,
@@ -435,13 +439,16 @@ impl AuditLog for AuditService {
         self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
         self.size_fence(r.consistency, r.to_size).await?;
-        let reader = self.node.reader.clone();
         let (from, to) = (r.from_size, r.to_size);
-        let (proof, from_root, to_root) = blocking(move || {
-            let proof = reader.consistency_proof(from, to)?;
-            Ok((proof, reader.root_at(from)?, reader.root_at(to)?))
-        })
-        .await?;
+        let (proof, from_root, to_root) = self
+            .node
+            .reader
+            .read(move |reader| {
+                let proof = reader.consistency_proof(from, to)?;
+                Ok((proof, reader.root_at(from)?, reader.root_at(to)?))
+            })
+            .await
+            .map_err(NodeError::from)?;
         Ok(Response::new(GetConsistencyProofResponse::from(
             &ConsistencyProof {
                 from_size: from,
@@ -461,9 +468,13 @@ impl AuditLog for AuditService {
         self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
         self.size_fence(r.consistency, r.tree_size).await?;
-        let reader = self.node.reader.clone();
         let size = r.tree_size;
-        let hashes = blocking(move || Ok(reader.frontier_at(size)?)).await?;
+        let hashes = self
+            .node
+            .reader
+            .frontier_at(size)
+            .await
+            .map_err(NodeError::from)?;
         Ok(Response::new(frontier_to_wire(size, &hashes)))
     }
 
@@ -474,8 +485,12 @@ impl AuditLog for AuditService {
     ) -> Result<Response<VerifyRangeResponse>, Status> {
         self.node.require(&request, Action::Proofs)?;
         let r = request.into_inner();
-        let reader = self.node.reader.clone();
-        let report = blocking(move || Ok(reader.verify_range(r.from_seq, r.to_seq)?)).await?;
+        let report = self
+            .node
+            .reader
+            .verify_range(r.from_seq, r.to_seq)
+            .await
+            .map_err(NodeError::from)?;
         Ok(Response::new(VerifyRangeResponse::from(&RangeReport {
             ok: report.first_bad_seq.is_none(),
             entries_checked: report.checked,

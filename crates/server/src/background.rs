@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 
-use crate::node::{Node, blocking};
+use crate::node::Node;
 
 /// The gRPC health service name that reports readiness: `SERVING` while this
 /// node is a member of a cluster that has a leader it knows, so that it can
@@ -148,9 +148,10 @@ pub async fn run_gauges(node: Arc<Node>) {
         metrics
             .snapshot_tree_size
             .set(node.reader.snapshot_size().unwrap_or(0) as i64);
-        let reader = node.reader.clone();
-        let Ok((size, checkpoint)) =
-            blocking(move || Ok((reader.tail().size, reader.latest_signed_checkpoint()?))).await
+        let Ok((size, checkpoint)) = node
+            .reader
+            .read(|reader| Ok((reader.tail().size, reader.latest_signed_checkpoint()?)))
+            .await
         else {
             continue;
         };

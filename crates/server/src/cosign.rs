@@ -11,7 +11,7 @@ use veritrail_proto::raft::SignCheckpointRequest;
 use veritrail_store::{CheckpointRecord, Command, CommandResponse, NodeInfo};
 
 use crate::error::{NodeError, NodeResult};
-use crate::node::{Node, blocking};
+use crate::node::Node;
 use crate::peers::with_timeout;
 
 /// On the leader, cut and co-sign a checkpoint every `checkpoint.interval_ms`
@@ -62,9 +62,8 @@ impl Node {
                 claimed.size
             )));
         }
-        let reader = self.reader.clone();
         let size = claimed.size;
-        let mine = blocking(move || Ok(reader.checkpoint_at(size)?)).await?;
+        let mine = self.reader.checkpoint_at(size).await?;
         if mine != claimed {
             tracing::error!(size, claimed = %claimed.root, mine = %mine.root, "asked to sign a checkpoint this node disagrees with");
             return Err(NodeError::FailedPrecondition(format!(
@@ -78,19 +77,19 @@ impl Node {
     /// One checkpoint round, on the leader: cut a checkpoint at the applied size,
     /// gather voters' signatures, and record it through Raft once a quorum signed.
     pub async fn checkpoint_round(&self) -> NodeResult<Option<u64>> {
-        let reader = self.reader.clone();
-        let (size, latest) = blocking(move || {
-            Ok((
-                reader.tail().size,
-                reader.latest_signed_checkpoint()?.map(|c| c.0),
-            ))
-        })
-        .await?;
+        let (size, latest) = self
+            .reader
+            .read(|reader| {
+                Ok((
+                    reader.tail().size,
+                    reader.latest_signed_checkpoint()?.map(|c| c.0),
+                ))
+            })
+            .await?;
         if size == 0 || latest.is_some_and(|l| l >= size) {
             return Ok(None);
         }
-        let reader = self.reader.clone();
-        let checkpoint = blocking(move || Ok(reader.checkpoint_at(size)?)).await?;
+        let checkpoint = self.reader.checkpoint_at(size).await?;
         let body = checkpoint.body();
         let membership = self.raft_metrics().membership_config.membership().clone();
         let voters: Vec<(u64, NodeInfo)> = membership

@@ -490,7 +490,7 @@ async fn status(probe: ProbeArgs, require_voters: usize) -> Result<(), String> {
         s.leader_id
             .map_or("none".to_owned(), |l| format!("{l} at {}", s.leader_addr)),
         s.tree_size,
-        veritrail_core::Hash::from_slice(&s.root_hash)
+        veritrail_proto::hash_from_wire("root_hash", &s.root_hash)
             .map(|h| h.to_hex())
             .unwrap_or_default()
     );

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use openraft::{Raft, RaftMetrics, ServerState};
 use veritrail_core::Limits;
 use veritrail_core::note::NoteSigner;
-use veritrail_store::{AuditReader, NodeInfo, TypeConfig};
+use veritrail_store::{AsyncReader, NodeInfo, TypeConfig};
 
 use crate::auth::Auth;
 use crate::batcher::Batcher;
@@ -33,7 +33,8 @@ pub struct Node {
     pub config: Config,
     pub limits: Limits,
     pub raft: Raft<TypeConfig>,
-    pub reader: AuditReader,
+    /// The store's reads, which run on tokio's blocking pool.
+    pub reader: AsyncReader,
     pub signer: NoteSigner,
     pub peers: Peers,
     pub batcher: Batcher,
@@ -55,17 +56,6 @@ impl std::fmt::Debug for Node {
             .field("key", self.signer.public())
             .finish_non_exhaustive()
     }
-}
-
-/// Runs blocking store reads off the async workers.
-pub async fn blocking<T, F>(f: F) -> NodeResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> NodeResult<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| NodeError::Internal(format!("read task failed: {e}")))?
 }
 
 impl Node {

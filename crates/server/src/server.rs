@@ -10,7 +10,7 @@ use tonic::transport::Server;
 use veritrail_proto::raft::raft_peer_server::RaftPeerServer;
 use veritrail_proto::v1::admin_server::AdminServer;
 use veritrail_proto::v1::audit_log_server::AuditLogServer;
-use veritrail_store::Store;
+use veritrail_store::{AsyncReader, Store};
 
 use crate::admin_service::AdminService;
 use crate::audit_service::AuditService;
@@ -93,7 +93,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         limits: config.limits.to_limits(),
         config: config.clone(),
         raft: raft.clone(),
-        reader: store.reader.clone(),
+        reader: AsyncReader::new(store.reader.clone()),
         signer,
         peers,
         batcher,
