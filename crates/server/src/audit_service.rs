@@ -8,7 +8,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use veritrail_core::{ConsistencyProof, Event, InclusionProof, RangeReport, TailQuery};
+use veritrail_core::{ConsistencyProof, Event, TailQuery};
 use veritrail_proto::v1::audit_log_server::AuditLog;
 use veritrail_proto::v1::get_entry_request::Key;
 use veritrail_proto::v1::{
@@ -47,7 +47,7 @@ fn receipts(receipts: &[AppendReceipt]) -> Vec<veritrail_proto::v1::Receipt> {
 }
 
 fn wire(entry: &StoredEntry) -> veritrail_proto::v1::Entry {
-    entry_to_wire(&entry.entry, &entry.bytes, &entry.hash)
+    entry_to_wire(&entry.entry, &entry.canonical, &entry.hash)
 }
 
 fn consistency_of(consistency: i32) -> NodeResult<ReadConsistency> {
@@ -414,21 +414,13 @@ impl AuditLog for AuditService {
         let r = request.into_inner();
         self.size_fence(r.consistency, r.tree_size).await?;
         let (seq, size) = (r.seq, r.tree_size);
-        let found = self
+        let proof = self
             .node
             .reader
             .inclusion_proof_with_root(seq, size)
             .await
             .map_err(NodeError::from)?;
-        Ok(Response::new(GetInclusionProofResponse::from(
-            &InclusionProof {
-                seq,
-                tree_size: size,
-                leaf: found.leaf,
-                proof: found.proof,
-                root: found.root,
-            },
-        )))
+        Ok(Response::new(GetInclusionProofResponse::from(&proof)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -491,12 +483,6 @@ impl AuditLog for AuditService {
             .verify_range(r.from_seq, r.to_seq)
             .await
             .map_err(NodeError::from)?;
-        Ok(Response::new(VerifyRangeResponse::from(&RangeReport {
-            ok: report.first_bad_seq.is_none(),
-            entries_checked: report.checked,
-            first_bad_seq: report.first_bad_seq,
-            problem: report.problem,
-            root: report.root,
-        })))
+        Ok(Response::new(VerifyRangeResponse::from(&report)))
     }
 }

@@ -30,7 +30,7 @@ use crate::db::{
     read_u64_key, to_postcard, u64_key,
 };
 use crate::error::{Result, StoreError};
-use crate::stored::{DbNodes, StoredEntry};
+use crate::stored::{DbNodes, stored_entry};
 use crate::tail::Tail;
 use crate::types::{
     AppendReceipt, AppendRequest, CheckpointRecord, CommandResponse, NodeInfo, Proposal, Rejection,
@@ -235,7 +235,7 @@ impl<'a> Batch<'a> {
                 format!("({source}, {event_id}) points at missing seq {seq}"),
             )
         })?;
-        let stored = StoredEntry::from_bytes(seq, bytes)?;
+        let stored = stored_entry(seq, bytes)?;
         Ok(Some((stored.entry, stored.hash)))
     }
 
@@ -453,7 +453,7 @@ impl<'a> Batch<'a> {
                     .db
                     .get(CF_ENTRIES, &u64_key(last))?
                     .ok_or_else(|| StoreError::corrupt(format!("entries/{last}"), "missing"))?;
-                let stored = StoredEntry::from_bytes(last, bytes)?;
+                let stored = stored_entry(last, bytes)?;
                 (stored.hash, stored.entry.timestamp_ns)
             }
         };

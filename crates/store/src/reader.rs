@@ -15,7 +15,7 @@ use crate::db::{
 use crate::error::{Result, StoreError};
 use crate::shared::Shared;
 use crate::snapshot::{Backup, Snapshots, backup};
-use crate::stored::{DbNodes, StoredEntry, checkpoint_at};
+use crate::stored::{DbNodes, StoredEntry, checkpoint_at, stored_entry};
 use crate::tail::Tail;
 
 /// A filtered scan over a seq range: the core's, which the SDK builds too.
@@ -30,18 +30,10 @@ pub struct ScanPage {
     pub next_seq: Option<u64>,
 }
 
-/// What [`AuditReader::verify_range`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RangeReport {
-    /// Entries checked before stopping.
-    pub checked: u64,
-    /// The first entry that failed a check, if any.
-    pub first_bad_seq: Option<u64>,
-    /// What failed, in words; empty when nothing did.
-    pub problem: String,
-    /// This node's root at the end of the range.
-    pub root: Hash,
-}
+/// What [`AuditReader::verify_range`] found and what
+/// [`AuditReader::inclusion_proof_with_root`] serves: the core's types, which
+/// the SDK checks too.
+pub use veritrail_core::{InclusionProof, RangeReport};
 
 /// [`DbNodes`] that also fetches one leaf with the first batch it reads.
 struct WithLeaf<'a> {
@@ -64,17 +56,6 @@ impl NodeSource for WithLeaf<'_> {
         self.leaf.set(hashes.pop());
         Ok(hashes)
     }
-}
-
-/// An inclusion proof as served: the leaf, its audit path and the root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InclusionProof {
-    /// The entry's leaf hash (RFC 6962 `0x00 || entry`).
-    pub leaf: Hash,
-    /// The audit path, from the leaf's sibling up.
-    pub proof: Vec<Hash>,
-    /// The root of the tree the proof is for.
-    pub root: Hash,
 }
 
 /// Read access to the audit log. Cheap to clone.
@@ -115,7 +96,7 @@ impl AuditReader {
     pub fn entry(&self, seq: u64) -> Result<Option<StoredEntry>> {
         match self.shared.db.get(CF_ENTRIES, &u64_key(seq))? {
             None => Ok(None),
-            Some(bytes) => StoredEntry::from_bytes(seq, bytes).map(Some),
+            Some(bytes) => stored_entry(seq, bytes).map(Some),
         }
     }
 
@@ -213,7 +194,7 @@ impl AuditReader {
             let bytes = value?.ok_or_else(|| {
                 StoreError::corrupt(format!("entries/{seq}"), "indexed entry is missing")
             })?;
-            entries.push(StoredEntry::from_bytes(*seq, bytes)?);
+            entries.push(stored_entry(*seq, bytes)?);
         }
         Ok(ScanPage { entries, next_seq })
     }
@@ -300,7 +281,8 @@ impl AuditReader {
         let mut checked = 0;
         let fail = |seq: u64, checked: u64, problem: String| -> Result<RangeReport> {
             Ok(RangeReport {
-                checked,
+                ok: false,
+                entries_checked: checked,
                 first_bad_seq: Some(seq),
                 problem,
                 root: self.root_at(to)?,
@@ -329,7 +311,8 @@ impl AuditReader {
             it.next();
         }
         Ok(RangeReport {
-            checked,
+            ok: true,
+            entries_checked: checked,
             first_bad_seq: None,
             problem: String::new(),
             root: self.root_at(to)?,
@@ -394,7 +377,13 @@ impl AuditReader {
         };
         let root = merkle::root_from_inclusion_proof(seq, size, &leaf, &proof)
             .map_err(|e| StoreError::corrupt(format!("merkle proof of {seq} at {size}"), e))?;
-        Ok(InclusionProof { leaf, proof, root })
+        Ok(InclusionProof {
+            seq,
+            tree_size: size,
+            leaf,
+            proof,
+            root,
+        })
     }
 
     /// The consistency proof from `from_size` to `to_size`.

@@ -9,27 +9,26 @@ use veritrail_core::{Checkpoint, Entry, Hash, entry_hash};
 use crate::db::{CF_ENTRIES, CF_MERKLE, Db, merkle_key, u64_key};
 use crate::error::{Result, StoreError};
 
-/// An entry as stored: decoded, with its canonical bytes and hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry {
-    pub entry: Entry,
-    pub bytes: Vec<u8>,
-    pub hash: Hash,
-}
+/// An entry as stored and served: the core's [`LogEntry`], decoded, with its
+/// canonical bytes and hash.
+pub use veritrail_core::LogEntry as StoredEntry;
 
-impl StoredEntry {
-    pub(crate) fn from_bytes(seq: u64, bytes: Vec<u8>) -> Result<Self> {
-        let entry =
-            Entry::decode(&bytes).map_err(|e| StoreError::corrupt(format!("entries/{seq}"), e))?;
-        if entry.seq != seq {
-            return Err(StoreError::corrupt(
-                format!("entries/{seq}"),
-                format!("entry carries seq {}", entry.seq),
-            ));
-        }
-        let hash = entry_hash(&bytes);
-        Ok(StoredEntry { entry, bytes, hash })
+/// The entry stored under `seq`, decoded and checked to carry that seq.
+pub(crate) fn stored_entry(seq: u64, canonical: Vec<u8>) -> Result<StoredEntry> {
+    let entry =
+        Entry::decode(&canonical).map_err(|e| StoreError::corrupt(format!("entries/{seq}"), e))?;
+    if entry.seq != seq {
+        return Err(StoreError::corrupt(
+            format!("entries/{seq}"),
+            format!("entry carries seq {}", entry.seq),
+        ));
     }
+    let hash = entry_hash(&canonical);
+    Ok(StoredEntry {
+        entry,
+        hash,
+        canonical,
+    })
 }
 
 /// Reads perfect Merkle nodes from the `merkle` column family, all of a proof's
@@ -83,7 +82,7 @@ pub(crate) fn checkpoint_at(db: &Db, origin: &str, size: u64) -> Result<Checkpoi
             let bytes = db
                 .get(CF_ENTRIES, &u64_key(last))?
                 .ok_or_else(|| StoreError::corrupt(format!("entries/{last}"), "missing"))?;
-            let entry = StoredEntry::from_bytes(last, bytes)?;
+            let entry = stored_entry(last, bytes)?;
             (entry.hash, entry.entry.timestamp_ns)
         }
     };

@@ -28,7 +28,7 @@ fn same_log(a: &Harness, b: &Harness) {
     for seq in 0..ta.size {
         let x = a.store().reader.entry(seq).expect("read").expect("present");
         let y = b.store().reader.entry(seq).expect("read").expect("present");
-        assert_eq!(x.bytes, y.bytes, "entry {seq}");
+        assert_eq!(x.canonical, y.canonical, "entry {seq}");
     }
 }
 
@@ -162,8 +162,16 @@ async fn a_200k_entry_snapshot_round_trips_in_bounded_memory() {
     assert_eq!(a.store().reader.tail(), b.store().reader.tail());
     for seq in [0, 1, 99_999, 131_071, 131_072, ENTRIES - 1] {
         assert_eq!(
-            a.store().reader.entry(seq).expect("read").map(|e| e.bytes),
-            b.store().reader.entry(seq).expect("read").map(|e| e.bytes)
+            a.store()
+                .reader
+                .entry(seq)
+                .expect("read")
+                .map(|e| e.canonical),
+            b.store()
+                .reader
+                .entry(seq)
+                .expect("read")
+                .map(|e| e.canonical)
         );
     }
 }

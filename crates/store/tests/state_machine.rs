@@ -45,7 +45,7 @@ async fn appends_get_dense_seqs_and_a_valid_chain() {
     let mut chain = ChainVerifier::from_genesis(common::ORIGIN);
     for seq in 0..35 {
         let stored = reader.entry(seq).expect("read").expect("present");
-        chain.push(&stored.bytes).expect("chain holds");
+        chain.push(&stored.canonical).expect("chain holds");
     }
     assert_eq!(chain.root(), Some(tail.root()));
     assert_eq!(chain.head(), Some(tail.head));
@@ -195,7 +195,7 @@ async fn state_survives_a_reopen_and_the_chain_continues() {
                     .entry(seq)
                     .expect("read")
                     .expect("present")
-                    .bytes,
+                    .canonical,
             )
             .expect("chain");
     }
