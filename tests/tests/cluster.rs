@@ -385,6 +385,15 @@ async fn a_learner_catches_up_by_snapshot_is_promoted_and_another_removed() {
             .await
             .expect("batch");
     }
+    // The keys an auditor pinned before the membership changed.
+    let pinned: Vec<NoteKey> = cluster
+        .status(leader)
+        .await
+        .expect("status")
+        .members
+        .iter()
+        .map(|m| NoteKey::parse(&m.public_key).expect("member key"))
+        .collect();
     let learner = cluster.spawn_extra(4);
     cluster.channel(learner).await;
     let mut admin = cluster.admin(leader).await;
@@ -437,6 +446,41 @@ async fn a_learner_catches_up_by_snapshot_is_promoted_and_another_removed() {
     let promoted = cluster.status(learner).await.expect("status");
     assert_eq!(promoted.root_hash, status.root_hash);
     append(&cluster, learner, "after-membership-change").await;
+
+    // A checkpoint the new voter co-signed still verifies with the keys pinned
+    // before it joined: its signature is skipped, and the two remaining
+    // original voters are a quorum of the pinned three (#23 item 2).
+    let new_key = format!("{ORIGIN}/node-4");
+    let reader = cluster.client(leader).await;
+    let note = wait_for(
+        Duration::from_secs(30),
+        "a checkpoint co-signed by node 4 and both remaining original voters",
+        || {
+            let mut reader = reader.clone();
+            let new_key = new_key.clone();
+            async move {
+                let note = reader
+                    .get_checkpoint(GetCheckpointRequest { tree_size: None })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .signed_note;
+                let signers: Vec<String> = veritrail_core::note::SignedNote::parse(&note)
+                    .ok()?
+                    .signatures()
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect();
+                (signers.len() == 3 && signers.contains(&new_key)).then_some(note)
+            }
+        },
+    )
+    .await;
+    let verified = CheckpointVerifier::majority(ORIGIN, pinned)
+        .expect("trust")
+        .verify(&note)
+        .unwrap_or_else(|e| panic!("pinned keys refused a checkpoint node 4 co-signed: {e}"));
+    assert_eq!(verified.signers.len(), 2, "{:?}", verified.signers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,10 +102,6 @@ pub enum Error {
     #[error("checkpoint is for origin {found:?}, expected {expected:?}")]
     WrongOrigin { expected: String, found: String },
 
-    /// A note carries a signature by a key the verifier does not know.
-    #[error("signature by unknown key {name}+{key_id:08x}")]
-    UnknownKey { name: String, key_id: u32 },
-
     /// A note carries two signatures by the same key.
     #[error("key {name}+{key_id:08x} signed the note more than once")]
     DuplicateSignature { name: String, key_id: u32 },

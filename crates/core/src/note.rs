@@ -371,9 +371,15 @@ impl SignedNote {
     /// Verifies the note against `keys`, returning the names of the keys whose
     /// signatures verified, in signature order.
     ///
+    /// A signature by a key that is not in `keys` is skipped: it neither
+    /// counts nor fails the note, as in Go's `note.Open`. Trust comes from a
+    /// quorum of the keys the verifier holds; a member that joined after the
+    /// verifier pinned its keys signs too, and that must not read as tampering.
+    ///
     /// Fails on the first of: a quorum outside `1..=keys.len()`, two keys sharing a
-    /// name and id, a signature by an unknown key, a key that signed twice, a
-    /// signature that does not verify, or fewer than `quorum` valid signatures.
+    /// name and id, a trusted key that signed twice, a trusted key's signature
+    /// that does not verify, or fewer than `quorum` valid signatures by trusted
+    /// keys.
     pub fn verify(&self, keys: &[NoteKey], quorum: usize) -> Result<Vec<String>, Error> {
         if quorum == 0 || quorum > keys.len() {
             return Err(Error::InvalidQuorum {
@@ -389,10 +395,7 @@ impl SignedNote {
         let mut signers: Vec<String> = Vec::with_capacity(self.signatures.len());
         for (i, signature) in self.signatures.iter().enumerate() {
             let Some(key) = keys.iter().find(|k| k.matches(signature)) else {
-                return Err(Error::UnknownKey {
-                    name: signature.name.clone(),
-                    key_id: signature.key_id,
-                });
+                continue;
             };
             if self.signatures[..i].iter().any(|s| key.matches(s)) {
                 return Err(Error::DuplicateSignature {
@@ -484,12 +487,30 @@ mod tests {
             note.verify(&[peter.clone(), enoch.clone()], 2),
             Ok(vec!["PeterNeumann".to_owned(), "EnochRoot".to_owned()])
         );
-        // Strict: a signature by a key we were not given is an error, not skipped.
+        // A signature by a key we were not given is skipped: it neither counts
+        // nor fails the note (Go's note.Open does the same).
         assert_eq!(
             note.verify(std::slice::from_ref(&peter), 1),
-            Err(Error::UnknownKey {
-                name: "EnochRoot".into(),
-                key_id: 0xaf0cfe78
+            Ok(vec!["PeterNeumann".to_owned()])
+        );
+        assert_eq!(
+            note.verify(std::slice::from_ref(&enoch), 1),
+            Ok(vec!["EnochRoot".to_owned()])
+        );
+        // An unknown key's signature never makes up a missing trusted one.
+        let only_enoch = SignedNote::parse(&format!("{TEXT}\n{ENOCH_SIG}")).expect("parse");
+        assert_eq!(
+            only_enoch.verify(std::slice::from_ref(&peter), 1),
+            Err(Error::QuorumNotMet {
+                valid: 0,
+                quorum: 1
+            })
+        );
+        assert_eq!(
+            only_enoch.verify(&[peter.clone(), enoch.clone()], 2),
+            Err(Error::QuorumNotMet {
+                valid: 1,
+                quorum: 2
             })
         );
         assert_eq!(
