@@ -446,6 +446,35 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
     assert_exit(&out, 2);
     let failure = &lines_of(&out)[0];
     assert_eq!(failure["ok"], false);
+    // The error names the address tried and why it failed (#23 item 5).
+    let text = failure.to_string();
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("refused"),
+        "{text}"
+    );
+    // A name that does not resolve is not retried for the whole retry budget
+    // (a minute here): the error comes as soon as every endpoint has failed
+    // to resolve once, and names them.
+    let started = std::time::Instant::now();
+    let out = run(
+        &CliEnv::endpoints("nonexistent.invalid:7001,also-missing.invalid:7001"),
+        &["--retry-ms", "60000", "get", "--seq", "0"],
+        None,
+    )
+    .await;
+    assert_exit(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no endpoint's name resolves")
+            && stderr.contains("nonexistent.invalid:7001")
+            && stderr.contains("also-missing.invalid:7001"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "an unresolvable name was retried for {:?}",
+        started.elapsed()
+    );
     // A bundle that does not exist.
     let out = run(
         &CliEnv::endpoints("127.0.0.1:1"),

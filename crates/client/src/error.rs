@@ -2,6 +2,15 @@
 
 use tonic::Code;
 
+/// `" (addr: reason; ...)"`, or nothing when no node was tried.
+fn nodes_tried(tried: &[String]) -> String {
+    if tried.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", tried.join("; "))
+    }
+}
+
 /// Result of every SDK call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -19,13 +28,27 @@ pub enum Error {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 
-    /// Retries ran out: the last attempt's failure and how many were made.
-    #[error("gave up after {attempts} attempts over {elapsed_ms} ms; last error: {last}")]
+    /// Retries ran out: the last attempt's failure, how many were made, and
+    /// what each node tried last said (`addr: reason`), so that a wrong
+    /// endpoint or a stopped cluster reads as such.
+    #[error(
+        "gave up after {attempts} attempts over {elapsed_ms} ms{}; last error: {last}",
+        nodes_tried(tried)
+    )]
     RetriesExhausted {
         attempts: u32,
         elapsed_ms: u64,
         last: Box<Error>,
+        tried: Vec<String>,
     },
+
+    /// No endpoint's name resolves: retrying will not make it resolve, so the
+    /// SDK stops at once (`addr: reason` for each).
+    #[error(
+        "no endpoint's name resolves ({}): check the endpoints given (--endpoints, VERITRAIL_ENDPOINTS)",
+        tried.join("; ")
+    )]
+    Unresolvable { tried: Vec<String> },
 
     /// A node's answer is inconsistent with itself or with the format (an entry
     /// whose bytes do not hash to the hash it came with, a wrong-length hash).

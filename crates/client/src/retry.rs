@@ -181,6 +181,7 @@ fn exhausted(attempts: u32, since: Instant, last: Error) -> Error {
         attempts,
         elapsed_ms: since.elapsed().as_millis() as u64,
         last: Box::new(last),
+        tried: Vec::new(),
     }
 }
 

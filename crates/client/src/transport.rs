@@ -6,6 +6,7 @@
 //! named, or away from a node that cannot answer. How long to wait before the
 //! next attempt, and when to stop, is the [`RetryState`]'s business.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -198,21 +199,73 @@ impl Transport {
         Fut: Future<Output = std::result::Result<T, Status>>,
     {
         let mut state = RetryState::new(self.config.retry).starting_now();
+        // What each node said last, for the error when every attempt failed.
+        let mut tried: BTreeMap<usize, (String, bool)> = BTreeMap::new();
         loop {
             let (i, channel) = self.pick();
             let status = match attempt(channel).await {
                 Ok(value) => return Ok((value, i)),
                 Err(status) => status,
             };
+            tried.insert(i, (describe(&status), is_unresolvable(&status)));
+            // A name that does not resolve will not resolve on the next
+            // attempt either: once no known node's name does, stop.
+            let nodes = self.addrs();
+            if tried.len() == nodes.len() && tried.values().all(|(_, unresolvable)| *unresolvable) {
+                return Err(Error::Unresolvable {
+                    tried: named(&nodes, &tried),
+                });
+            }
             let retry = self.on_failure(i, &status);
             tracing::debug!(what, attempt = state.failures() + 1, code = ?status.code(), message = status.message(), ?retry, "attempt failed");
             match state.after_failure(retry, &status) {
                 Next::Now => {}
                 Next::After(delay) => tokio::time::sleep(delay).await,
-                Next::Final(error) | Next::Exhausted(error) => return Err(error),
+                Next::Final(error) => return Err(error),
+                Next::Exhausted(mut error) => {
+                    if let Error::RetriesExhausted {
+                        tried: named_tried, ..
+                    } = &mut error
+                    {
+                        *named_tried = named(&self.addrs(), &tried);
+                    }
+                    return Err(error);
+                }
             }
         }
     }
+}
+
+/// A failure in words, with the causes tonic keeps beneath its status: "tcp
+/// connect error" alone does not say that the connection was refused.
+fn describe(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether the attempt failed because the node's name did not resolve. hyper
+/// reports it as a connect error whose text says so; its type is private.
+fn is_unresolvable(status: &Status) -> bool {
+    status.code() == tonic::Code::Unavailable && describe(status).contains("dns error")
+}
+
+/// `addr: reason` for each node tried, in the order the nodes were learnt.
+fn named(addrs: &[String], tried: &BTreeMap<usize, (String, bool)>) -> Vec<String> {
+    tried
+        .iter()
+        .map(|(i, (reason, _))| {
+            let addr = addrs.get(*i).map_or("?", String::as_str);
+            format!("{addr}: {reason}")
+        })
+        .collect()
 }
 
 /// `host:port` and `http://host:port` (`https://` with TLS) name the same node.
