@@ -425,7 +425,8 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
     )
     .await;
     assert_exit(&out, 2);
-    // Nobody listens: a bounded wait, then exit 2 naming the failure.
+    // Nobody listens: a bounded wait, said once while it lasts, then exit 2
+    // naming the failure.
     let port = veritrail_tests::free_port();
     let out = run(
         &CliEnv::endpoints(&format!("127.0.0.1:{port}")),
@@ -433,7 +434,7 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
             "--timeout-ms",
             "500",
             "--retry-ms",
-            "1000",
+            "4000",
             "--output",
             "json",
             "get",
@@ -446,7 +447,17 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
     assert_exit(&out, 2);
     let failure = &lines_of(&out)[0];
     assert_eq!(failure["ok"], false);
-    // The error names the address tried and why it failed (#23 item 5).
+    // The error names the address tried and why it failed, and the wait
+    // said that it was retrying (#23 item 5).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no node has answered") && stderr.contains("retrying"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
     let text = failure.to_string();
     assert!(
         text.contains(&format!("127.0.0.1:{port}")) && text.contains("refused"),

@@ -133,6 +133,11 @@ impl RetryState {
         self.failures
     }
 
+    /// How long this run has lasted.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
     /// Counts a failed attempt and says what to do next.
     pub(crate) fn after_failure(&mut self, retry: Retry, status: &Status) -> Next {
         let since = *self.since.get_or_insert_with(Instant::now);

@@ -22,6 +22,9 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::retry::{Next, Retry, RetryState, Verdict};
 
+/// How long a call fails before the SDK logs, once, that it is retrying.
+const RETRYING_SAID_AFTER: Duration = Duration::from_secs(2);
+
 /// A channel to one node that sends the client's credentials with each call.
 pub(crate) type Conn = InterceptedService<Channel, Credentials>;
 
@@ -201,6 +204,7 @@ impl Transport {
         let mut state = RetryState::new(self.config.retry).starting_now();
         // What each node said last, for the error when every attempt failed.
         let mut tried: BTreeMap<usize, (String, bool)> = BTreeMap::new();
+        let mut said_retrying = false;
         loop {
             let (i, channel) = self.pick();
             let status = match attempt(channel).await {
@@ -220,7 +224,21 @@ impl Transport {
             tracing::debug!(what, attempt = state.failures() + 1, code = ?status.code(), message = status.message(), ?retry, "attempt failed");
             match state.after_failure(retry, &status) {
                 Next::Now => {}
-                Next::After(delay) => tokio::time::sleep(delay).await,
+                Next::After(delay) => {
+                    // An election passes within a second or two, quietly. A
+                    // call still failing after that says so, once, so that a
+                    // person watching a tool knows it is retrying, and why.
+                    if !said_retrying && state.elapsed() >= RETRYING_SAID_AFTER {
+                        said_retrying = true;
+                        tracing::warn!(
+                            "{what}: no node has answered for {} ms ({}); retrying for up to {} ms in all",
+                            state.elapsed().as_millis(),
+                            named(&self.addrs(), &tried).join("; "),
+                            self.config.retry.deadline_ms
+                        );
+                    }
+                    tokio::time::sleep(delay).await;
+                }
                 Next::Final(error) => return Err(error),
                 Next::Exhausted(mut error) => {
                     if let Error::RetriesExhausted {
