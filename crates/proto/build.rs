@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Ordered maps: attributes convert to the core's BTreeMap without sorting.
         .btree_map(".")
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL (src/codec.rs).
+        .codec_path("crate::codec::StrictCodec")
         .file_descriptor_set_path(out.join("veritrail_descriptor.bin"))
         .compile_protos(&files, &[root])?;
     Ok(())

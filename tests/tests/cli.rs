@@ -821,3 +821,45 @@ async fn a_reader_that_closes_the_pipe_ends_the_tools_quietly() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// `cluster add-learner` returns once the new node holds every entry the
+/// leader held when it was added, as its help and OPERATIONS.md say (it used
+/// to return at once, the learner empty: #23 item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_learner_returns_once_the_learner_holds_the_log() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let client = cluster.sdk();
+    for batch in 0..12 {
+        let events = (0..500)
+            .map(|i| veritrail_tests::sdk_event("bulk", &format!("b{batch}-{i}")))
+            .collect();
+        client.append_batch(events).await.expect("append");
+    }
+    let leader = cluster.leader().await;
+    let size = cluster.status(leader).await.expect("status").tree_size;
+    let learner = cluster.spawn_extra(4);
+    cluster.channel(learner).await;
+    let addr = cluster.nodes[learner].addr.clone();
+    let out = run(
+        &cluster.cli_env(),
+        &["cluster", "add-learner", "--id", "4", "--addr", &addr],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let held = cluster
+        .status(learner)
+        .await
+        .expect("learner status")
+        .tree_size;
+    assert!(
+        held >= size,
+        "add-learner returned with node 4 holding {held} of {size} entries\n{}",
+        explain(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("node 4 holds all {size} entries")),
+        "{}",
+        explain(&out)
+    );
+}

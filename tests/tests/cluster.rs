@@ -813,3 +813,117 @@ async fn raft_messages_for_another_node_id_are_refused() {
         .expect_err("garbage");
     assert_eq!(own.code(), Code::InvalidArgument, "{own:?}");
 }
+
+/// A learner replays the log from its start, so for a while it holds the
+/// first membership, {1, 2, 3}, which does not name its leader, node 4: the
+/// voters of that membership vouch for the leader, and it catches up (issue
+/// #17). This is the
+/// lagging node that a "members only" rule for Raft messages must not lock
+/// out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_whose_memberships_do_not_name_its_leader_still_catches_up() {
+    // Two entries per message, so that the learner holds a membership after
+    // the first one (which it takes holding none) and long before the last.
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            raft_toml: "append_entries_max_entries = 2\n".into(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = cluster.leader().await;
+    append(&cluster, leader, "before-4").await;
+    let four = cluster.spawn_extra(4);
+    cluster.channel(four).await;
+    let mut admin = cluster.admin(leader).await;
+    admin
+        .add_learner(AddLearnerRequest {
+            member: Some(Member {
+                node_id: 4,
+                addr: cluster.nodes[four].addr.clone(),
+            }),
+            wait: true,
+        })
+        .await
+        .expect("add node 4");
+    // Node 4 the only voter, so that it leads; 1, 2 and 3 stay as learners
+    // (and can vouch).
+    admin
+        .change_membership(ChangeMembershipRequest {
+            voters: vec![4],
+            retain_removed: true,
+        })
+        .await
+        .expect("make node 4 the only voter");
+    wait_for(Duration::from_secs(20), "node 4 to lead", || async {
+        (cluster.status(four).await?.role == "leader").then_some(())
+    })
+    .await;
+    append(&cluster, four, "before-5").await;
+
+    let five = cluster.spawn_extra(5);
+    cluster.channel(five).await;
+    cluster
+        .admin(four)
+        .await
+        .add_learner(AddLearnerRequest {
+            member: Some(Member {
+                node_id: 5,
+                addr: cluster.nodes[five].addr.clone(),
+            }),
+            wait: true,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("add node 5: {s}\n{}", cluster.log_tail(five)));
+    let size = append(&cluster, four, "after-5").await.seq + 1;
+    wait_for(Duration::from_secs(30), "node 5 to catch up", || async {
+        (cluster.status(five).await?.tree_size >= size).then_some(())
+    })
+    .await;
+    assert_eq!(cluster.roots().await.len(), 1, "the nodes disagree");
+    let log = std::fs::read_to_string(&cluster.nodes[five].log_path).expect("node 5's log");
+    assert!(
+        log.contains("vouches for a leader"),
+        "node 5 never had to ask who node 4 is:\n{}",
+        cluster.log_tail(five)
+    );
+}
+
+/// A node removed from the cluster stops by itself, saying why, instead of
+/// standing for election for ever with a rising term (#23 item 4); the
+/// members that remain go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_stops_by_itself() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let removed = (leader + 1) % 3;
+    let removed_id = cluster.nodes[removed].id;
+    let voters: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != removed_id)
+        .collect();
+    cluster
+        .admin(leader)
+        .await
+        .change_membership(ChangeMembershipRequest {
+            voters,
+            retain_removed: false,
+        })
+        .await
+        .expect("remove a member");
+    assert!(
+        cluster.wait_exited(removed, Duration::from_secs(60)).await,
+        "node {removed_id} still runs a minute after its removal:\n{}",
+        cluster.log_tail(removed)
+    );
+    let log = std::fs::read_to_string(&cluster.nodes[removed].log_path).expect("log");
+    assert!(
+        log.contains("this node was removed from the cluster"),
+        "{}",
+        cluster.log_tail(removed)
+    );
+    append(&cluster, leader, "after-removal").await;
+}

@@ -491,11 +491,41 @@ async fn limits_refuse_oversized_and_excessive_input_with_nothing_written() {
         .await
         .expect_err("control character");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // A right-to-left override or a line separator would reorder or break
+    // the line an entry is shown in.
+    for hazard in ['\u{202E}', '\u{2028}'] {
+        let mut bad = event("billing", "bad-2");
+        bad.resource = format!("invoice/{hazard}24");
+        let refused = client
+            .append(AppendRequest { event: Some(bad) })
+            .await
+            .expect_err("a display hazard");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("`resource`"), "{refused:?}");
+    }
     let refused = client
         .append(AppendRequest { event: None })
         .await
         .expect_err("no event");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // Bytes that are not an AppendRequest: its field 1 is a message, and
+    // these carry a number there. The caller's mistake, not the node's
+    // failure (INTERNAL is for storage and Raft, docs/ERRORS.md).
+    let mut raw = tonic::client::Grpc::new(cluster.channel(0).await);
+    raw.ready().await.expect("ready");
+    let refused = raw
+        .unary(
+            tonic::Request::new(veritrail_proto::v1::TransferLeaderRequest { to_node_id: 1 }),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/veritrail.v1.AuditLog/Append"),
+            tonic_prost::ProstCodec::<_, veritrail_proto::v1::AppendResponse>::default(),
+        )
+        .await
+        .expect_err("undecodable protobuf");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("not a valid AppendRequest"),
+        "{refused:?}"
+    );
     assert_eq!(
         tree_size(&cluster).await,
         before,
@@ -658,4 +688,287 @@ async fn a_node_certificate_of_a_non_member_cannot_act_as_a_member() {
     assert_eq!(after.role, "leader", "the leader lost its leadership");
     assert_eq!(after.term, before.term, "the term moved");
     assert_eq!(after.tree_size, before.tree_size, "something was written");
+}
+
+/// What node certificate `attacker` gets from node `i` when it tries to lead
+/// it (issue #17): a vote request with a higher term and a longer log; an
+/// AppendEntries that makes the attacker the only voter and commits an entry
+/// forged in `service/ceo`'s name; a higher-term heartbeat; a snapshot. The
+/// vote is declined and the rest refused with `PERMISSION_DENIED`, and the
+/// node's term, voters and log are as they were.
+async fn try_to_lead(cluster: &Cluster, i: usize, attacker: u64) {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest, VoteResponse};
+    use openraft::{
+        CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership,
+        Vote,
+    };
+    use veritrail_store::{Command, NodeInfo, Proposal, TypeConfig};
+
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.node(attacker, "127.0.0.1");
+    let mut peer = RaftPeerClient::new(cluster.channel_as(i, Some((&cert, &key))).await);
+    let target = cluster.nodes[i].id;
+    let payload = |postcard: Vec<u8>| RaftPayload {
+        postcard,
+        to_node_id: target,
+        ..Default::default()
+    };
+    let before = cluster.status(i).await.expect("status");
+    let voters = |s: &veritrail_proto::v1::StatusResponse| -> BTreeSet<u64> {
+        s.members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.node_id)
+            .collect()
+    };
+    let term = before.term + 100;
+    let at = |index: u64| LogId::new(CommittedLeaderId::new(term, attacker), index);
+
+    let ask = VoteRequest::<u64>::new(Vote::new(term, attacker), Some(at(1 << 40)));
+    let reply = peer
+        .vote(payload(postcard::to_stdvec(&ask).expect("encode")))
+        .await
+        .expect("a vote request is answered");
+    let reply: VoteResponse<u64> =
+        postcard::from_bytes(&reply.into_inner().postcard).expect("decode");
+    assert!(
+        !reply.vote_granted,
+        "node {target} granted node {attacker} its vote"
+    );
+    assert!(
+        reply.vote.leader_id().get_term() < term,
+        "node {target} took node {attacker}'s term: {reply:?}"
+    );
+
+    let last = reply.last_log_id;
+    let next = last.map_or(1, |l| l.index + 1);
+    let membership = Membership::new(
+        vec![BTreeSet::from([attacker])],
+        BTreeMap::from([(
+            attacker,
+            NodeInfo {
+                addr: "127.0.0.1:9".into(),
+                public_key: String::new(),
+            },
+        )]),
+    );
+    let forged = Command::Append(Proposal {
+        proposed_at_ns: 1,
+        requests: vec![veritrail_store::AppendRequest {
+            principal: "spiffe://veritrail.test/service/ceo".into(),
+            events: vec![veritrail_core::Event {
+                source: "payroll".into(),
+                event_id: format!("forged-by-{attacker}"),
+                actor: "mallory".into(),
+                action: "salary.raise".into(),
+                resource: "employee/7".into(),
+                outcome: "success".into(),
+                ..veritrail_core::Event::default()
+            }],
+        }],
+    });
+    let take_over = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(term, attacker),
+        prev_log_id: last,
+        entries: vec![
+            Entry {
+                log_id: at(next),
+                payload: EntryPayload::Membership(membership.clone()),
+            },
+            Entry {
+                log_id: at(next + 1),
+                payload: EntryPayload::Normal(forged),
+            },
+        ],
+        leader_commit: Some(at(next + 1)),
+    };
+    let heartbeat = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(term, attacker),
+        prev_log_id: last,
+        entries: Vec::new(),
+        leader_commit: last,
+    };
+    let snapshot = InstallSnapshotRequest::<TypeConfig> {
+        vote: Vote::new_committed(term, attacker),
+        meta: SnapshotMeta {
+            last_log_id: Some(at(next)),
+            last_membership: StoredMembership::new(Some(at(next)), membership),
+            snapshot_id: "forged".into(),
+        },
+        offset: 0,
+        data: vec![0; 64],
+        done: true,
+    };
+    let refused = [
+        peer.append_entries(payload(postcard::to_stdvec(&take_over).expect("encode")))
+            .await
+            .map(|_| ())
+            .expect_err("a membership entry and a forged entry"),
+        peer.append_entries(payload(postcard::to_stdvec(&heartbeat).expect("encode")))
+            .await
+            .map(|_| ())
+            .expect_err("a higher-term heartbeat"),
+        peer.install_snapshot(payload(postcard::to_stdvec(&snapshot).expect("encode")))
+            .await
+            .map(|_| ())
+            .expect_err("a snapshot"),
+    ];
+    for status in refused {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains(&format!("node {attacker} is not a voter")),
+            "{status:?}"
+        );
+    }
+
+    let after = cluster.status(i).await.expect("status");
+    assert_eq!(after.term, before.term, "node {target}'s term moved");
+    assert_eq!(voters(&after), voters(&before), "node {target}'s voters");
+    // (Its Raft log grows by the checkpoints the leader records; entries are
+    // what it must not have taken.)
+    assert_eq!(after.tree_size, before.tree_size, "node {target}'s entries");
+}
+
+/// A node certificate of this cluster's CA whose node never was a member
+/// cannot lead any member, whatever its term: it cannot make itself the only
+/// voter (which used to leave the cluster without a leader for good), write
+/// a forged entry that the next checkpoint would cover, or depose the leader
+/// with higher-term heartbeats and vote requests (issue #17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_was_a_member_cannot_lead_vote_or_write() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let client = cluster.sdk();
+    client
+        .append(sdk_event("tests", "before"))
+        .await
+        .expect("append");
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status");
+    for i in 0..cluster.nodes.len() {
+        try_to_lead(&cluster, i, 9).await;
+    }
+    let receipt = client
+        .append(sdk_event("tests", "after"))
+        .await
+        .expect("appends go on");
+    assert_eq!(receipt.seq, before.tree_size, "something else was written");
+    let after = cluster.status(leader).await.expect("status");
+    assert_eq!(after.role, "leader", "the leader lost its leadership");
+    assert_eq!(after.term, before.term, "the term moved");
+}
+
+/// A member removed from the cluster keeps a valid certificate until it
+/// expires; with it, it can no longer lead the members that remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_cannot_lead_the_members_that_remain() {
+    use veritrail_proto::v1::ChangeMembershipRequest;
+
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let removed = (leader + 1) % cluster.nodes.len();
+    let removed_id = cluster.nodes[removed].id;
+    let voters: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != removed_id)
+        .collect();
+    cluster
+        .admin(leader)
+        .await
+        .change_membership(ChangeMembershipRequest {
+            voters: voters.clone(),
+            retain_removed: false,
+        })
+        .await
+        .expect("remove a member");
+    cluster.kill(removed);
+    let remaining: Vec<usize> = (0..cluster.nodes.len()).filter(|i| *i != removed).collect();
+    for &i in &remaining {
+        wait_for(
+            Duration::from_secs(20),
+            "the removal to reach every member",
+            || async {
+                let status = cluster.status(i).await?;
+                (status.members.iter().filter(|m| m.voter).count() == voters.len()).then_some(())
+            },
+        )
+        .await;
+    }
+    for &i in &remaining {
+        try_to_lead(&cluster, i, removed_id).await;
+    }
+    cluster
+        .sdk()
+        .append(sdk_event("tests", "after-removal"))
+        .await
+        .expect("appends go on");
+}
+
+/// A client that completes the TLS handshake (as a token client may, without
+/// a certificate) and then never sends the HTTP/2 preface holds its
+/// connection no longer than `grpc.preface_timeout_ms`. 300 such connections
+/// used to stay open, one file descriptor and about 33 KB each, for as long
+/// as their clients liked (issue #17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_http2_is_closed() {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::AsyncReadExt;
+
+    // The default grpc.preface_timeout_ms, 5 s.
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(pki.ca()).expect("CA file") {
+        roots.add(ca.expect("CA")).expect("a CA rustls takes");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let (host, _) = cluster.nodes[0].addr.rsplit_once(':').expect("host:port");
+    let name = ServerName::try_from(host.to_owned()).expect("server name");
+
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        let tcp = tokio::net::TcpStream::connect(&cluster.nodes[0].addr)
+            .await
+            .expect("connect");
+        let tls = connector
+            .connect(name.clone(), tcp)
+            .await
+            .expect("the TLS handshake completes");
+        silent.push(tls);
+    }
+    for (i, mut tls) in silent.into_iter().enumerate() {
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            // End of stream, or an error for the missing close_notify.
+            while let Ok(n) = tls.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "silent connection {i} was still open 20 s after a 5 s preface timeout"
+        );
+    }
+    // The node still serves clients that speak.
+    let status = cluster.status(0).await.expect("the node answers");
+    assert_eq!(status.node_id, cluster.nodes[0].id);
 }

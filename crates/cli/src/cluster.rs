@@ -15,16 +15,21 @@ pub enum ClusterCommand {
     /// The voters' checkpoint verifier keys, one per line: what an auditor pins
     /// with `--keys @FILE`.
     Keys,
-    /// Add a node as a learner; it catches up before the command returns.
+    /// Add a node as a learner, and wait until it holds every entry the
+    /// leader held when it was added (progress on stderr).
     AddLearner {
         #[arg(long)]
         id: u64,
         /// The node's address as the other nodes reach it (host:port).
         #[arg(long)]
         addr: String,
-        /// Return at once instead of waiting for it to catch up.
+        /// Return once it is a learner, without waiting for it to catch up.
         #[arg(long)]
         no_wait: bool,
+        /// Give up waiting after this many seconds (the node stays a learner
+        /// and keeps catching up).
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        timeout: u64,
     },
     /// Make a learner a voter.
     Promote {
@@ -112,8 +117,23 @@ pub async fn run(client: &Client, format: Format, command: &ClusterCommand) -> C
             }
             Ok(())
         }
-        ClusterCommand::AddLearner { id, addr, no_wait } => {
-            let members = client.add_learner(*id, addr, !no_wait).await?;
+        ClusterCommand::AddLearner {
+            id,
+            addr,
+            no_wait,
+            timeout,
+        } => {
+            // What the leader holds (a lagging node's answer would say less).
+            let first = client.status().await?;
+            let target = match client.status_of(&first.leader_addr).await {
+                Ok(leader) => leader.tree_size,
+                Err(_) => first.tree_size,
+            };
+            let mut members = client.add_learner(*id, addr, false).await?;
+            if !no_wait {
+                wait_caught_up(client, format, *id, addr, target, *timeout).await?;
+                members = client.status().await?.members;
+            }
             print_members(format, &members);
             Ok(())
         }
@@ -190,6 +210,52 @@ pub async fn run(client: &Client, format: Format, command: &ClusterCommand) -> C
             }
             Ok(())
         }
+    }
+}
+
+/// Waits until the node at `addr` has applied `target` entries, with a
+/// progress bar on a terminal and a line on stderr every 10 s otherwise.
+async fn wait_caught_up(
+    client: &Client,
+    format: Format,
+    id: u64,
+    addr: &str,
+    target: u64,
+    timeout_s: u64,
+) -> CmdResult {
+    let started = std::time::Instant::now();
+    let bar = output::progress(format, target, &format!("node {id} catching up"));
+    let mut said = started;
+    let mut held = 0;
+    loop {
+        if let Ok(status) = client.status_of(addr).await {
+            held = status.tree_size;
+            bar.set_position(held.min(target));
+        }
+        if held >= target {
+            bar.finish_and_clear();
+            if format == Format::Text {
+                eprintln!(
+                    "node {id} holds all {target} entries, after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(());
+        }
+        if started.elapsed().as_secs() >= timeout_s {
+            bar.abandon();
+            return Err(anyhow::anyhow!(
+                "node {id} is a learner, but after {timeout_s} s it holds {held} of the \
+                 {target} entries the leader held when it was added; it keeps catching up \
+                 (watch `veritrail cluster status`, and promote it only once it holds them)"
+            )
+            .into());
+        }
+        if format == Format::Text && bar.is_hidden() && said.elapsed().as_secs() >= 10 {
+            eprintln!("node {id} holds {held} of {target} entries");
+            said = std::time::Instant::now();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

@@ -114,6 +114,25 @@ pub fn entry_json(entry: &LogEntry) -> serde_json::Value {
     })
 }
 
+/// Text as a line may show it: the characters that would reorder or break
+/// the line (bidirectional controls, line separators) as `\u{...}` escapes.
+/// Entries written before nodes refused them may still hold them.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(veritrail_core::is_display_hazard) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if veritrail_core::is_display_hazard(c) {
+                format!("\\u{{{:04X}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 pub fn print_entry(format: Format, entry: &LogEntry) {
     match format {
         Format::Json => print_json(&entry_json(entry)),
@@ -124,20 +143,20 @@ pub fn print_entry(format: Format, entry: &LogEntry) {
                 e.seq,
                 format_time(e.timestamp_ns),
                 &entry.hash.to_hex()[..16],
-                e.event.actor,
-                e.event.action,
-                e.event.resource,
-                e.event.outcome,
+                shown(&e.event.actor),
+                shown(&e.event.action),
+                shown(&e.event.resource),
+                shown(&e.event.outcome),
                 e.event.source,
                 e.event.event_id,
-                e.principal,
+                shown(&e.principal),
             );
             if !e.event.attributes.is_empty() {
                 let attrs: Vec<String> = e
                     .event
                     .attributes
                     .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
+                    .map(|(k, v)| format!("{k}={}", shown(v)))
                     .collect();
                 line.push_str(&format!("  {}", attrs.join(" ")));
             }
@@ -217,6 +236,14 @@ pub fn progress(format: Format, total: u64, what: &str) -> indicatif::ProgressBa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_would_reorder_or_break_a_line_is_shown_escaped() {
+        assert_eq!(shown("invoice/42"), "invoice/42");
+        assert_eq!(shown("a\u{202E}gpj.exe"), "a\\u{202E}gpj.exe");
+        assert_eq!(shown("one\u{2028}two"), "one\\u{2028}two");
+        assert_eq!(shown("\u{5D0}\u{5D1}"), "\u{5D0}\u{5D1}");
+    }
 
     #[test]
     fn formats_times_in_utc() {

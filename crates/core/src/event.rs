@@ -80,6 +80,52 @@ impl Event {
     }
 }
 
+/// New events follow a stricter rule than the format: besides control
+/// characters, their text may not hold the Unicode characters that reorder or
+/// break a line when shown (bidirectional controls such as U+202E, and the
+/// line and paragraph separators U+2028 and U+2029). A node checks it when an
+/// event arrives ([`Event::validate_new`]); apply and readers keep the format's
+/// rule, so entries written before it was added still replay the same on every
+/// node. Readers that print text escape these characters all the same.
+const NEW_TEXT_RULE: &str = "text may not hold bidirectional controls or line separators, which would reorder or break the line it is shown in";
+
+/// Whether `c` reorders or breaks the text it is shown in: a bidirectional
+/// control (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069) or a
+/// line or paragraph separator (U+2028, U+2029).
+pub fn is_display_hazard(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
+impl Event {
+    /// [`Event::validate`], and the stricter text rule for new events
+    /// ([`is_display_hazard`]). Nodes check appends with this at the door.
+    pub fn validate_new(&self, limits: &Limits) -> Result<(), Error> {
+        self.validate(limits)?;
+        let texts = [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("resource", &self.resource),
+            ("outcome", &self.outcome),
+        ];
+        for (field, value) in texts
+            .into_iter()
+            .chain(self.attributes.values().map(|v| ("attributes.value", v)))
+        {
+            check_characters(field, value, |c| !is_display_hazard(c), NEW_TEXT_RULE)?;
+        }
+        Ok(())
+    }
+}
+
 /// Validates the principal the server authenticated; it follows text rules.
 pub fn validate_principal(principal: &str, limits: &Limits) -> Result<(), Error> {
     check_text("principal", principal, limits.principal_max_bytes)
@@ -155,6 +201,36 @@ mod tests {
     #[test]
     fn accepts_a_plain_event() {
         event().validate(&Limits::default()).expect("valid");
+    }
+
+    #[test]
+    fn new_events_may_not_reorder_or_break_the_lines_they_are_shown_in() {
+        for (hazard, field) in [('\u{202E}', "resource"), ('\u{2028}', "attributes.value")] {
+            let mut e = event();
+            if field == "resource" {
+                e.resource = format!("invoice/{hazard}24");
+            } else {
+                e.attributes.insert("note".into(), format!("a{hazard}b"));
+            }
+            // The format (what apply and readers check) still allows it...
+            e.validate(&Limits::default()).expect("the format's rule");
+            // ...and a new event is refused, naming the field and the character.
+            match e.validate_new(&Limits::default()) {
+                Err(Error::ForbiddenCharacter {
+                    field: f, found, ..
+                }) => assert_eq!((f, found), (field, hazard)),
+                other => panic!("{hazard:?} in {field}: {other:?}"),
+            }
+        }
+        event()
+            .validate_new(&Limits::default())
+            .expect("plain text, right-to-left letters included");
+        Event {
+            actor: "\u{5D0}\u{5D1}\u{5D2}".into(),
+            ..event()
+        }
+        .validate_new(&Limits::default())
+        .expect("Hebrew letters are text");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use chain::ChainVerifier;
 pub use checkpoint::Checkpoint;
 pub use entry::{Entry, Receipt, entry_hash};
 pub use error::Error;
-pub use event::{Event, validate_principal};
+pub use event::{Event, is_display_hazard, validate_principal};
 pub use hash::{HASH_LEN_BYTES, Hash, genesis_hash};
 pub use limits::{
     FORMAT_ATTRIBUTES_MAX_COUNT, FORMAT_ENTRY_MAX_BYTES, FORMAT_FIELD_MAX_BYTES,

@@ -12,6 +12,7 @@
 
 #![allow(missing_debug_implementations)]
 
+pub mod codec;
 mod convert;
 
 pub use convert::{

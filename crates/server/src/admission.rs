@@ -162,7 +162,7 @@ impl Node {
             )));
         }
         for (i, event) in events.iter().enumerate() {
-            event.validate(&self.limits).map_err(|e| {
+            event.validate_new(&self.limits).map_err(|e| {
                 if events.len() == 1 {
                     NodeError::InvalidArgument(e.to_string())
                 } else {

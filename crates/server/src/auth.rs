@@ -196,7 +196,11 @@ impl Auth {
                 },
             );
         };
-        if let Some(certs) = request.peer_certs()
+        let certs = request
+            .extensions()
+            .get::<crate::listener::ConnInfo>()
+            .and_then(|info| info.peer_certs.clone());
+        if let Some(certs) = certs
             && let Some(leaf) = certs.first()
         {
             // rustls has verified the chain to our CA during the handshake.

@@ -222,6 +222,9 @@ pub struct GrpcConfig {
     pub connection_max_streams: u32,
     /// Longest TLS handshake before the connection is dropped.
     pub tls_handshake_timeout_ms: u64,
+    /// Longest wait, after the handshake, for the client's HTTP/2 preface
+    /// before the connection is dropped.
+    pub preface_timeout_ms: u64,
     /// After SIGTERM or SIGINT, how long open calls may take to finish once
     /// streams have been sent elsewhere; then the rest are closed. 0 closes
     /// them at once.
@@ -319,6 +322,7 @@ impl Default for GrpcConfig {
             stream_max_inflight: 1024,
             connection_max_streams: 256,
             tls_handshake_timeout_ms: 5_000,
+            preface_timeout_ms: 5_000,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -565,10 +569,13 @@ impl Config {
                 "request_max_events, stream_max_inflight and request_timeout_ms must be at least 1",
             ));
         }
-        if self.grpc.connection_max_streams == 0 || self.grpc.tls_handshake_timeout_ms == 0 {
+        if self.grpc.connection_max_streams == 0
+            || self.grpc.tls_handshake_timeout_ms == 0
+            || self.grpc.preface_timeout_ms == 0
+        {
             return Err(invalid(
                 "grpc",
-                "connection_max_streams and tls_handshake_timeout_ms must be at least 1",
+                "connection_max_streams, tls_handshake_timeout_ms and preface_timeout_ms must be at least 1",
             ));
         }
         let rate = &self.rate_limit;

@@ -14,24 +14,39 @@
 //!
 //! A second signal stops the process at once.
 
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
 use tonic::Status;
 
 /// Whether this node is stopping. Cheap to clone; clones share the state.
 #[derive(Debug, Clone)]
 pub struct Drain {
     tx: watch::Sender<bool>,
+    /// Set when the node decides to stop by itself, as a signal would.
+    stop: Arc<Notify>,
 }
 
 impl Default for Drain {
     fn default() -> Self {
         Drain {
             tx: watch::channel(false).0,
+            stop: Arc::default(),
         }
     }
 }
 
 impl Drain {
+    /// Asks the node to stop as SIGTERM does (a removed node stops itself).
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Resolves once [`Drain::stop`] was called.
+    pub async fn stop_requested(&self) {
+        self.stop.notified().await;
+    }
+
     /// Starts draining; idempotent.
     pub fn start(&self) {
         self.tx.send_replace(true);

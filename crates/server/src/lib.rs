@@ -5,7 +5,7 @@
 //! services. The leader batches appends into Raft entries (`batcher`), every
 //! node serves reads and proofs from its own store, and the voters co-sign
 //! checkpoints (`cosign`). `node` is the hub that holds a node's parts; the rooms
-//! around it (`gate`, `admission`, `routing`, `linearize`, `cosign`,
+//! around it (`gate`, `senders`, `admission`, `routing`, `linearize`, `cosign`,
 //! `membership`) each add one kind of operation to it.
 //!
 //! **Architecture invariant:** every append is acknowledged only after the
@@ -26,6 +26,7 @@ pub mod error;
 pub mod gate;
 pub mod keys;
 pub mod linearize;
+pub mod listener;
 pub mod membership;
 pub mod metrics;
 pub mod network;
@@ -35,6 +36,7 @@ pub mod peers;
 pub mod policy;
 pub mod replication;
 pub mod routing;
+pub mod senders;
 pub mod server;
 pub mod tls;
 

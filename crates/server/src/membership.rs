@@ -61,7 +61,88 @@ pub async fn run_bootstrap(node: Arc<Node>, members: Vec<(u64, String)>) {
     }
 }
 
+/// Stops this node once the cluster has removed it.
+///
+/// Nobody tells a removed node: the leader stops replicating to it as soon as
+/// it appends the membership without it, so the node usually never sees that
+/// membership. A removed voter then stood for election for ever, its term
+/// rising (#23 item 4). So a node that has heard from no leader for a while
+/// asks the voters of the membership it holds (by `Identify`) who they count
+/// as members. When a majority of those voters answer, each with a
+/// membership that names this node neither as a voter nor as a learner, the
+/// node was removed: it says so and stops as if it had been sent SIGTERM
+/// (exit status 0, so a supervisor does not restart it).
+///
+/// A node that cannot reach its peers (a partition, a cluster still
+/// starting) gets no such answers and keeps running; one answer naming it is
+/// enough to keep running.
+pub async fn run_removal_watch(node: Arc<Node>) {
+    let quiet_for = Duration::from_millis(10 * node.config.raft.election_timeout_max_ms)
+        .max(Duration::from_secs(3));
+    let mut every = tokio::time::interval(quiet_for / 3);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    loop {
+        every.tick().await;
+        let quiet = node.senders.since_led().unwrap_or(started.elapsed());
+        if node.is_leader() || quiet < quiet_for {
+            continue;
+        }
+        if let Some(holders) = node.removed_by().await {
+            tracing::error!(
+                node_id = node.id,
+                "this node was removed from the cluster: nodes {holders:?} hold a membership \
+                 without it. Stopping. Its data directory is of no further use; delete it before \
+                 the machine serves a node again (docs/OPERATIONS.md, \"Removing a node\")"
+            );
+            node.drain.stop();
+            return;
+        }
+    }
+}
+
 impl Node {
+    /// The voters that hold a membership without this node, when they are a
+    /// majority of the voters of the membership this node holds; `None` while
+    /// this node may still be a member.
+    async fn removed_by(&self) -> Option<Vec<u64>> {
+        let (voters, peers) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            let voters: Vec<u64> = membership.voter_ids().collect();
+            let peers: Vec<(u64, String)> = voters
+                .iter()
+                .filter(|v| **v != self.id)
+                .filter_map(|v| Some((*v, membership.get_node(v)?.addr.clone())))
+                .collect();
+            (voters, peers)
+        };
+        if peers.is_empty() {
+            return None;
+        }
+        let answers = futures::future::join_all(peers.iter().map(|(id, addr)| async move {
+            let mut client = self.peers.client(addr).ok()?;
+            let reply = client
+                .identify(with_timeout(IdentifyRequest {}, Duration::from_secs(2)))
+                .await
+                .ok()?
+                .into_inner();
+            // An empty answer is a node that holds no membership (or runs a
+            // version that does not say): it proves nothing.
+            (reply.node_id == *id && !reply.voters.is_empty()).then_some((*id, reply))
+        }))
+        .await;
+        let mut without_me = Vec::new();
+        for (id, reply) in answers.into_iter().flatten() {
+            if reply.voters.contains(&self.id) || reply.learners.contains(&self.id) {
+                return None;
+            }
+            without_me.push(id);
+        }
+        (without_me.len() * 2 > voters.len()).then_some(without_me)
+    }
+
     /// Asks the node at `addr` who it is, checking it belongs to this log.
     pub async fn identify(&self, id: u64, addr: &str) -> NodeResult<NodeInfo> {
         if id == self.id {

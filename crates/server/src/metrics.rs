@@ -40,6 +40,9 @@ pub struct Metrics {
     pub unauthenticated: Counter,
     pub denied: Counter,
     pub rate_limited: Counter,
+    /// New connections dropped before gRPC saw them, labelled `reason`
+    /// (`listener.rs`).
+    pub connections_dropped: Family<Vec<(String, String)>, Counter>,
     /// Per member, labelled `member`: the leader's view of its replication.
     pub replication_lag_entries: Family<Vec<(String, String)>, Gauge>,
     pub replication_lag_bytes: Family<Vec<(String, String)>, Gauge>,
@@ -78,6 +81,7 @@ impl Metrics {
             unauthenticated: Counter::default(),
             denied: Counter::default(),
             rate_limited: Counter::default(),
+            connections_dropped: Family::default(),
             replication_lag_entries: Family::default(),
             replication_lag_bytes: Family::default(),
             replication_lag_seconds: Family::default(),
@@ -91,13 +95,18 @@ impl Metrics {
         );
         registry.register(
             "denied",
-            "Calls the policy denied, peer calls without a node certificate, and Raft messages in another node's name (PERMISSION_DENIED)",
+            "Calls the policy denied, peer calls without a node certificate, Raft messages in another node's name or from outside the membership, and declined vote requests from outside it (PERMISSION_DENIED)",
             m.denied.clone(),
         );
         registry.register(
             "rate_limited",
             "Calls refused by a per-principal rate limit (RESOURCE_EXHAUSTED)",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "connections_dropped",
+            "New connections dropped before gRPC saw them, by reason: tls_handshake_failed, tls_handshake_timeout, preface_timeout, not_http2, closed",
+            m.connections_dropped.clone(),
         );
         registry.register(
             "append_requests",

@@ -5,6 +5,7 @@
 //! `impl Node` block beside the types it needs:
 //!
 //! - `gate`: who is calling, checked before a request's body is read;
+//! - `senders`: which nodes may lead this one (send it Raft messages);
 //! - `admission`: whether an append may enter, checked once at the door;
 //! - `routing`: an admitted append to the leader's batcher, forwarded one hop
 //!   when this node does not lead;
@@ -47,6 +48,8 @@ pub struct Node {
     pub replication: Arc<crate::replication::Replication>,
     /// Set when the node is stopping: streams end and send clients elsewhere.
     pub drain: crate::drain::Drain,
+    /// What this node learnt from its voters about leaders it does not know.
+    pub senders: crate::senders::Senders,
 }
 
 impl std::fmt::Debug for Node {

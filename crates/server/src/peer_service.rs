@@ -45,10 +45,10 @@ impl PeerService {
     /// cluster's CA and trust domain. Returns its node id (`None` on a
     /// development node without TLS, which admits anyone).
     ///
-    /// Membership is not checked here: a learner replaying the log holds an
-    /// old membership that may not name the current leader, and Raft itself
-    /// decides what a message from a non-member counts for. What TLS adds is
-    /// that a node speaks only for itself ([`Self::speaks_for`]).
+    /// Membership is checked by the calls themselves: a leader's messages by
+    /// [`Self::may_lead`], a vote request in `vote`, the calls only members
+    /// make by [`Self::admit_member`]. What TLS adds is that a node speaks
+    /// only for itself ([`Self::speaks_for`]).
     fn admit_node<T>(&self, request: &Request<T>) -> Result<Option<u64>, Status> {
         Ok(self.node.member(request)?)
     }
@@ -95,6 +95,16 @@ impl PeerService {
         }
     }
 
+    /// Refuses a leader's message from a node that may not lead this one
+    /// (`senders`: a voter of this node's membership, or one its voters
+    /// vouch for). `None` is a development node without TLS.
+    async fn may_lead(&self, caller: Option<u64>) -> Result<(), Status> {
+        match caller {
+            Some(id) => Ok(self.node.admit_leader(id).await?),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses a Raft message meant for another node id. When a node is
     /// replaced at the same address under a new id, the leader may still send
     /// to the old id there until membership changes; answering for it would
@@ -122,6 +132,8 @@ impl RaftPeer for PeerService {
         self.addressed_to_me(request.get_ref())?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
+        self.may_lead(caller).await?;
+        self.node.senders.led();
         encode(&self.node.raft.append_entries(rpc).await)
     }
 
@@ -131,6 +143,9 @@ impl RaftPeer for PeerService {
         self.addressed_to_me(request.get_ref())?;
         let rpc: VoteRequest<u64> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
+        if caller.is_some_and(|id| !self.node.may_stand(id)) {
+            return encode(&self.node.decline_vote(&rpc));
+        }
         encode(&self.node.raft.vote(rpc).await)
     }
 
@@ -143,6 +158,8 @@ impl RaftPeer for PeerService {
         self.addressed_to_me(request.get_ref())?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
+        self.may_lead(caller).await?;
+        self.node.senders.led();
         encode(&self.node.raft.install_snapshot(rpc).await)
     }
 
@@ -192,11 +209,15 @@ impl RaftPeer for PeerService {
             .is_initialized()
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        let metrics = self.node.raft_metrics();
+        let membership = metrics.membership_config.membership();
         Ok(Response::new(IdentifyResponse {
             node_id: self.node.id,
             public_key: self.node.signer.public().to_string(),
             origin: self.node.reader.origin().to_owned(),
             initialized,
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
         }))
     }
 

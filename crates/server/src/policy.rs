@@ -18,8 +18,9 @@
 //! ```
 //!
 //! A pattern is either exact or ends in `*`, which matches any rest. In
-//! `append`, `{name}` stands for the principal's name: the last `/`-separated
-//! segment of a SPIFFE ID, or the whole principal otherwise.
+//! `append`, `{name}` stands for the principal's name: what the `*` of the
+//! grant's principal pattern matched, or, under an exact pattern, the last
+//! `/`-separated segment of a SPIFFE ID (the whole principal otherwise).
 
 use std::path::Path;
 
@@ -85,8 +86,17 @@ fn matches(pattern: &str, value: &str) -> bool {
     }
 }
 
-/// The principal's name: the last segment of a SPIFFE ID, or all of it.
-pub fn principal_name(principal: &str) -> &str {
+/// The principal's name under `pattern`, a principal pattern that matches it:
+/// what the pattern's `*` matched (`team-x/billing` for
+/// `spiffe://td/service/team-x/billing` under `spiffe://td/service/*`), or,
+/// for an exact pattern, the last segment of a SPIFFE ID (or all of it).
+///
+/// Taking the last segment under a `*` would give `service/team-x/billing`
+/// and `service/billing` the same name, and each the other's source.
+pub fn principal_name<'p>(pattern: &str, principal: &'p str) -> &'p str {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        return principal.strip_prefix(prefix).unwrap_or(principal);
+    }
     if principal.starts_with("spiffe://") {
         principal.rsplit('/').next().unwrap_or(principal)
     } else {
@@ -124,18 +134,20 @@ impl Policy {
 
     /// Whether any grant lets `principal` do `action`.
     pub fn allows(&self, principal: &str, action: Action<'_>) -> bool {
-        self.grants
-            .iter()
-            .filter(|g| g.principals.iter().any(|p| matches(p, principal)))
-            .any(|g| match action {
-                Action::Append { source } => g.append.iter().any(|pattern| {
-                    let pattern = pattern.replace("{name}", principal_name(principal));
-                    matches(&pattern, source)
-                }),
-                Action::Read => g.read,
-                Action::Proofs => g.proofs,
-                Action::Admin => g.admin,
-            })
+        self.grants.iter().any(|g| {
+            g.principals
+                .iter()
+                .filter(|p| matches(p, principal))
+                .any(|matched| match action {
+                    Action::Append { source } => g.append.iter().any(|pattern| {
+                        let name = principal_name(matched, principal);
+                        matches(&pattern.replace("{name}", name), source)
+                    }),
+                    Action::Read => g.read,
+                    Action::Proofs => g.proofs,
+                    Action::Admin => g.admin,
+                })
+        })
     }
 }
 
@@ -181,7 +193,31 @@ mod tests {
         assert!(policy("[[grant]]\nprincipals = [\"a*b\"]\nread = true\n").is_err());
         assert!(policy("[[grant]]\nprincipals = [\"a\"]\n").is_err());
         assert!(policy("[[grant]]\nprincipals = [\"a\"]\nwrite = true\n").is_err());
-        assert_eq!(principal_name("spiffe://td/service/x"), "x");
-        assert_eq!(principal_name("cn-only"), "cn-only");
+        assert_eq!(
+            principal_name("spiffe://td/service/x", "spiffe://td/service/x"),
+            "x"
+        );
+        assert_eq!(principal_name("cn-only", "cn-only"), "cn-only");
+    }
+
+    /// `{name}` is what the grant's `*` matched: a hierarchical SPIFFE ID does
+    /// not borrow the source of the service its last segment names.
+    #[test]
+    fn a_hierarchical_principal_is_named_by_its_whole_path_under_the_pattern() {
+        let p =
+            policy("[[grant]]\nprincipals = [\"spiffe://td/service/*\"]\nappend = [\"{name}\"]\n")
+                .expect("policy");
+        let nested = "spiffe://td/service/team-x/billing";
+        assert!(!p.allows(nested, Action::Append { source: "billing" }));
+        assert!(p.allows(
+            nested,
+            Action::Append {
+                source: "team-x/billing"
+            }
+        ));
+        assert!(p.allows(
+            "spiffe://td/service/billing",
+            Action::Append { source: "billing" }
+        ));
     }
 }

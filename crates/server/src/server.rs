@@ -49,12 +49,41 @@ fn raft_config(config: &Config) -> Result<openraft::Config, String> {
     .map_err(|e| format!("raft configuration: {e}"))
 }
 
+/// Creates the data directory readable by this user only (0700), or makes an
+/// existing one so: it holds every entry (the WAL, whose files RocksDB
+/// creates under the process umask) and the node's signing key. systemd's
+/// `StateDirectoryMode` does the same; this covers every other way to start.
+fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let shown = dir.display();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("creating the data directory {shown}: {e}"))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| format!("the data directory {shown}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("making the data directory {shown} private (0700): {e}"))?;
+        tracing::warn!(
+            dir = %shown,
+            was = format!("{:o}", mode & 0o777),
+            "the data directory was readable by others; it is now 0700"
+        );
+    }
+    Ok(())
+}
+
 /// Runs a node until it is asked to stop.
 pub async fn run(config: Config) -> Result<(), String> {
     // TLS, the policy and the tokens first: a node refused for them leaves
     // nothing behind (no key, no database).
     let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id)?;
     let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.trust_domain.clone()))?;
+    private_data_dir(&config.data_dir)?;
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
     let store = Store::open(&config.data_dir, &config.store_config())
         .map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
@@ -106,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             Duration::from_millis(config.raft.replication_stuck_after_ms),
         )),
         drain: Drain::default(),
+        senders: Default::default(),
     });
     tracing::info!(
         node_id = node.id,
@@ -141,6 +171,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AuditLogServer<AuditService>>().await;
     tokio::spawn(run_readiness(Arc::clone(&node), health.clone()));
+    tokio::spawn(crate::membership::run_removal_watch(Arc::clone(&node)));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(veritrail_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -175,18 +206,20 @@ pub async fn run(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen_addr))?;
-    // TCP_NODELAY on every accepted connection. `Server::tcp_nodelay` applies
-    // only to listeners tonic binds itself: without this, small answers (a
-    // receipt, an AppendEntries reply) waited for the client's delayed ACK,
-    // about 40 ms, under Nagle's algorithm.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut server = Server::builder();
-    if let Some(tls) = &tls {
-        let handshake = Duration::from_millis(config.grpc.tls_handshake_timeout_ms);
-        server = server
-            .tls_config(tls.server(handshake))
-            .map_err(|e| format!("TLS: {e}"))?;
-    }
+    // The listener does TLS itself, so that a connection reaches gRPC only
+    // once it has sent the HTTP/2 preface in time (listener.rs).
+    let incoming = crate::listener::incoming(
+        listener,
+        tls.as_ref()
+            .map(crate::tls::TlsMaterial::acceptor)
+            .transpose()?,
+        crate::listener::Deadlines {
+            handshake: Duration::from_millis(config.grpc.tls_handshake_timeout_ms),
+            preface: Duration::from_millis(config.grpc.preface_timeout_ms),
+        },
+        Arc::clone(&metrics),
+    );
+    let server = Server::builder();
     // The first signal starts the drain (crate::drain): streams send their
     // clients elsewhere, readiness goes down, tonic stops accepting and waits
     // for open calls; a second signal stops at once.
@@ -195,7 +228,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     let draining = {
         let (drain, health) = (drain.clone(), health.clone());
         async move {
-            shutdown_signal().await;
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = drain.stop_requested() => {}
+            }
             tracing::info!(grace_ms, "stopping: open streams are sent to other nodes");
             drain.start();
             health
@@ -262,5 +298,34 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::private_data_dir;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn the_data_directory_is_private_whether_new_or_found_open() {
+        let parent = tempfile::TempDir::new().expect("temp dir");
+        let new = parent.path().join("a/b/data");
+        private_data_dir(&new).expect("created");
+        assert_eq!(mode(&new), 0o700);
+
+        let open = parent.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        private_data_dir(&open).expect("tightened");
+        assert_eq!(mode(&open), 0o700);
     }
 }

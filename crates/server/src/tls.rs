@@ -10,9 +10,9 @@
 //! module only reads the identity out of a certificate rustls already accepted.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::TlsConfig;
@@ -96,6 +96,9 @@ pub fn node_spiffe_id(trust_domain: &str, id: u64) -> String {
 pub struct TlsMaterial {
     ca: Certificate,
     identity: Identity,
+    ca_pem: Vec<u8>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
     /// The trust domain of this node's own SPIFFE ID; peers must share it.
     pub trust_domain: String,
     /// This node's SPIFFE ID: its principal when it writes to the log itself.
@@ -146,23 +149,56 @@ impl TlsMaterial {
                 key.display()
             ));
         }
-        Ok(Some(TlsMaterial {
-            ca: Certificate::from_pem(ca_pem),
-            identity: Identity::from_pem(cert_pem, key_pem),
+        let material = TlsMaterial {
+            ca: Certificate::from_pem(&ca_pem),
+            identity: Identity::from_pem(&cert_pem, &key_pem),
+            ca_pem,
+            cert_pem,
+            key_pem,
             trust_domain,
             spiffe_id,
-        }))
+        };
+        // Built once here so that a file rustls cannot use stops the start.
+        material.acceptor()?;
+        Ok(Some(material))
     }
 
-    /// The listener's side. Client certificates are asked for and verified
-    /// against the CA, but optional at the TLS layer: bearer-token clients have
-    /// none. Each service then demands what it needs (`auth.rs`).
-    pub fn server(&self, handshake_timeout: Duration) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(self.identity.clone())
-            .client_ca_root(self.ca.clone())
-            .client_auth_optional(true)
-            .timeout(handshake_timeout)
+    /// The listener's side (`listener.rs`). Client certificates are asked for
+    /// and verified against the CA, but optional at the TLS layer: bearer-token
+    /// clients have none. Each service then demands what it needs (`auth.rs`).
+    /// HTTP/2 only, as gRPC is.
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            let ca = ca.map_err(|e| format!("tls.ca_file: {e}"))?;
+            roots
+                .add(ca)
+                .map_err(|e| format!("tls.ca_file: not a CA certificate rustls takes: {e}"))?;
+        }
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("tls.ca_file: {e}"))?;
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("tls.cert_file: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| format!("tls.key_file: {e}"))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("tls.cert_file and tls.key_file: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
     /// This node calling its peers: the CA verifies them, and the node's own
