@@ -972,3 +972,71 @@ async fn a_connection_that_never_speaks_http2_is_closed() {
     let status = cluster.status(0).await.expect("the node answers");
     assert_eq!(status.node_id, cluster.nodes[0].id);
 }
+
+/// One authorized reader that opens 600 `Tail` streams on the leader, over
+/// three connections, gets `grpc.principal_max_streams` of them (64) and
+/// `RESOURCE_EXHAUSTED` for the rest; the leader keeps leading in its term,
+/// appends go on, another reader still gets a stream, and a closed stream is
+/// given back (issue #17: 600 tails cost the leader its leadership).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reader_cannot_hold_more_streams_than_its_cap() {
+    use veritrail_proto::v1::TailRequest;
+    use veritrail_proto::v1::audit_log_client::AuditLogClient;
+
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status");
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.client("greedy");
+    let mut channels = Vec::new();
+    for _ in 0..3 {
+        channels.push(cluster.channel_as(leader, Some((&cert, &key))).await);
+    }
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for i in 0..600 {
+        let mut client = AuditLogClient::new(channels[i % 3].clone());
+        match client.tail(TailRequest::default()).await {
+            Ok(stream) => open.push(stream.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().contains("grpc.principal_max_streams"),
+                    "{status:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((open.len(), refused), (64, 536));
+
+    cluster
+        .sdk()
+        .append(sdk_event("tests", "while-tailing"))
+        .await
+        .expect("appends go on");
+    let after = cluster.status(leader).await.expect("status");
+    assert_eq!(after.role, "leader", "the leader lost its leadership");
+    assert_eq!(after.term, before.term, "the term moved");
+
+    let (other_cert, other_key) = pki.client("modest");
+    AuditLogClient::new(
+        cluster
+            .channel_as(leader, Some((&other_cert, &other_key)))
+            .await,
+    )
+    .tail(TailRequest::default())
+    .await
+    .expect("another reader's stream");
+
+    drop(open);
+    wait_for(
+        Duration::from_secs(10),
+        "closed streams to be given back",
+        || async {
+            let mut client = AuditLogClient::new(channels[0].clone());
+            client.tail(TailRequest::default()).await.ok().map(|_| ())
+        },
+    )
+    .await;
+}

@@ -92,12 +92,15 @@ impl AuditService {
         follow: bool,
         total_limit: Option<u64>,
         wrap: fn(veritrail_proto::v1::Entry) -> T,
+        held: crate::quota::Held,
     ) -> BoxStream<T> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_ENTRIES);
         let reader = self.node.reader.clone();
         let mut sizes = reader.watch_size();
         let drain = self.node.drain.clone();
         tokio::spawn(async move {
+            // The stream counts against the caller's cap until it ends.
+            let _held = held;
             let mut sent = 0u64;
             loop {
                 if drain.is_draining() {
@@ -195,12 +198,15 @@ impl AuditLog for AuditService {
         request: Request<Streaming<AppendStreamRequest>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
         let caller = self.node.caller(&request)?;
+        let held = self.node.hold_stream(&caller)?;
         let mut incoming = request.into_inner();
         let max_inflight = self.node.config.grpc.stream_max_inflight;
         let (tx, rx) = mpsc::channel(max_inflight);
         let node = Arc::clone(&self.node);
         let drain = self.node.drain.clone();
         tokio::spawn(async move {
+            // The stream counts against the caller's cap until it ends.
+            let _held = held;
             // Bounded in-flight appends per stream: when all slots are taken the
             // stream stops reading, and HTTP/2 flow control pushes back.
             let slots = Arc::new(Semaphore::new(max_inflight));
@@ -270,7 +276,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetEntryRequest>,
     ) -> Result<Response<GetEntryResponse>, Status> {
-        self.node.require(&request, Action::Read)?;
+        let caller = self.node.require(&request, Action::Read)?;
+        let _held = self.node.hold_read(&caller)?;
         let request = request.into_inner();
         let Some(key) = request.key else {
             return Err(
@@ -308,7 +315,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
-        self.node.require(&request, Action::Read)?;
+        let caller = self.node.require(&request, Action::Read)?;
+        let held = self.node.hold_stream(&caller)?;
         let r = request.into_inner();
         self.read_fence(r.consistency).await?;
         if let Some(to) = r.to_seq
@@ -347,6 +355,7 @@ impl AuditLog for AuditService {
             false,
             limit,
             |entry| ScanResponse { entry: Some(entry) },
+            held,
         )))
     }
 
@@ -357,7 +366,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
-        self.node.require(&request, Action::Read)?;
+        let caller = self.node.require(&request, Action::Read)?;
+        let held = self.node.hold_stream(&caller)?;
         let r = request.into_inner();
         let query = ScanQuery {
             limit: STREAM_PAGE_ENTRIES,
@@ -368,6 +378,7 @@ impl AuditLog for AuditService {
             true,
             None,
             |entry| TailResponse { entry: Some(entry) },
+            held,
         )))
     }
 
@@ -376,7 +387,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
-        self.node.require(&request, Action::Proofs)?;
+        let caller = self.node.require(&request, Action::Proofs)?;
+        let _held = self.node.hold_read(&caller)?;
         let size = request.into_inner().tree_size;
         let reader = &self.node.reader;
         let found = match size {
@@ -410,7 +422,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetInclusionProofRequest>,
     ) -> Result<Response<GetInclusionProofResponse>, Status> {
-        self.node.require(&request, Action::Proofs)?;
+        let caller = self.node.require(&request, Action::Proofs)?;
+        let _held = self.node.hold_read(&caller)?;
         let r = request.into_inner();
         self.size_fence(r.consistency, r.tree_size).await?;
         let (seq, size) = (r.seq, r.tree_size);
@@ -428,7 +441,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
-        self.node.require(&request, Action::Proofs)?;
+        let caller = self.node.require(&request, Action::Proofs)?;
+        let _held = self.node.hold_read(&caller)?;
         let r = request.into_inner();
         self.size_fence(r.consistency, r.to_size).await?;
         let (from, to) = (r.from_size, r.to_size);
@@ -457,7 +471,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<GetFrontierRequest>,
     ) -> Result<Response<GetFrontierResponse>, Status> {
-        self.node.require(&request, Action::Proofs)?;
+        let caller = self.node.require(&request, Action::Proofs)?;
+        let _held = self.node.hold_read(&caller)?;
         let r = request.into_inner();
         self.size_fence(r.consistency, r.tree_size).await?;
         let size = r.tree_size;
@@ -475,7 +490,8 @@ impl AuditLog for AuditService {
         &self,
         request: Request<VerifyRangeRequest>,
     ) -> Result<Response<VerifyRangeResponse>, Status> {
-        self.node.require(&request, Action::Proofs)?;
+        let caller = self.node.require(&request, Action::Proofs)?;
+        let _held = self.node.hold_read(&caller)?;
         let r = request.into_inner();
         let report = self
             .node

@@ -220,6 +220,12 @@ pub struct GrpcConfig {
     /// client waits for one of its calls to end.
     #[serde(alias = "max_concurrent_streams")]
     pub connection_max_streams: u32,
+    /// Streams (Scan, Tail, AppendStream) one principal may hold open on this
+    /// node at once; one more is refused with RESOURCE_EXHAUSTED.
+    pub principal_max_streams: usize,
+    /// Reads and proofs one principal may have in progress on this node at
+    /// once; one more is refused with RESOURCE_EXHAUSTED.
+    pub principal_max_reads: usize,
     /// Longest TLS handshake before the connection is dropped.
     pub tls_handshake_timeout_ms: u64,
     /// Longest wait, after the handshake, for the client's HTTP/2 preface
@@ -321,6 +327,8 @@ impl Default for GrpcConfig {
             request_max_events: 4096,
             stream_max_inflight: 1024,
             connection_max_streams: 256,
+            principal_max_streams: 64,
+            principal_max_reads: 64,
             tls_handshake_timeout_ms: 5_000,
             preface_timeout_ms: 5_000,
             shutdown_grace_ms: 5_000,
@@ -572,10 +580,13 @@ impl Config {
         if self.grpc.connection_max_streams == 0
             || self.grpc.tls_handshake_timeout_ms == 0
             || self.grpc.preface_timeout_ms == 0
+            || self.grpc.principal_max_streams == 0
+            || self.grpc.principal_max_reads == 0
         {
             return Err(invalid(
                 "grpc",
-                "connection_max_streams, tls_handshake_timeout_ms and preface_timeout_ms must be at least 1",
+                "connection_max_streams, tls_handshake_timeout_ms, preface_timeout_ms, \
+                 principal_max_streams and principal_max_reads must be at least 1",
             ));
         }
         let rate = &self.rate_limit;

@@ -111,4 +111,20 @@ impl Node {
             None => self.auth.member(request).inspect_err(|e| self.count(e)),
         }
     }
+
+    /// Holds one of `caller`'s streams until the guard is dropped (`quota`).
+    pub fn hold_stream(&self, caller: &Caller) -> NodeResult<crate::quota::Held> {
+        self.quotas
+            .streams
+            .take(&caller.principal)
+            .inspect_err(|e| self.count(e))
+    }
+
+    /// Holds one of `caller`'s reads until the guard is dropped (`quota`).
+    pub fn hold_read(&self, caller: &Caller) -> NodeResult<crate::quota::Held> {
+        self.quotas
+            .reads
+            .take(&caller.principal)
+            .inspect_err(|e| self.count(e))
+    }
 }

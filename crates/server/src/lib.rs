@@ -34,6 +34,7 @@ pub mod node;
 pub mod peer_service;
 pub mod peers;
 pub mod policy;
+pub mod quota;
 pub mod replication;
 pub mod routing;
 pub mod senders;

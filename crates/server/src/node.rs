@@ -50,6 +50,8 @@ pub struct Node {
     pub drain: crate::drain::Drain,
     /// What this node learnt from its voters about leaders it does not know.
     pub senders: crate::senders::Senders,
+    /// What each principal holds open here: streams and reads.
+    pub quotas: crate::quota::Quotas,
 }
 
 impl std::fmt::Debug for Node {

@@ -136,6 +136,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         )),
         drain: Drain::default(),
         senders: Default::default(),
+        quotas: crate::quota::Quotas::new(
+            config.grpc.principal_max_streams,
+            config.grpc.principal_max_reads,
+        ),
     });
     tracing::info!(
         node_id = node.id,
