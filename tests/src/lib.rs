@@ -197,6 +197,23 @@ impl Pki {
         (cert, key)
     }
 
+    /// Issues node `id` a new certificate and key (same CA, same identity)
+    /// and moves them over the old files, as a rotation would.
+    pub fn reissue_node(&self, id: u64, host: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = self.node(id, host);
+        let fresh = Pki {
+            dir: self.dir.join(format!("reissue-{}", uuid::Uuid::now_v7())),
+        };
+        std::fs::create_dir_all(&fresh.dir).expect("mkdir");
+        for file in ["ca.pem", "ca.key"] {
+            std::fs::copy(self.dir.join(file), fresh.dir.join(file)).expect("copy the CA");
+        }
+        let (new_cert, new_key) = fresh.node(id, host);
+        std::fs::rename(new_key, &key).expect("replace the key");
+        std::fs::rename(new_cert, &cert).expect("replace the certificate");
+        (cert, key)
+    }
+
     /// Service `name`'s client certificate and key; issued once.
     pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = self.pair(&format!("client-{name}"));
@@ -606,6 +623,11 @@ impl Cluster {
     /// SIGCONT after [`Cluster::pause`].
     pub fn resume(&mut self, i: usize) {
         self.signal(i, "CONT");
+    }
+
+    /// SIGHUP: the node reads its TLS files, policy and tokens again.
+    pub fn hangup(&self, i: usize) {
+        self.signal(i, "HUP");
     }
 
     fn signal(&self, i: usize, signal: &str) {

@@ -1040,3 +1040,163 @@ async fn one_reader_cannot_hold_more_streams_than_its_cap() {
     )
     .await;
 }
+
+/// The policy, the tokens and a node's certificate are replaced while the
+/// cluster takes appends, without a restart and without a failed append: a
+/// changed policy file is in force within seconds, a broken one is refused
+/// (logged, the previous one stays), and after SIGHUP new connections get the
+/// node's new certificate (issue #17, rotation without restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_tokens_and_certificates_reload_without_a_restart_or_a_failed_append() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let config_dir = tempfile::TempDir::new().expect("dir");
+    let tester = "[[grant]]\nprincipals = [\"spiffe://veritrail.test/service/tester\"]\n\
+                  append = [\"tests\"]\nread = true\nproofs = true\nadmin = true\n";
+    let policy = write(config_dir.path(), "policy.toml", tester);
+    let tokens = write(config_dir.path(), "tokens.toml", "");
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_toml: format!("[auth]\npolicy_file = \"{policy}\"\ntokens_file = \"{tokens}\"\n"),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+
+    // Appends all along, counted; none may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (appended, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (client, stop) = (cluster.sdk(), Arc::clone(&stop));
+        let (appended, failed) = (Arc::clone(&appended), Arc::clone(&failed));
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match client
+                    .append(sdk_event("tests", &format!("load-{i}")))
+                    .await
+                {
+                    Ok(_) => appended.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("append failed during a reload: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                i += 1;
+            }
+        })
+    };
+
+    // A new grant, by changing the file only.
+    let newbie = sdk_as(&cluster, "newbie");
+    let denied = newbie
+        .append(sdk_event("newbie", "too-early"))
+        .await
+        .expect_err("no grant yet");
+    assert_eq!(code(&denied), Some(Code::PermissionDenied), "{denied:?}");
+    let granted = format!(
+        "{tester}[[grant]]\nprincipals = [\"spiffe://veritrail.test/service/newbie\"]\nappend = [\"newbie\"]\n"
+    );
+    write(config_dir.path(), "policy.toml", &granted);
+    wait_for(
+        Duration::from_secs(15),
+        "the new policy in force",
+        || async { newbie.append(sdk_event("newbie", "granted")).await.ok() },
+    )
+    .await;
+
+    // A broken policy is refused, and the one in force stays.
+    write(
+        config_dir.path(),
+        "policy.toml",
+        "[[grant]]\nprincipals = [\n",
+    );
+    for i in 0..3 {
+        cluster.hangup(i);
+    }
+    wait_for(
+        Duration::from_secs(15),
+        "the broken policy refused",
+        || async {
+            std::fs::read_to_string(&cluster.nodes[0].log_path)
+                .ok()?
+                .contains("reload refused")
+                .then_some(())
+        },
+    )
+    .await;
+    newbie
+        .append(sdk_event("newbie", "still-granted"))
+        .await
+        .expect("the policy before the broken one stays in force");
+    write(config_dir.path(), "policy.toml", &granted);
+
+    // Node 1's certificate, rotated: new connections get the new one.
+    let pki = cluster.pki.clone().expect("TLS");
+    let host = "127.0.0.1";
+    let (cert, _) = pki.reissue_node(cluster.nodes[0].id, host);
+    let new_leaf = std::fs::read_to_string(&cert).expect("new certificate");
+    cluster.hangup(0);
+    wait_for(
+        Duration::from_secs(15),
+        "node 1 to present its new certificate",
+        || async { (served_certificate(&cluster, 0).await? == pem_leaf(&new_leaf)).then_some(()) },
+    )
+    .await;
+    // It still talks to its peers and they to it.
+    let status = cluster.status(0).await.expect("node 1 answers");
+    assert!(status.leader_id.is_some(), "{status:?}");
+
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "appends failed during reloads"
+    );
+    assert!(appended.load(Ordering::Relaxed) > 0);
+}
+
+/// The DER of the first certificate of a PEM text.
+fn pem_leaf(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("PEM")
+        .to_vec()
+}
+
+/// The certificate node `i` presents to a new TLS connection.
+async fn served_certificate(cluster: &Cluster, i: usize) -> Option<Vec<u8>> {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let pki = cluster.pki.as_ref()?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(pki.ca()).ok()? {
+        roots.add(ca.ok()?).ok()?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let (host, _) = cluster.nodes[i].addr.rsplit_once(':')?;
+    let tcp = tokio::net::TcpStream::connect(&cluster.nodes[i].addr)
+        .await
+        .ok()?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(host.to_owned()).ok()?, tcp)
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+}

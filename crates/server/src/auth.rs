@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
@@ -43,14 +44,39 @@ pub struct Caller {
 
 type Limiter = DefaultKeyedRateLimiter<String>;
 
+/// SHA-256 of each bearer token, and the principal it stands for.
+type Tokens = HashMap<[u8; 32], String>;
+
+/// The files `auth.tokens_file` and `auth.policy_file` hold, replaced
+/// together when they are reloaded (`reload.rs`).
+#[derive(Debug)]
+pub struct Grants {
+    tokens: Tokens,
+    policy: Option<Policy>,
+}
+
+impl Grants {
+    /// Reads and checks both files; nothing is put in force yet.
+    pub fn load(config: &Config) -> Result<Grants, String> {
+        let tokens = match &config.auth.tokens_file {
+            Some(path) => load_tokens(path)?,
+            None => HashMap::new(),
+        };
+        let policy = match &config.auth.policy_file {
+            Some(path) => Some(Policy::load(path)?),
+            None => None,
+        };
+        Ok(Grants { tokens, policy })
+    }
+}
+
 /// Authentication, authorization and per-principal limits of one node.
 #[derive(Debug)]
 pub struct Auth {
     /// `None` on a development node without TLS.
     trust_domain: Option<String>,
-    /// SHA-256 of each bearer token, and the principal it stands for.
-    tokens: HashMap<[u8; 32], String>,
-    policy: Option<Policy>,
+    /// Swapped whole on reload; a call reads one version of both.
+    grants: RwLock<Arc<Grants>>,
     requests: Option<Limiter>,
     events: Option<Limiter>,
     denials: Option<Limiter>,
@@ -136,23 +162,30 @@ fn bearer<T>(request: &Request<T>) -> Result<Option<&str>, NodeError> {
 impl Auth {
     /// `trust_domain` is the node's own (from its certificate), `None` without TLS.
     pub fn new(config: &Config, trust_domain: Option<String>) -> Result<Auth, String> {
-        let tokens = match &config.auth.tokens_file {
-            Some(path) => load_tokens(path)?,
-            None => HashMap::new(),
-        };
-        let policy = match &config.auth.policy_file {
-            Some(path) => Some(Policy::load(path)?),
-            None => None,
-        };
+        let grants = Grants::load(config)?;
         let r = &config.rate_limit;
         Ok(Auth {
             trust_domain,
-            tokens,
-            policy,
+            grants: RwLock::new(Arc::new(grants)),
             requests: limiter(r.requests_per_s, r.requests_burst),
             events: limiter(r.events_per_s, r.events_burst),
             denials: limiter(config.auth.denial_records_per_s, 0),
         })
+    }
+
+    /// Puts tokens and policy read by [`Grants::load`] in force, both at
+    /// once: a call sees the old pair or the new one.
+    pub fn replace_grants(&self, grants: Grants) {
+        *self.grants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(grants);
+    }
+
+    /// The trust domain of this node's certificate (`None` without TLS).
+    pub fn trust_domain(&self) -> Option<&str> {
+        self.trust_domain.as_deref()
+    }
+
+    fn grants(&self) -> Arc<Grants> {
+        Arc::clone(&self.grants.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn tls(&self) -> bool {
@@ -240,12 +273,12 @@ impl Auth {
 
     fn token_principal(&self, token: &str) -> Option<String> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.tokens.get(&digest).cloned()
+        self.grants().tokens.get(&digest).cloned()
     }
 
     /// Whether `caller` may do `action`: `PERMISSION_DENIED` otherwise.
     pub fn authorize(&self, caller: &Caller, action: Action<'_>) -> NodeResult<()> {
-        match &self.policy {
+        match &self.grants().policy {
             Some(policy) if !policy.allows(&caller.principal, action) => Err(
                 NodeError::PermissionDenied(format!("{} may not {action}", caller.principal)),
             ),

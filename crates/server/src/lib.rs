@@ -35,6 +35,7 @@ pub mod peer_service;
 pub mod peers;
 pub mod policy;
 pub mod quota;
+pub mod reload;
 pub mod replication;
 pub mod routing;
 pub mod senders;

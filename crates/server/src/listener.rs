@@ -19,7 +19,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,6 +33,32 @@ use crate::metrics::Metrics;
 
 /// What every HTTP/2 client sends first (RFC 9113, section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The TLS settings new connections are accepted with. Cheap to clone;
+/// clones share them, and [`CurrentTls::replace`] changes them for every
+/// connection accepted after it (`reload.rs`); open connections keep theirs.
+#[derive(Clone)]
+pub struct CurrentTls(Arc<RwLock<TlsAcceptor>>);
+
+impl CurrentTls {
+    pub fn new(acceptor: TlsAcceptor) -> Self {
+        CurrentTls(Arc::new(RwLock::new(acceptor)))
+    }
+
+    pub fn replace(&self, acceptor: TlsAcceptor) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+    }
+
+    fn get(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for CurrentTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CurrentTls")
+    }
+}
 
 /// How long each step of a new connection may take.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +100,7 @@ impl std::fmt::Debug for Conn {
 /// `tls` is `None` on a development node.
 pub fn incoming(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<CurrentTls>,
     deadlines: Deadlines,
     metrics: Arc<Metrics>,
 ) -> ReceiverStream<io::Result<Conn>> {
@@ -97,7 +123,8 @@ pub fn incoming(
             // TCP_NODELAY: without it, small answers (a receipt, an
             // AppendEntries reply) waited ~40 ms for the peer's delayed ACK.
             let _ = tcp.set_nodelay(true);
-            let (tx, tls, metrics) = (tx.clone(), tls.clone(), Arc::clone(&metrics));
+            let tls = tls.as_ref().map(CurrentTls::get);
+            let (tx, metrics) = (tx.clone(), Arc::clone(&metrics));
             tokio::spawn(async move {
                 match admit(tcp, remote, tls, deadlines).await {
                     Ok(conn) => {

@@ -43,6 +43,9 @@ pub struct Metrics {
     /// New connections dropped before gRPC saw them, labelled `reason`
     /// (`listener.rs`).
     pub connections_dropped: Family<Vec<(String, String)>, Counter>,
+    /// Reloads of the TLS files, policy and tokens, labelled `outcome`
+    /// (`ok`, `refused`).
+    pub reloads: Family<Vec<(String, String)>, Counter>,
     /// Per member, labelled `member`: the leader's view of its replication.
     pub replication_lag_entries: Family<Vec<(String, String)>, Gauge>,
     pub replication_lag_bytes: Family<Vec<(String, String)>, Gauge>,
@@ -82,6 +85,7 @@ impl Metrics {
             denied: Counter::default(),
             rate_limited: Counter::default(),
             connections_dropped: Family::default(),
+            reloads: Family::default(),
             replication_lag_entries: Family::default(),
             replication_lag_bytes: Family::default(),
             replication_lag_seconds: Family::default(),
@@ -107,6 +111,11 @@ impl Metrics {
             "connections_dropped",
             "New connections dropped before gRPC saw them, by reason: tls_handshake_failed, tls_handshake_timeout, preface_timeout, not_http2, closed",
             m.connections_dropped.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Reloads of the TLS files, policy and tokens (SIGHUP or a changed file), by outcome: ok, or refused (the files before stay in force)",
+            m.reloads.clone(),
         );
         registry.register(
             "append_requests",

@@ -3,7 +3,7 @@
 //! the version of the formats peers exchange.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -15,7 +15,7 @@ pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     message_max_bytes: usize,
     /// This node's CA and certificate; `None` on a development node.
-    tls: Option<ClientTlsConfig>,
+    tls: Arc<RwLock<Option<ClientTlsConfig>>>,
 }
 
 impl Peers {
@@ -23,8 +23,18 @@ impl Peers {
         Peers {
             channels: Arc::default(),
             message_max_bytes,
-            tls,
+            tls: Arc::new(RwLock::new(tls)),
         }
+    }
+
+    /// Calls peers with `tls` from now on: channels are made anew on their
+    /// next use (calls under way on the old ones finish on them).
+    pub fn replace_tls(&self, tls: ClientTlsConfig) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(tls);
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// A client for the node at `addr`. Connecting happens on first use, so this
@@ -35,10 +45,11 @@ impl Peers {
             match channels.get(addr) {
                 Some(channel) => channel.clone(),
                 None => {
-                    let scheme = if self.tls.is_some() { "https" } else { "http" };
+                    let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+                    let scheme = if tls.is_some() { "https" } else { "http" };
                     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
                         .map_err(|e| format!("peer address {addr:?}: {e}"))?;
-                    if let Some(tls) = &self.tls {
+                    if let Some(tls) = &tls {
                         endpoint = endpoint
                             .tls_config(tls.clone())
                             .map_err(|e| format!("peer {addr}: TLS: {e}"))?;

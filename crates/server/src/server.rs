@@ -212,11 +212,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("listening on {}: {e}", config.listen_addr))?;
     // The listener does TLS itself, so that a connection reaches gRPC only
     // once it has sent the HTTP/2 preface in time (listener.rs).
+    let current_tls = tls
+        .as_ref()
+        .map(crate::tls::TlsMaterial::acceptor)
+        .transpose()?
+        .map(crate::listener::CurrentTls::new);
+    tokio::spawn(crate::reload::run_reload(
+        Arc::clone(&node),
+        current_tls.clone(),
+    ));
     let incoming = crate::listener::incoming(
         listener,
-        tls.as_ref()
-            .map(crate::tls::TlsMaterial::acceptor)
-            .transpose()?,
+        current_tls,
         crate::listener::Deadlines {
             handshake: Duration::from_millis(config.grpc.tls_handshake_timeout_ms),
             preface: Duration::from_millis(config.grpc.preface_timeout_ms),
