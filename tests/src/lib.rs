@@ -111,6 +111,8 @@ pub struct NodeProcess {
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// Where it serves `/metrics`, with [`ClusterOptions::metrics`].
+    pub metrics_addr: Option<String>,
     /// Runs the binary inside the node's network namespace, when it has one.
     exec_prefix: Vec<String>,
     child: Option<Child>,
@@ -143,6 +145,9 @@ pub struct ClusterOptions {
     pub netns: bool,
     /// Development nodes without TLS (`tls.insecure_dev`), on loopback only.
     pub insecure: bool,
+    /// Every node serves `/metrics` on a loopback port of its own
+    /// ([`Cluster::scrape`]).
+    pub metrics: bool,
 }
 
 /// A cluster's certificates: a CA made by `veritraild certs`, with node and
@@ -344,8 +349,15 @@ impl Cluster {
             }
             None => "[tls]\ninsecure_dev = true\n".into(),
         };
+        let metrics_addr = self
+            .options
+            .metrics
+            .then(|| format!("127.0.0.1:{}", free_port()));
+        let metrics_line = metrics_addr
+            .as_ref()
+            .map_or(String::new(), |a| format!("metrics_addr = \"{a}\"\n"));
         let toml = format!(
-            "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"{ORIGIN}\"\n{initial}\n\
+            "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"{ORIGIN}\"\n{metrics_line}{initial}\n\
              [raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\
              [checkpoint]\ninterval_ms = 200\n{tls}{}",
             data_dir.display(),
@@ -359,6 +371,7 @@ impl Cluster {
             data_dir,
             config_path,
             log_path,
+            metrics_addr,
             exec_prefix,
             child: None,
         }
@@ -639,6 +652,24 @@ impl Cluster {
                 .expect("run kill");
             assert!(status.success(), "kill -{signal} node {}", self.nodes[i].id);
         }
+    }
+
+    /// Node `i`'s `/metrics` text, or `None` when it does not answer (or
+    /// serves no metrics).
+    pub async fn scrape(&self, i: usize) -> Option<String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = self.nodes[i].metrics_addr.as_ref()?;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut response = String::new();
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut response))
+            .await
+            .ok()?
+            .ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
     }
 
     /// The last lines of a node's log, for failure messages.

@@ -927,3 +927,78 @@ async fn a_removed_node_stops_by_itself() {
     );
     append(&cluster, leader, "after-removal").await;
 }
+
+/// The value of the first sample of `name` (with `labels`, if given) in a
+/// Prometheus text exposition.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels)
+        })?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What an operator reaches for (#23 item 8): the release, the process, the
+/// data directory's size and free space, and, on the leader, how far each
+/// member is behind. A follower that stops while appends go on shows in its
+/// replication lag, which the documented `VeritrailNodeLagging` alert
+/// watches (it used to watch tree sizes, and missed a stuck node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_an_operator_reaches_for_are_served() {
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            metrics: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = cluster.leader().await;
+    let text = wait_for(
+        Duration::from_secs(20),
+        "the data directory measured",
+        || async {
+            let text = cluster.scrape(leader).await?;
+            (sample(&text, "veritrail_data_dir_bytes", "")? > 0.0).then_some(text)
+        },
+    )
+    .await;
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        sample(&text, "veritrail_build_info", &version),
+        Some(1.0),
+        "{text}"
+    );
+    for name in [
+        "veritrail_process_resident_memory_bytes",
+        "veritrail_process_open_fds",
+        "veritrail_process_max_fds",
+        "veritrail_process_threads",
+        "veritrail_process_cpu_seconds_total",
+        "veritrail_process_start_time_seconds",
+        "veritrail_data_dir_free_bytes",
+    ] {
+        let value = sample(&text, name, "").unwrap_or_else(|| panic!("no {name}:\n{text}"));
+        assert!(value > 0.0, "{name} is {value}");
+    }
+
+    let follower = (leader + 1) % 3;
+    let member = format!("member=\"{}\"", cluster.nodes[follower].id);
+    cluster.kill(follower);
+    for i in 0..20 {
+        append(&cluster, leader, &format!("while-{i}-is-down")).await;
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the stopped member's lag",
+        || async {
+            let text = cluster.scrape(leader).await?;
+            (sample(&text, "veritrail_replication_lag_entries", &member)? >= 20.0).then_some(())
+        },
+    )
+    .await;
+}

@@ -621,8 +621,7 @@ async fn a_node_refuses_to_start_without_tls_unless_a_loopback_development_node(
 /// (issue #17) may not forward appends, start elections, ask for read
 /// indexes or have checkpoints signed: every call is refused with
 /// PERMISSION_DENIED, nothing is written, and the leader keeps leading in its
-/// term. (Votes and appends from such a node are not refused yet: see
-/// docs/SECURITY.md, "Not yet".)
+/// term. (Its votes and appends: `a_node_that_never_was_a_member_cannot_lead_vote_or_write`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_certificate_of_a_non_member_cannot_act_as_a_member() {
     use veritrail_proto::raft::{ReadIndexRequest, SignCheckpointRequest, StartElectionRequest};

@@ -115,6 +115,47 @@ pub async fn run_snapshot_trigger(node: Arc<Node>) {
 }
 
 /// Refreshes the gauges every second.
+/// How often the data directory's size and free space are measured.
+pub const DISK_EVERY: Duration = Duration::from_secs(15);
+
+/// Bytes of the files under `dir`, and bytes free to this user on its file
+/// system. A file that vanishes while it is counted (RocksDB compacts) is
+/// skipped.
+fn disk_usage(dir: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    fn size(dir: &std::path::Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|entry| match entry.file_type() {
+                Ok(t) if t.is_dir() => size(&entry.path()),
+                Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    let fs = rustix::fs::statvfs(dir)?;
+    Ok((size(dir), fs.f_bavail.saturating_mul(fs.f_frsize)))
+}
+
+/// Keeps the data directory's gauges current, every [`DISK_EVERY`].
+pub async fn run_disk_gauges(node: Arc<Node>) {
+    let mut ticker = tokio::time::interval(DISK_EVERY);
+    loop {
+        ticker.tick().await;
+        let dir = node.config.data_dir.clone();
+        match tokio::task::spawn_blocking(move || disk_usage(&dir)).await {
+            Ok(Ok((used, free))) => {
+                node.metrics.data_dir_bytes.set(used as i64);
+                node.metrics.data_dir_free_bytes.set(free as i64);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "measuring the data directory"),
+            Err(e) => tracing::warn!(error = %e, "measuring the data directory"),
+        }
+    }
+}
+
 pub async fn run_gauges(node: Arc<Node>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut last_checkpoint: Option<(u64, Instant)> = None;

@@ -6,9 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -46,6 +50,10 @@ pub struct Metrics {
     /// Reloads of the TLS files, policy and tokens, labelled `outcome`
     /// (`ok`, `refused`).
     pub reloads: Family<Vec<(String, String)>, Counter>,
+    /// Bytes under the data directory, and bytes free to this user on its file
+    /// system (updated every [`crate::background::DISK_EVERY`]).
+    pub data_dir_bytes: Gauge,
+    pub data_dir_free_bytes: Gauge,
     /// Per member, labelled `member`: the leader's view of its replication.
     pub replication_lag_entries: Family<Vec<(String, String)>, Gauge>,
     pub replication_lag_bytes: Family<Vec<(String, String)>, Gauge>,
@@ -86,6 +94,8 @@ impl Metrics {
             rate_limited: Counter::default(),
             connections_dropped: Family::default(),
             reloads: Family::default(),
+            data_dir_bytes: Gauge::default(),
+            data_dir_free_bytes: Gauge::default(),
             replication_lag_entries: Family::default(),
             replication_lag_bytes: Family::default(),
             replication_lag_seconds: Family::default(),
@@ -117,6 +127,29 @@ impl Metrics {
             "Reloads of the TLS files, policy and tokens (SIGHUP or a changed file), by outcome: ok, or refused (the files before stay in force)",
             m.reloads.clone(),
         );
+        registry.register(
+            "data_dir_bytes",
+            "Bytes of the files under the data directory",
+            m.data_dir_bytes.clone(),
+        );
+        registry.register(
+            "data_dir_free_bytes",
+            "Bytes this node may still write on the data directory's file system",
+            m.data_dir_free_bytes.clone(),
+        );
+        let build_info: Family<Vec<(String, String)>, Gauge> = Family::default();
+        build_info
+            .get_or_create(&vec![(
+                "version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            )])
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the label says which release this node runs",
+            build_info,
+        );
+        registry.register_collector(Box::new(ProcessCollector));
         registry.register(
             "append_requests",
             "Append requests answered (unary, batch and stream)",
@@ -256,6 +289,83 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The process's own figures, read from `/proc` at each scrape:
+/// `veritrail_process_cpu_seconds_total`, `_resident_memory_bytes`,
+/// `_open_fds`, `_max_fds`, `_threads`, `_start_time_seconds`. Missing ones
+/// (no `/proc`) are left out.
+#[derive(Debug)]
+struct ProcessCollector;
+
+fn const_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use procfs::WithCurrentSystemInfo as _;
+        let Ok(me) = procfs::process::Process::myself() else {
+            return Ok(());
+        };
+        if let Ok(stat) = me.stat() {
+            let ticks = procfs::ticks_per_second().max(1) as f64;
+            let rss = stat.rss_bytes().get() as f64;
+            const_gauge(
+                &mut encoder,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                rss,
+            )?;
+            const_gauge(
+                &mut encoder,
+                "process_threads",
+                "OS threads in the process",
+                stat.num_threads as f64,
+            )?;
+            if let Ok(boot) = procfs::boot_time_secs() {
+                let start = boot as f64 + stat.starttime as f64 / ticks;
+                const_gauge(
+                    &mut encoder,
+                    "process_start_time_seconds",
+                    "Start time of the process since the Unix epoch, in seconds",
+                    start,
+                )?;
+            }
+            let cpu = ConstCounter::new((stat.utime + stat.stime) as f64 / ticks);
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time spent, in seconds",
+                None,
+                cpu.metric_type(),
+            )?)?;
+        }
+        if let Ok(fds) = me.fd_count() {
+            const_gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Open file descriptors",
+                fds as f64,
+            )?;
+        }
+        if let Ok(limits) = me.limits()
+            && let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit
+        {
+            const_gauge(
+                &mut encoder,
+                "process_max_fds",
+                "The most file descriptors the process may open",
+                max as f64,
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -158,6 +158,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     tokio::spawn(run_checkpoints(Arc::clone(&node)));
     tokio::spawn(run_gauges(Arc::clone(&node)));
+    tokio::spawn(crate::background::run_disk_gauges(Arc::clone(&node)));
     tokio::spawn(run_snapshot_trigger(Arc::clone(&node)));
     let members = config.parse_initial_members().map_err(|e| e.to_string())?;
     if !members.is_empty() {
