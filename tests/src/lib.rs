@@ -489,6 +489,29 @@ impl Cluster {
         AdminClient::new(self.channel(i).await)
     }
 
+    /// Removes a follower from the membership (it is not told, and keeps
+    /// running). Returns its index and the voters that remain.
+    pub async fn remove_a_follower(&self) -> (usize, Vec<u64>) {
+        let leader = self.leader().await;
+        let removed = (leader + 1) % self.nodes.len();
+        let removed_id = self.nodes[removed].id;
+        let voters: Vec<u64> = self
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| *id != removed_id)
+            .collect();
+        self.admin(leader)
+            .await
+            .change_membership(veritrail_proto::v1::ChangeMembershipRequest {
+                voters: voters.clone(),
+                retain_removed: false,
+            })
+            .await
+            .unwrap_or_else(|s| panic!("remove node {removed_id}: {s}"));
+        (removed, voters)
+    }
+
     /// The node's status, or `None` when it does not answer within 2 s (it is
     /// down, paused, or starting).
     pub async fn status(&self, i: usize) -> Option<StatusResponse> {

@@ -896,24 +896,8 @@ async fn a_learner_whose_memberships_do_not_name_its_leader_still_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_node_stops_by_itself() {
     let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
-    let leader = cluster.leader().await;
-    let removed = (leader + 1) % 3;
+    let (removed, _) = cluster.remove_a_follower().await;
     let removed_id = cluster.nodes[removed].id;
-    let voters: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .filter(|id| *id != removed_id)
-        .collect();
-    cluster
-        .admin(leader)
-        .await
-        .change_membership(ChangeMembershipRequest {
-            voters,
-            retain_removed: false,
-        })
-        .await
-        .expect("remove a member");
     assert!(
         cluster.wait_exited(removed, Duration::from_secs(60)).await,
         "node {removed_id} still runs a minute after its removal:\n{}",
@@ -925,7 +909,7 @@ async fn a_removed_node_stops_by_itself() {
         "{}",
         cluster.log_tail(removed)
     );
-    append(&cluster, leader, "after-removal").await;
+    append(&cluster, cluster.leader().await, "after-removal").await;
 }
 
 /// The value of the first sample of `name` (with `labels`, if given) in a

@@ -864,27 +864,9 @@ async fn a_node_that_never_was_a_member_cannot_lead_vote_or_write() {
 /// expires; with it, it can no longer lead the members that remain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_cannot_lead_the_members_that_remain() {
-    use veritrail_proto::v1::ChangeMembershipRequest;
-
     let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
-    let leader = cluster.leader().await;
-    let removed = (leader + 1) % cluster.nodes.len();
+    let (removed, voters) = cluster.remove_a_follower().await;
     let removed_id = cluster.nodes[removed].id;
-    let voters: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .filter(|id| *id != removed_id)
-        .collect();
-    cluster
-        .admin(leader)
-        .await
-        .change_membership(ChangeMembershipRequest {
-            voters: voters.clone(),
-            retain_removed: false,
-        })
-        .await
-        .expect("remove a member");
     cluster.kill(removed);
     let remaining: Vec<usize> = (0..cluster.nodes.len()).filter(|i| *i != removed).collect();
     for &i in &remaining {
