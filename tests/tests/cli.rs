@@ -1,6 +1,6 @@
 //! The `veritrail` CLI as a user runs it: a real binary against a real
 //! cluster, checked by its output and its documented exit codes (0 success,
-//! 1 verification failed, 2 usage or connection error).
+//! 1 verification failed, 2 usage, 3 unavailable, 4 not found, 5 denied).
 
 use std::process::Output;
 
@@ -90,6 +90,9 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
     .await;
     assert_exit(&out, 0);
     assert_eq!(lines_of(&out)[0]["seq"], 0);
+    // An entry that does not exist is exit 4, not the 2 of a usage error.
+    let out = run(ep, &["get", "--seq", "1000000"], None).await;
+    assert_exit(&out, 4);
 
     // A thousand more as NDJSON on stdin, through the producer.
     let ndjson: String = (0..1000)
@@ -408,7 +411,7 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_and_connection_errors_exit_2_with_a_message() {
+async fn usage_errors_exit_2_and_unreachable_nodes_3_with_a_message() {
     // No such flag.
     let out = run(
         &CliEnv::endpoints("127.0.0.1:1"),
@@ -425,8 +428,8 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
     )
     .await;
     assert_exit(&out, 2);
-    // Nobody listens: a bounded wait, said once while it lasts, then exit 2
-    // naming the failure.
+    // Nobody listens: a bounded wait, said once while it lasts, then exit 3
+    // (unavailable, not a usage error: #23 item 5) naming the failure.
     let port = veritrail_tests::free_port();
     let out = run(
         &CliEnv::endpoints(&format!("127.0.0.1:{port}")),
@@ -444,7 +447,7 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
         None,
     )
     .await;
-    assert_exit(&out, 2);
+    assert_exit(&out, 3);
     let failure = &lines_of(&out)[0];
     assert_eq!(failure["ok"], false);
     // The error names the address tried and why it failed, and the wait
@@ -473,7 +476,7 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
         None,
     )
     .await;
-    assert_exit(&out, 2);
+    assert_exit(&out, 3);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no endpoint's name resolves")
@@ -486,7 +489,18 @@ async fn usage_and_connection_errors_exit_2_with_a_message() {
         "an unresolvable name was retried for {:?}",
         started.elapsed()
     );
-    // A bundle that does not exist.
+    // veritraild's probes use the same codes: a node that does not answer is 3.
+    let probe = std::process::Command::new(veritraild())
+        .args(["status", "--addr", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("veritraild status");
+    assert_eq!(
+        probe.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // A bundle that does not exist: a usage error, like a bad flag.
     let out = run(
         &CliEnv::endpoints("127.0.0.1:1"),
         &["verify-bundle", "/nonexistent/bundle"],

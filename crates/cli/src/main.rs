@@ -19,10 +19,13 @@ mod verify;
 use output::{Failure, Format};
 
 const AFTER_HELP: &str = "\
-Exit codes:
+Exit codes (the same for veritraild):
   0  success
-  1  verification failed: the reason and the first bad seq are printed
-  2  usage or connection error, or a request the cluster refused";
+  1  a check failed: verification (the reason and the first bad seq are printed)
+  2  usage: bad flags, arguments, input or files, or a request refused as invalid
+  3  unavailable: no node answered, or none could do it now; retrying later may work
+  4  not found: the entry or checkpoint asked for does not exist
+  5  denied: missing credentials, or not allowed by the policy";
 
 #[derive(Debug, Parser)]
 #[command(name = "veritrail", version, about = "Append to, read, prove and verify a Veritrail audit log", after_help = AFTER_HELP)]
@@ -145,7 +148,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(output::EXIT_USAGE_OR_CONNECTION);
+            return ExitCode::from(output::EXIT_USAGE);
         }
     };
     let format = cli.output;

@@ -16,10 +16,50 @@ pub enum Format {
     Json,
 }
 
-/// Exit codes (documented in the README and `veritrail --help`).
+/// Exit codes, one scheme for `veritrail` and `veritraild` (docs/ERRORS.md,
+/// "Exit codes"; `veritrail --help`).
 pub const EXIT_OK: u8 = 0;
+/// A check failed: what the cluster or a bundle claims does not hold.
 pub const EXIT_VERIFICATION_FAILED: u8 = 1;
-pub const EXIT_USAGE_OR_CONNECTION: u8 = 2;
+/// Bad flags, arguments, input or files, or a request the cluster refused as
+/// invalid: retrying the same thing fails the same way.
+pub const EXIT_USAGE: u8 = 2;
+/// No node could do it now: none answered, or it was unavailable, timed out,
+/// overloaded or failing. Retrying later may work.
+pub const EXIT_UNAVAILABLE: u8 = 3;
+/// What was asked for does not exist (an entry, a checkpoint of that size).
+pub const EXIT_NOT_FOUND: u8 = 4;
+/// The credentials are missing or not allowed to do it.
+pub const EXIT_DENIED: u8 = 5;
+
+/// The exit code of a failure that is not a verification's: by the SDK error
+/// in its chain, or usage when there is none (a flag, a file, the input).
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    use tonic::Code;
+    use veritrail_client::Error;
+    let Some(error) = error.chain().find_map(|e| e.downcast_ref::<Error>()) else {
+        return EXIT_USAGE;
+    };
+    match error {
+        Error::Verification(_) | Error::Fork(_) | Error::Protocol(_) => EXIT_VERIFICATION_FAILED,
+        Error::InvalidRequest(_) | Error::File { .. } => EXIT_USAGE,
+        Error::Unresolvable { .. } | Error::ProducerClosed => EXIT_UNAVAILABLE,
+        Error::Status { .. } | Error::RetriesExhausted { .. } => match error.code() {
+            Some(Code::NotFound) => EXIT_NOT_FOUND,
+            Some(Code::Unauthenticated | Code::PermissionDenied) => EXIT_DENIED,
+            Some(
+                Code::InvalidArgument
+                | Code::OutOfRange
+                | Code::FailedPrecondition
+                | Code::AlreadyExists
+                | Code::Unimplemented,
+            ) => EXIT_USAGE,
+            // Unavailable, a deadline, an overload, a node's own failure, or
+            // no answer at all (a connection that never opened).
+            _ => EXIT_UNAVAILABLE,
+        },
+    }
+}
 
 /// How a command ended, when not in success.
 #[derive(Debug)]
@@ -77,7 +117,7 @@ pub fn report_failure(format: Format, failure: Failure) -> ExitCode {
                 })),
                 Format::Text => eprintln!("error: {error:#}"),
             }
-            ExitCode::from(EXIT_USAGE_OR_CONNECTION)
+            ExitCode::from(exit_code(&error))
         }
     }
 }

@@ -39,7 +39,9 @@ enum Command {
         run: RunArgs,
     },
     /// Print a running node's view of the cluster. Exits 1 when there is no
-    /// leader, or fewer voters than `--require-voters`.
+    /// leader, or fewer voters than `--require-voters`; 2 for bad flags or
+    /// files; 3 when the node does not answer; 5 when it refuses the
+    /// credentials (the `veritrail` CLI's exit codes).
     Status {
         #[command(flatten)]
         probe: ProbeArgs,
@@ -48,7 +50,9 @@ enum Command {
     },
     /// gRPC health check of a running node, for container health checks.
     /// Exits 0 when it serves (liveness); with --ready, when it is also a
-    /// member of a cluster with a known leader (readiness).
+    /// member of a cluster with a known leader (readiness). Otherwise 1 when
+    /// it answers that it does not, 2 for bad flags or files, 3 when it does
+    /// not answer, 5 when it refuses the credentials.
     Health {
         #[command(flatten)]
         probe: ProbeArgs,
@@ -344,7 +348,7 @@ fn fsck(data_dir: &std::path::Path) -> ExitCode {
 fn probe<F, Fut>(f: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), ProbeFailure>>,
 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -362,11 +366,11 @@ where
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("veritraild: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
         Err(_) => {
             eprintln!("veritraild: no answer within 5 s");
-            ExitCode::from(1)
+            ExitCode::from(3)
         }
     }
 }
@@ -418,13 +422,69 @@ fn token(principal: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn channel(p: &ProbeArgs) -> Result<tonic::transport::Channel, String> {
+/// Why `status` or `health` failed, and so its exit code: the scheme of the
+/// `veritrail` CLI (docs/ERRORS.md, "Exit codes").
+#[derive(Debug)]
+enum ProbeFailure {
+    /// The node answered, and is not what was asked: no leader, too few
+    /// voters, not serving (1).
+    Unhealthy(String),
+    /// Bad flags or files (2).
+    Usage(String),
+    /// The node did not answer, or could not (3).
+    Unavailable(String),
+    /// The node refused the credentials (5).
+    Denied(String),
+}
+
+impl ProbeFailure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            ProbeFailure::Unhealthy(_) => 1,
+            ProbeFailure::Usage(_) => 2,
+            ProbeFailure::Unavailable(_) => 3,
+            ProbeFailure::Denied(_) => 5,
+        }
+    }
+
+    /// A call's failure, by its gRPC code.
+    fn of(call: &str, status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let message = format!("{call}: {}", status.message());
+        match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => ProbeFailure::Denied(message),
+            Code::InvalidArgument | Code::Unimplemented => ProbeFailure::Usage(message),
+            _ => ProbeFailure::Unavailable(message),
+        }
+    }
+}
+
+impl From<String> for ProbeFailure {
+    fn from(message: String) -> Self {
+        ProbeFailure::Usage(message)
+    }
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeFailure::Unhealthy(m)
+            | ProbeFailure::Usage(m)
+            | ProbeFailure::Unavailable(m)
+            | ProbeFailure::Denied(m) => f.write_str(m),
+        }
+    }
+}
+
+async fn channel(p: &ProbeArgs) -> Result<tonic::transport::Channel, ProbeFailure> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
     let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
     let (ca, identity) = match &p.ca {
         Some(ca) => (Some(ca.clone()), p.cert.clone().zip(p.key.clone())),
         None if p.cert.is_some() => {
-            return Err("--cert needs --ca (VERITRAIL_CA): the CA to verify the node with".into());
+            return Err(ProbeFailure::Usage(
+                "--cert needs --ca (VERITRAIL_CA): the CA to verify the node with".into(),
+            ));
         }
         None => match Config::load(p.config.as_deref(), &NoOverrides {}) {
             Ok(config) if config.tls.enabled() => (
@@ -443,9 +503,9 @@ async fn channel(p: &ProbeArgs) -> Result<tonic::transport::Channel, String> {
             Err(e) => match std::env::var_os("VERITRAIL_TLS__CA_FILE") {
                 Some(ca) => (Some(PathBuf::from(ca)), None),
                 None if p.config.is_some() => {
-                    return Err(format!(
+                    return Err(ProbeFailure::Usage(format!(
                         "cannot take TLS settings from the configuration: {e}"
-                    ));
+                    )));
                 }
                 None => (None, None),
             },
@@ -468,19 +528,19 @@ async fn channel(p: &ProbeArgs) -> Result<tonic::transport::Channel, String> {
     endpoint
         .connect()
         .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))
+        .map_err(|e| ProbeFailure::Unavailable(format!("cannot reach {addr}: {e}")))
 }
 
 #[derive(Serialize)]
 struct NoOverrides {}
 
-async fn status(probe: ProbeArgs, require_voters: usize) -> Result<(), String> {
+async fn status(probe: ProbeArgs, require_voters: usize) -> Result<(), ProbeFailure> {
     use veritrail_proto::v1::StatusRequest;
     use veritrail_proto::v1::admin_client::AdminClient;
     let s = AdminClient::new(channel(&probe).await?)
         .status(StatusRequest {})
         .await
-        .map_err(|e| format!("status: {}", e.message()))?
+        .map_err(|e| ProbeFailure::of("status", &e))?
         .into_inner();
     println!(
         "node {} ({}) term {} leader {} tree size {} root {}",
@@ -505,15 +565,17 @@ async fn status(probe: ProbeArgs, require_voters: usize) -> Result<(), String> {
     }
     let voters = s.members.iter().filter(|m| m.voter).count();
     if s.leader_id.is_none() {
-        return Err("no leader".into());
+        return Err(ProbeFailure::Unhealthy("no leader".into()));
     }
     if voters < require_voters {
-        return Err(format!("{voters} voters, {require_voters} required"));
+        return Err(ProbeFailure::Unhealthy(format!(
+            "{voters} voters, {require_voters} required"
+        )));
     }
     Ok(())
 }
 
-async fn health(probe: ProbeArgs, ready: bool) -> Result<(), String> {
+async fn health(probe: ProbeArgs, ready: bool) -> Result<(), ProbeFailure> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
     let reply = HealthClient::new(channel(&probe).await?)
@@ -525,12 +587,15 @@ async fn health(probe: ProbeArgs, ready: bool) -> Result<(), String> {
             },
         })
         .await
-        .map_err(|e| format!("health: {}", e.message()))?
+        .map_err(|e| ProbeFailure::of("health", &e))?
         .into_inner();
     if reply.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
         println!("serving");
         Ok(())
     } else {
-        Err(format!("not serving (status {})", reply.status))
+        Err(ProbeFailure::Unhealthy(format!(
+            "not serving (status {})",
+            reply.status
+        )))
     }
 }
