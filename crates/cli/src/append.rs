@@ -18,22 +18,30 @@ pub struct AppendArgs {
     /// the flags; `payload` as UTF-8 text or `payload_base64`).
     #[arg(long, conflicts_with_all = ["source", "actor", "action", "resource", "outcome"])]
     stdin: bool,
+    /// The system the event comes from (an identifier: printable ASCII, no
+    /// spaces); the policy grants appends per source.
     #[arg(long, required_unless_present = "stdin")]
     source: Option<String>,
     /// Idempotency key; a UUIDv7 when absent.
     #[arg(long)]
     event_id: Option<String>,
+    /// Who acted (text).
     #[arg(long, required_unless_present = "stdin")]
     actor: Option<String>,
+    /// What was done (text), e.g. `invoice.refund`.
     #[arg(long, required_unless_present = "stdin")]
     action: Option<String>,
+    /// What it was done to (text), e.g. `invoice/42`.
     #[arg(long, required_unless_present = "stdin")]
     resource: Option<String>,
+    /// How it ended (text), e.g. `success` or `denied`.
     #[arg(long, required_unless_present = "stdin")]
     outcome: Option<String>,
-    /// When it happened: RFC 3339 or unix nanoseconds.
+    /// When it happened: RFC 3339 or unix nanoseconds (`event_time_ns` in
+    /// JSON, on stdin and in the output).
     #[arg(long)]
     event_time: Option<String>,
+    /// A trace id to correlate the event with (an identifier).
     #[arg(long)]
     trace_id: Option<String>,
     /// `key=value`, repeatable.

@@ -18,6 +18,7 @@ pub enum ClusterCommand {
     /// Add a node as a learner, and wait until it holds every entry the
     /// leader held when it was added (progress on stderr).
     AddLearner {
+        /// The new node's id (never one a node had before).
         #[arg(long)]
         id: u64,
         /// The node's address as the other nodes reach it (host:port).
@@ -33,24 +34,28 @@ pub enum ClusterCommand {
     },
     /// Make a learner a voter.
     Promote {
+        /// The learner's id.
         #[arg(long)]
         id: u64,
     },
     /// Remove a node from the cluster.
     Remove {
+        /// The node's id.
         #[arg(long)]
         id: u64,
     },
     /// Hand leadership to another voter.
     TransferLeader {
+        /// The voter to lead.
         #[arg(long)]
         to: u64,
     },
     /// Write a consistent backup of one node (the leader by default) to a
     /// file, checked as it arrives. `veritraild restore` puts it back.
     Backup {
-        /// Where to write it; an existing file is replaced.
-        #[arg(long)]
+        /// Where to write it; an existing file is replaced. `-o` and
+        /// `--output-file`, as for `export` (`--out` still works).
+        #[arg(long = "output-file", short = 'o', alias = "out")]
         out: std::path::PathBuf,
         /// Back up this node instead of the leader.
         #[arg(long)]

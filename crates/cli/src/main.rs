@@ -198,3 +198,29 @@ async fn run(cli: Cli) -> output::CmdResult {
         Command::Cluster(command) => cluster::run(&client, format, command).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for (#23
+    /// item 6: several had an empty help).
+    #[test]
+    fn every_flag_has_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let command = super::Cli::command();
+        check(&command, command.get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+}

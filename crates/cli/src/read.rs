@@ -12,10 +12,13 @@ use crate::trust;
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
+    /// The entry at this sequence number.
     #[arg(long, conflicts_with_all = ["source", "event_id"], required_unless_present = "event_id")]
     seq: Option<u64>,
+    /// With --event-id: the entry of this event of this source.
     #[arg(long, requires = "event_id")]
     source: Option<String>,
+    /// With --source: the event id the service gave (its idempotency key).
     #[arg(long, requires = "source")]
     event_id: Option<String>,
 }
@@ -23,16 +26,20 @@ pub struct GetArgs {
 /// The field filters `scan` and `tail` share.
 #[derive(Debug, Args)]
 pub struct FieldFilters {
+    /// Only events of this source.
     #[arg(long)]
     source: Option<String>,
+    /// Only events by this actor.
     #[arg(long)]
     actor: Option<String>,
+    /// Only events with this action.
     #[arg(long)]
     action: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
+    /// The first seq to read.
     #[arg(long, default_value_t = 0)]
     from: u64,
     /// Exclusive; the end of the log by default.
@@ -76,6 +83,7 @@ pub struct CheckpointArgs {
 pub enum ProofCommand {
     /// The inclusion proof of an entry, checked against a co-signed checkpoint.
     Inclusion {
+        /// The entry's seq.
         #[arg(long)]
         seq: u64,
         /// Tree size; the latest checkpoint's by default.
@@ -87,6 +95,7 @@ pub enum ProofCommand {
     /// The consistency proof between two tree sizes, checked against the
     /// co-signed checkpoints of those sizes.
     Consistency {
+        /// The older tree size.
         #[arg(long)]
         from: u64,
         /// The latest checkpoint's size by default.

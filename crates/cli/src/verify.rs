@@ -57,8 +57,14 @@ pub struct VerifyBundleArgs {
     /// The log's origin the bundle must be for; the bundle's own by default.
     #[arg(long)]
     pub origin: Option<String>,
-    #[command(flatten)]
-    pub keys: KeyArgs,
+    /// Node verifier keys (`name+hash+base64`), comma-separated, or `@FILE`
+    /// with one per line. Without it, the bundle's own keys are used, which
+    /// only proves the bundle consistent with itself, and a warning says so.
+    #[arg(long = "keys", value_name = "KEYS", value_delimiter = ',')]
+    pub bundle_keys: Vec<String>,
+    /// How many of the keys must have signed; a majority by default.
+    #[arg(long)]
+    pub quorum: Option<usize>,
 }
 
 fn verification(error: &ClientError) -> Option<Failure> {
@@ -454,7 +460,10 @@ pub fn verify_bundle(format: Format, args: &VerifyBundleArgs) -> CmdResult {
         .ok_or_else(|| fail(None, "the bundle is empty".into()))?;
     let header = BundleHeader::parse(&header_line).map_err(|e| fail(None, e.to_string()))?;
     let origin = args.origin.clone().unwrap_or_else(|| header.origin.clone());
-    let mut keys = trust::keys_from_args(&args.keys)?;
+    let mut keys = trust::keys_from_args(&KeyArgs {
+        keys: args.bundle_keys.clone(),
+        quorum: args.quorum,
+    })?;
     let keys_from_bundle = keys.is_empty();
     if keys_from_bundle {
         keys = header
@@ -467,10 +476,10 @@ pub fn verify_bundle(format: Format, args: &VerifyBundleArgs) -> CmdResult {
             );
         }
     }
-    let quorum = if keys_from_bundle && args.keys.quorum.is_none() {
+    let quorum = if keys_from_bundle && args.quorum.is_none() {
         Some(header.quorum)
     } else {
-        args.keys.quorum
+        args.quorum
     };
     let trust = trust::verifier(&origin, keys, quorum)?;
     let count = header.count;

@@ -24,6 +24,7 @@ enum Command {
     /// Check a stopped node's data directory: recompute every hash, chain link,
     /// Merkle node and index, and compare with every recorded checkpoint.
     Fsck {
+        /// The data directory to check (of a stopped node).
         #[arg(long)]
         data_dir: PathBuf,
     },
@@ -45,6 +46,7 @@ enum Command {
     Status {
         #[command(flatten)]
         probe: ProbeArgs,
+        /// Exit 1 when the cluster has fewer voters than this.
         #[arg(long, default_value_t = 0)]
         require_voters: usize,
     },
@@ -56,6 +58,7 @@ enum Command {
     Health {
         #[command(flatten)]
         probe: ProbeArgs,
+        /// Readiness instead of liveness: serving, a member, and a leader known.
         #[arg(long)]
         ready: bool,
     },
@@ -78,34 +81,42 @@ enum CertsCommand {
     /// A new CA in DIR: ca.pem (give it to every node and client), ca.key
     /// (keep it off the nodes).
     Ca {
+        /// The directory of the CA and the certificates.
         #[arg(long)]
         dir: PathBuf,
         /// The SPIFFE trust domain of the cluster's identities.
         #[arg(long, default_value = "veritrail.local")]
         trust_domain: String,
+        /// How long the certificate is valid, in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
     /// Node ID's certificate, DIR/node-ID.pem and .key, valid for the host
     /// names and IPs given plus localhost and 127.0.0.1.
     Node {
+        /// The directory of the CA and the certificates.
         #[arg(long)]
         dir: PathBuf,
+        /// The node's id.
         #[arg(long)]
         id: u64,
         /// DNS names and IPs the node is reached by, comma-separated.
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
+        /// How long the certificate is valid, in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
     /// A client certificate for service NAME, DIR/client-NAME.pem and .key;
     /// its principal is spiffe://<trust domain>/service/NAME.
     Client {
+        /// The directory of the CA and the certificates.
         #[arg(long)]
         dir: PathBuf,
+        /// The service's name (the last segment of its SPIFFE ID).
         #[arg(long)]
         name: String,
+        /// How long the certificate is valid, in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
@@ -117,6 +128,7 @@ enum CertsCommand {
 /// to a node needs no extra settings.
 #[derive(Debug, Clone, clap::Args)]
 struct ProbeArgs {
+    /// The node to ask, host:port.
     #[arg(long, default_value = "127.0.0.1:7001")]
     addr: String,
     /// The node's TOML configuration, to take its TLS files from.
@@ -128,6 +140,7 @@ struct ProbeArgs {
     /// A client or node certificate (PEM) to authenticate with.
     #[arg(long, env = "VERITRAIL_CERT", requires = "key")]
     cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
     #[arg(long, env = "VERITRAIL_KEY", requires = "cert")]
     key: Option<PathBuf>,
     /// The name to check the node's certificate against; defaults to the
@@ -143,21 +156,29 @@ struct RunArgs {
     #[arg(long, short = 'c', env = "VERITRAIL_CONFIG")]
     #[serde(skip)]
     config: Option<PathBuf>,
+    /// This node's id in the cluster (`node_id`); never reused for another node.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     node_id: Option<u64>,
+    /// Where to listen for clients and peers, host:port (`listen_addr`).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen_addr: Option<String>,
+    /// The address other nodes and clients reach this one at, when it is not
+    /// the listen address (`advertise_addr`).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     advertise_addr: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`metrics_addr`).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_addr: Option<String>,
+    /// The node's data directory: its log, state and signing key (`data_dir`).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+    /// The log's name in its checkpoints, e.g. `audit.example.com/log`
+    /// (`origin`); the same on every node, for ever.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<String>,
@@ -597,5 +618,31 @@ async fn health(probe: ProbeArgs, ready: bool) -> Result<(), ProbeFailure> {
             "not serving (status {})",
             reply.status
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for (#23
+    /// item 6: several had an empty help).
+    #[test]
+    fn every_flag_has_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let command = super::Cli::command();
+        check(&command, command.get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
     }
 }
