@@ -500,6 +500,34 @@ async fn usage_errors_exit_2_and_unreachable_nodes_3_with_a_message() {
         "{}",
         String::from_utf8_lossy(&probe.stderr)
     );
+    // A mistyped command gets a "did you mean" (#23 item 7).
+    let out = run(&CliEnv::endpoints("127.0.0.1:1"), &["apend"], None).await;
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("'append'"),
+        "{}",
+        explain(&out)
+    );
+    // Shell completions and the manual page, offline (#23 item 7).
+    let out = run(
+        &CliEnv::endpoints("127.0.0.1:1"),
+        &["completions", "bash"],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("_veritrail") && script.contains("verify-bundle"),
+        "{script}"
+    );
+    let out = run(&CliEnv::endpoints("127.0.0.1:1"), &["man"], None).await;
+    assert_exit(&out, 0);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.contains(".TH veritrail") && page.contains("verify\\-bundle"),
+        "{page}"
+    );
     // A bundle that does not exist: a usage error, like a bad flag.
     let out = run(
         &CliEnv::endpoints("127.0.0.1:1"),

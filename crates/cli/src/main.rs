@@ -96,6 +96,16 @@ enum Command {
     /// Inspect and change the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Print a shell completion script: `source <(veritrail completions bash)`,
+    /// or save it where the shell looks (zsh: a `_veritrail` file on $fpath).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `veritrail man | man -l -`, or save it as
+    /// veritrail.1 in a man directory.
+    Man,
 }
 
 /// Where the trusted keys come from, for the commands that check signatures.
@@ -180,9 +190,20 @@ fn connect(cli: &Cli) -> Result<Client, Failure> {
 
 async fn run(cli: Cli) -> output::CmdResult {
     let format = cli.output;
-    // The offline command must not even build a client.
-    if let Command::VerifyBundle(args) = &cli.command {
-        return verify::verify_bundle(format, args);
+    // The offline commands must not even build a client.
+    match &cli.command {
+        Command::VerifyBundle(args) => return verify::verify_bundle(format, args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "veritrail", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
     }
     let client = connect(&cli)?;
     match &cli.command {
@@ -194,7 +215,7 @@ async fn run(cli: Cli) -> output::CmdResult {
         Command::Proof(command) => read::proof(&client, format, command).await,
         Command::Verify(args) => verify::verify(&client, format, args).await,
         Command::Export(args) => verify::export(&client, format, args).await,
-        Command::VerifyBundle(_) => Ok(()),
+        Command::VerifyBundle(_) | Command::Completions { .. } | Command::Man => Ok(()),
         Command::Cluster(command) => cluster::run(&client, format, command).await,
     }
 }
