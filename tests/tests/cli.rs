@@ -905,3 +905,56 @@ async fn add_learner_returns_once_the_learner_holds_the_log() {
         explain(&out)
     );
 }
+
+/// Ctrl-C during `export` removes the partial file and exits 130 (#23 item
+/// 6: it used to leave a 0-byte `.partial` behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_export_leaves_no_partial_file() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let client = cluster.sdk();
+    // Enough entries that the export is still writing when it is stopped.
+    for batch in 0..120 {
+        let events = (0..500)
+            .map(|i| veritrail_tests::sdk_event("bulk", &format!("b{batch}-{i}")))
+            .collect();
+        client.append_batch(events).await.expect("append");
+    }
+    let dir = tempfile::TempDir::new().expect("dir");
+    let bundle = dir.path().join("audit.bundle");
+    let partial = dir.path().join("audit.bundle.partial");
+    let child = tokio::process::Command::new(veritrail())
+        .args(["export", "-o", bundle.to_str().expect("utf-8 path")])
+        .envs(cluster.cli_env().0.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn veritrail export");
+    // Polled closely: the export is under way from the moment the file exists.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !partial.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the export never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let pid = child.id().expect("running").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill -INT");
+    assert!(kill.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the export stops")
+        .expect("output");
+    assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        explain(&out)
+    );
+    assert!(!partial.exists(), "the partial file is left behind");
+    assert!(!bundle.exists(), "an interrupted export wrote a bundle");
+}

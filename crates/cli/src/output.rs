@@ -73,6 +73,8 @@ pub enum Failure {
     },
     /// Anything else: bad flags, an unreachable cluster, a refused request.
     Other(anyhow::Error),
+    /// Stopped by Ctrl-C, after cleaning up (what is left, in words).
+    Interrupted(String),
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -83,9 +85,23 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 pub type CmdResult = Result<(), Failure>;
 
+/// The exit status of a command stopped by Ctrl-C, as shells report SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Prints the failure and returns its exit code.
 pub fn report_failure(format: Format, failure: Failure) -> ExitCode {
     match failure {
+        Failure::Interrupted(what) => {
+            match format {
+                Format::Json => print_json(&json!({
+                    "ok": false,
+                    "error": "interrupted",
+                    "reason": what,
+                })),
+                Format::Text => eprintln!("interrupted: {what}"),
+            }
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
         Failure::Verification {
             reason,
             first_bad_seq,

@@ -340,7 +340,19 @@ pub async fn export(client: &Client, format: Format, args: &ExportArgs) -> CmdRe
         })?;
     let path = &args.output_file;
     let tmp = tmp_path(path);
-    let written = write_bundle(client, format, &header, &tmp, &mut check).await;
+    // Ctrl-C leaves no partial file behind (it used to leave a 0-byte one).
+    // `biased`: the handler is in place before the file is created.
+    let written = tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Failure::Interrupted(format!(
+                "nothing was written to {}",
+                path.display()
+            )));
+        }
+        written = write_bundle(client, format, &header, &tmp, &mut check) => written,
+    };
     let finished = written.and_then(|()| {
         check.finish().map_err(|f| Failure::Verification {
             reason: f.reason,
