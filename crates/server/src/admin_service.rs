@@ -108,10 +108,12 @@ impl Admin for AdminService {
         }
         let info = self.node.identify(member.node_id, &member.addr).await?;
         self.node
-            .raft
-            .add_learner(member.node_id, info, request.wait)
-            .await
-            .map_err(|e| self.node.membership_error(e))?;
+            .change_members(|| {
+                self.node
+                    .raft
+                    .add_learner(member.node_id, info.clone(), request.wait)
+            })
+            .await?;
         Ok(Response::new(MembershipResponse {
             members: self.members(),
         }))
@@ -131,10 +133,12 @@ impl Admin for AdminService {
             );
         }
         self.node
-            .raft
-            .change_membership(voters, request.retain_removed)
-            .await
-            .map_err(|e| self.node.membership_error(e))?;
+            .change_members(|| {
+                self.node
+                    .raft
+                    .change_membership(voters.clone(), request.retain_removed)
+            })
+            .await?;
         Ok(Response::new(MembershipResponse {
             members: self.members(),
         }))

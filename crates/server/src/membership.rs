@@ -224,6 +224,37 @@ impl Node {
         }
     }
 
+    /// Runs a membership change, waiting (up to the request timeout) while
+    /// an earlier change is still being committed. openraft refuses a second
+    /// change until the first commits, and after a leader change that takes
+    /// until the new leader commits an entry of its term: an `add-learner`
+    /// followed at once by a `promote` could fail for no reason an operator
+    /// can act on.
+    pub async fn change_members<F, Fut>(&self, change: F) -> NodeResult<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+                Output = Result<
+                    openraft::raft::ClientWriteResponse<veritrail_store::TypeConfig>,
+                    RaftError<u64, ClientWriteError<u64, NodeInfo>>,
+                >,
+            >,
+    {
+        use openraft::error::ChangeMembershipError;
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            match change().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(self.membership_error(e)),
+            }
+        }
+    }
+
     /// Maps a membership-change error.
     pub fn membership_error(
         &self,
