@@ -8,17 +8,20 @@ PYTHON ?= python3
 ROCKSDB_ENV = $(shell .ci/rocksdb-cache env)
 CARGO ?= $(if $(ROCKSDB_ENV),env $(ROCKSDB_ENV) cargo,cargo)
 
-.PHONY: help deps rocksdb build test test-rust test-format test-deploy test-fuzz lint fmt bench run clean
+.PHONY: help deps deps-build rocksdb build test test-rust test-format test-deploy test-fuzz lint fmt bench run node-start node-stop node-add node-remove node-list clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install missing build prerequisites (Debian packages, Python cryptography)
+deps: ## install what building and testing need and is missing (Debian packages, Python tools)
 	@.ci/install-deps
+
+deps-build: ## install only what building the binaries needs (clang, libclang-dev, protoc)
+	@.ci/install-deps --build
 
 # Compiles RocksDB's C++ once per machine, alone, and caches the library; every
 # cargo command after it links the cached one (.ci/rocksdb-cache explains why).
-rocksdb: deps ## compile and cache RocksDB once (nothing to do when cached)
+rocksdb: deps-build ## compile and cache RocksDB once (nothing to do when cached)
 	@.ci/rocksdb-cache ensure
 
 build: deps rocksdb ## build every crate
@@ -70,9 +73,21 @@ bench: deps rocksdb ## run the benchmarks (Veritrail, etcd, NATS JetStream side 
 	$${CARGO_TARGET_DIR:-target}/release/veritrail-bench scale --entries $(BENCH_ENTRIES) \
 	  --json $${CARGO_TARGET_DIR:-target}/bench/scale.jsonl
 
-run: deps rocksdb ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
+run: deps-build rocksdb ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
 	$(CARGO) build -p veritrail-server --bin veritraild -p veritrail-cli --bin veritrail
 	deploy/local/run.sh
+
+# One node of the `make run` cluster, from another terminal: N is its id.
+node-start: ## start node N of the local cluster again (make node-start N=2)
+	@deploy/local/node.sh start $(N)
+node-stop: ## stop node N of the local cluster, keeping its data (make node-stop N=2)
+	@deploy/local/node.sh stop $(N)
+node-add: ## start node N (4 to 9) empty and make it a voter of the local cluster
+	@deploy/local/node.sh add $(N)
+node-remove: ## take node N out of the local cluster; it stops and its data is set aside
+	@deploy/local/node.sh remove $(N)
+node-list: ## the local cluster's nodes and whether each runs
+	@deploy/local/node.sh list
 
 clean:
 	$(CARGO) clean

@@ -1,40 +1,47 @@
 #!/usr/bin/env bash
 # `make run`: a local three-node cluster on 127.0.0.1, data under ./data.
-# The first run initializes the cluster; later runs resume it with its data.
-# Ctrl-C stops all three nodes.
+# The first run initializes the cluster; later runs resume it with its data,
+# with the nodes added and without the nodes removed since (deploy/local/node.sh).
+# Ctrl-C stops every node; `make node-stop N=2` and friends act on one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 target="${CARGO_TARGET_DIR:-target}"
 bin="${VERITRAILD_BIN:-$target/debug/veritraild}"
 [ -x "$bin" ] || { echo "run.sh: $bin is missing; run 'make run' (it builds it)" >&2; exit 2; }
+node=deploy/local/node.sh
 
-pids=()
 stop() {
   trap - INT TERM EXIT
   echo
   echo "stopping the cluster..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait "${pids[@]}" 2>/dev/null || true
+  for n in $("$node" known); do "$node" stop "$n" >/dev/null & done
+  wait
   echo "stopped; data kept in ./data (delete it to start a fresh cluster)"
 }
 trap stop INT TERM EXIT
 
-for i in 1 2 3; do
-  mkdir -p "data/node$i"
-  "$bin" --config "deploy/local/node$i.toml" >>"data/node$i.log" 2>&1 &
-  pids+=("$!")
-done
+mkdir -p data
+nodes=($("$node" known))
+for n in "${nodes[@]}"; do "$node" start "$n" >/dev/null; done
+first="127.0.0.1:700${nodes[0]}"
 
-# Wait (at most 60 s) until node 1 sees a leader and three voters.
+running() {
+  local n
+  for n in $("$node" known); do [ -f "data/node$n.pid" ] && kill -0 "$(cat "data/node$n.pid")" 2>/dev/null && return 0; done
+  return 1
+}
+
+# Wait (at most 60 s) until the first node sees a leader and three voters.
 for _ in $(seq 1 120); do
-  for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || { echo "a node exited; see data/node*.log" >&2; tail -n 20 data/node*.log >&2; exit 1; }
+  for n in "${nodes[@]}"; do
+    [ -f "data/node$n.pid" ] && kill -0 "$(cat "data/node$n.pid")" 2>/dev/null \
+      || { echo "node $n exited; see data/node$n.log" >&2; tail -n 20 "data/node$n.log" >&2; exit 1; }
   done
-  if "$bin" status --addr 127.0.0.1:7001 --require-voters 3 >/dev/null 2>&1; then break; fi
+  if "$bin" status --addr "$first" --require-voters 3 >/dev/null 2>&1; then break; fi
   sleep 0.5
 done
-"$bin" status --addr 127.0.0.1:7001 --require-voters 3 || { echo "the cluster did not form; see data/node*.log" >&2; exit 1; }
+"$bin" status --addr "$first" --require-voters 3 || { echo "the cluster did not form; see data/node*.log" >&2; exit 1; }
 
 cat <<MSG
 
@@ -51,6 +58,12 @@ Try it, in another terminal (the README's tour goes on from here):
   veritrail cluster status
   veritrail verify
 
+One node at a time, from another terminal (deploy/local/node.sh):
+  make node-stop N=2      make node-start N=2      make node-list
+  make node-add N=4       make node-remove N=2     (a replacement: add, then remove)
+
 Ctrl-C stops the cluster.
 MSG
-wait "${pids[@]}"
+# Until Ctrl-C, or until every node has stopped.
+while running; do sleep 1; done
+echo "every node has stopped"

@@ -4,7 +4,7 @@
 Usage: python3 tests/format/verify_vectors.py crates/core/testdata/vectors.json
 
 It re-derives every value in the golden vectors (entry encodings, hashes, Merkle roots,
-frontiers, proofs, keys, checkpoints, signatures, the evidence bundle) and checks that
+frontiers, proofs, keys, checkpoints, signatures, key sets, the evidence bundle) and checks that
 tampered inputs are rejected. Section numbers below refer to docs/FORMAT.md.
 Dependencies: Python 3.11 standard library and the `cryptography` package (Ed25519).
 """
@@ -427,6 +427,14 @@ BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 def open_checkpoint(note, keys, quorum, origin):
     """Parse a signed note, verify it strictly against `keys` [(name, id, pub)] and `quorum`,
     then parse its text as a checkpoint of `origin`. Returns the parsed checkpoint."""
+    cp = parse_checkpoint(open_note(note, keys, quorum))
+    if cp["origin"] != origin:
+        raise Reject("checkpoint origin is not the expected one")
+    return cp
+
+def open_note(note, keys, quorum):
+    """Parse a signed note and verify it strictly against `keys` [(name, id, pub)] and
+    `quorum` (section 6). Returns its text."""
     if not 1 <= quorum <= len(keys):  # FORMAT.md §6: rejected at once, not clamped
         raise Reject("quorum out of range")
     if len({(name, kid) for name, kid, _ in keys}) != len(keys):  # FORMAT.md §6: same name and key id
@@ -472,10 +480,40 @@ def open_checkpoint(note, keys, quorum, origin):
         signed.add((name, kid))
     if len(signed) < quorum:
         raise Reject(f"quorum not met: {len(signed)} of {quorum}")
-    cp = parse_checkpoint(body)
-    if cp["origin"] != origin:
-        raise Reject("checkpoint origin is not the expected one")
-    return cp
+    return body
+
+
+# ---------------------------------------------------------------- section 6.1: key set
+def key_set_body(origin, epoch, verifier_keys):
+    return f"{origin}\nveritrail-key-set {epoch}\n" + "".join(k + "\n" for k in sorted(verifier_keys))
+
+def parse_key_set(text):
+    """FORMAT.md section 6.1, strictly. Returns (origin, epoch, [(name, id, pub)])."""
+    if not text.endswith("\n"):
+        raise Reject("key set: missing final newline")
+    lines = text[:-1].split("\n")
+    if len(lines) < 3:
+        raise Reject("key set: needs an origin, a key-set line and at least one key")
+    if len(lines) > 102:
+        raise Reject("key set: more than 100 keys")
+    if not ORIGIN_RE.fullmatch(lines[0]):
+        raise Reject("key set: bad origin")
+    word, _, epoch = lines[1].partition(" ")
+    if word != "veritrail-key-set":
+        raise Reject("key set: second line is not `veritrail-key-set <epoch>`")
+    epoch = parse_decimal(epoch)
+    keys = lines[2:]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        raise Reject("key set: keys not in strictly ascending byte order")
+    parsed = []
+    for k in keys:
+        name, kid, pub = parse_verifier_key(k)
+        if verifier_key(name, pub) != k:
+            raise Reject("key set: a key not in its canonical spelling")
+        parsed.append((name, kid, pub))
+    if len({name for name, _, _ in parsed}) != len(parsed):
+        raise Reject("key set: a key name twice")
+    return lines[0], epoch, parsed
 
 
 # ---------------------------------------------------------------- section 7: evidence bundle
@@ -823,6 +861,41 @@ def check_bundle(vec, keys, leaves):
     check_rejects("bundle against another trusted origin", verify_bundle, text, keys, quorum, origin + "x")
     group_done("bundle: section 7 verification and tampered variants (7)")
 
+def check_key_sets(vec, keys):
+    """Section 6.1: each key set's body from its keys, its signatures re-made from the seeds,
+    and each verified against the keys before it (the first against the vectors' keys)."""
+    origin = vec["origin"]
+    seeds = {k["name"]: bytes.fromhex(k["seed_hex"]) for k in vec["keys"] + vec["key_set_extra_keys"]}
+    for k in vec["key_set_extra_keys"]:
+        check_eq(f"{k['name']} verifier key", verifier_key(k["name"], public_key(seeds[k["name"]])), k["verifier_key"])
+    trusted, quorum = keys, vec["quorum"]
+    for ks in vec["key_sets"]:
+        tag = f"key set {ks['epoch']}"
+        body = key_set_body(origin, ks["epoch"], ks["keys"])
+        check_eq(f"{tag} body", body, ks["body"])
+        lines = [sign_line(s, seeds[s], body) for s in ks["signers"]]
+        check_eq(f"{tag} re-signed note", body + "\n" + "".join(lines), ks["signed_note"])
+        try:
+            got_origin, epoch, new_keys = parse_key_set(open_note(ks["signed_note"], trusted, quorum))
+            check_eq(f"{tag} parsed", (got_origin, epoch), (origin, ks["epoch"]))
+            trusted, quorum = new_keys, len(new_keys) // 2 + 1
+        except Reject as e:
+            check(f"{tag} verifies against the keys before it", False, str(e))
+    first = vec["key_sets"][0]["body"]
+    lines = first[:-1].split("\n")
+    for what, bad in [("keys out of order", "\n".join(lines[:2] + [lines[3], lines[2]] + lines[4:]) + "\n"),
+                      ("a key named twice", first + lines[2] + "\n"),
+                      ("an upper-case key id", first.replace(lines[2], lines[2].split("+")[0] + "+"
+                                                              + lines[2].split("+")[1].upper() + "+"
+                                                              + "+".join(lines[2].split("+")[2:]))),
+                      ("a leading zero in the epoch", first.replace("key-set 4\n", "key-set 04\n")),
+                      ("no key", "\n".join(lines[:2]) + "\n"),
+                      ("a checkpoint body", vec["checkpoints"][0]["body"]),
+                      ("no final newline", first[:-1])]:
+        check_rejects(f"key set with {what}", parse_key_set, bad)
+    check_rejects("a key set read as a checkpoint", parse_checkpoint, first)
+    group_done("key sets: bodies, signatures, each vouched for by the keys before it (6.1)")
+
 def main(path):
     with open(path, encoding="utf-8") as f:
         vec = json.load(f)
@@ -830,6 +903,7 @@ def main(path):
     leaves = check_hashes(vec)
     roots = check_merkle(vec, leaves)
     keys = check_notes(vec, leaves, roots)
+    check_key_sets(vec, keys)
     check_bundle(vec, keys, leaves)
     if FAILURES:
         print(f"format check: FAILED ({FAILURES} mismatches)")

@@ -61,14 +61,28 @@ fn binary(name: &str, env: &str) -> PathBuf {
     path
 }
 
-/// A free TCP port on 127.0.0.1 (the kernel picks it; a race with another
-/// process grabbing it in between is possible but rare).
+/// A TCP port on 127.0.0.1 that is free now and that this process has not
+/// handed out before.
+///
+/// Picked at random below Linux's ephemeral range (32768 and up), not by
+/// binding port 0: the kernel takes that port from the range every outgoing
+/// connection's local port comes from too, so any process's next connection
+/// could take it before the node binds it. Test processes picking at random
+/// from 12,000 ports collide only if two pick the same port within the moment
+/// between the check and a node's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use rand::Rng as _;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut rng = rand::rng();
+    loop {
+        let port = rng.random_range(20_000..32_000);
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`
@@ -533,8 +547,9 @@ impl Cluster {
     }
 
     /// The index of the leader, once the running nodes agree on one.
+    /// Panics after 20 s with what each node says and the end of its log.
     pub async fn leader(&self) -> usize {
-        wait_for(Duration::from_secs(20), "an agreed leader", || async {
+        let found = wait_for_opt(Duration::from_secs(20), || async {
             let mut seen = None;
             for (i, node) in self.nodes.iter().enumerate() {
                 if !node.is_running() {
@@ -552,7 +567,46 @@ impl Cluster {
                 .iter()
                 .position(|n| n.id == leader && n.is_running())
         })
-        .await
+        .await;
+        match found {
+            Some(i) => i,
+            None => panic!(
+                "timed out after 20s waiting for an agreed leader\n{}",
+                self.describe().await
+            ),
+        }
+    }
+
+    /// Each node's own view and the last lines of its log, for a failure
+    /// message.
+    pub async fn describe(&self) -> String {
+        let mut text = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let view = match self.status(i).await {
+                Some(s) => format!(
+                    "role {}, term {}, leader {:?}, applied {:?}, size {}, voters {:?}",
+                    s.role,
+                    s.term,
+                    s.leader_id,
+                    s.applied_index,
+                    s.tree_size,
+                    s.members
+                        .iter()
+                        .filter(|m| m.voter)
+                        .map(|m| m.node_id)
+                        .collect::<Vec<_>>()
+                ),
+                None => "no status".into(),
+            };
+            text.push_str(&format!(
+                "--- node {} at {} (running: {}): {view}\n{}\n",
+                node.id,
+                node.addr,
+                node.is_running(),
+                self.log_tail(i)
+            ));
+        }
+        text
     }
 
     /// Waits until the leader reports `n` voters.

@@ -138,7 +138,20 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
     )
     .await;
     assert_exit(&out, 0);
-    assert_eq!(lines_of(&out)[0]["event"]["attributes"]["amount"], "42");
+    let entry = &lines_of(&out)[0];
+    assert_eq!(entry["event"]["attributes"]["amount"], "42");
+    // Every time in nanoseconds has an RFC 3339 twin (#23, item 7).
+    let stamp = entry["timestamp"].as_str().expect("an RFC 3339 timestamp");
+    let parsed = humantime::parse_rfc3339(stamp).expect("RFC 3339");
+    let ns = parsed
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    assert_eq!(
+        entry["timestamp_ns"].as_u64().map(u128::from),
+        Some(ns),
+        "{entry}"
+    );
     let out = run(
         ep,
         &[
@@ -388,6 +401,31 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
     )
     .await;
     assert_exit(&out, 0);
+    // The same proof, by the event's source and id (#23, item 7).
+    let by_seq = lines_of(&out)[0].clone();
+    let entry = run(ep, &["--output", "json", "get", "--seq", "5"], None).await;
+    let entry = lines_of(&entry)[0].clone();
+    let out = run(
+        ep,
+        &[
+            "--output",
+            "json",
+            "proof",
+            "inclusion",
+            "--source",
+            entry["event"]["source"].as_str().expect("source"),
+            "--event-id",
+            entry["event"]["event_id"].as_str().expect("event id"),
+            "--keys",
+            &keys_arg,
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let by_id = &lines_of(&out)[0];
+    assert_eq!(by_id["seq"], 5, "{by_id}");
+    assert_eq!(by_id["leaf"], by_seq["leaf"], "{by_id}");
     let out = run(
         ep,
         &[
@@ -536,6 +574,26 @@ async fn usage_errors_exit_2_and_unreachable_nodes_3_with_a_message() {
     )
     .await;
     assert_exit(&out, 2);
+    // Connection flags given to an offline command are refused, not ignored
+    // (#23, item 6); set in the environment, as above, they are left alone.
+    let out = run(
+        &CliEnv(Vec::new()),
+        &[
+            "verify-bundle",
+            "b.bundle",
+            "--endpoints",
+            "10.0.0.1:7001",
+            "--local",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--endpoints, --local cannot apply"),
+        "{}",
+        explain(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,6 +611,42 @@ async fn bad_stdin_stops_at_the_line_and_says_which() {
     // The valid line before it was appended; nothing after it was.
     let leader = cluster.leader().await;
     assert_eq!(cluster.status(leader).await.expect("status").tree_size, 1);
+
+    // With --id-prefix, running the input again once it is fixed appends only
+    // what is missing (#23, item 6).
+    let line = |n: u32| {
+        format!(
+            "{{\"source\":\"s\",\"actor\":\"a\",\"action\":\"b\",\"resource\":\"r{n}\",\"outcome\":\"d\"}}\n"
+        )
+    };
+    let broken = format!("{}{}not json\n", line(1), line(2));
+    let out = run(
+        &endpoints,
+        &["append", "--stdin", "--id-prefix", "batch-7"],
+        Some(broken),
+    )
+    .await;
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--id-prefix batch-7"),
+        "{}",
+        explain(&out)
+    );
+    let fixed = format!("{}{}{}", line(1), line(2), line(3));
+    let out = run(
+        &endpoints,
+        &["append", "--stdin", "--id-prefix", "batch-7"],
+        Some(fixed),
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("appended 3 events (2 were already in the log)"),
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(cluster.status(leader).await.expect("status").tree_size, 4);
 }
 
 /// The same node keys signing a second history (every node wiped but its key,
@@ -957,4 +1051,150 @@ async fn an_interrupted_export_leaves_no_partial_file() {
     );
     assert!(!partial.exists(), "the partial file is left behind");
     assert!(!bundle.exists(), "an interrupted export wrote a bundle");
+}
+
+/// An auditor's trusted state follows the voters through two replacements,
+/// one at a time, learning each new key from the keys it already trusts
+/// (#23, item 2). Pinned keys alone would fail after the second: only one of
+/// the three first keys still signs. A voter refuses to vouch for a key set
+/// that is not its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_learns_new_voters_from_the_keys_it_trusts() {
+    use veritrail_proto::raft::SignCheckpointRequest;
+    use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
+    use veritrail_proto::v1::{AddLearnerRequest, ChangeMembershipRequest, Member};
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let env = cluster.cli_env();
+    let client = cluster.sdk();
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("trusted.json");
+    let state_arg = state.to_str().expect("path").to_owned();
+    let mut size = 0u64;
+    let append_and_wait = |client: Client, size: u64| async move {
+        let events = (0..5)
+            .map(|i| veritrail_tests::sdk_event("keys", &format!("e{}", size + i)))
+            .collect();
+        client.append_batch(events).await.expect("append");
+        let size = size + 5;
+        wait_for(
+            std::time::Duration::from_secs(30),
+            "a checkpoint covering every append",
+            || async { (client.checkpoint(None).await.ok()?.tree_size == size).then_some(()) },
+        )
+        .await;
+        size
+    };
+    size = append_and_wait(client.clone(), size).await;
+    let out = run(&env, &["verify", "--trusted-state", &state_arg], None).await;
+    assert_exit(&out, 0);
+
+    let mut reports = Vec::new();
+    for new_id in [4u64, 5] {
+        // Replace a follower that is one of the first three voters.
+        let status = client.status().await.expect("status");
+        let leader_id = status.leader_id.expect("a leader");
+        let mut voters: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.node_id)
+            .collect();
+        let gone = *voters
+            .iter()
+            .find(|v| **v != leader_id && **v <= 3)
+            .expect("an original follower");
+        voters.retain(|v| *v != gone);
+        let leader = cluster.leader().await;
+        let mut admin = cluster.admin(leader).await;
+        admin
+            .change_membership(ChangeMembershipRequest {
+                voters: voters.clone(),
+                retain_removed: false,
+            })
+            .await
+            .expect("remove");
+        let gone_index = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id == gone)
+            .expect("node");
+        cluster.kill(gone_index);
+        let added = cluster.spawn_extra(new_id);
+        // Listening before it is added.
+        cluster.channel(added).await;
+        admin
+            .add_learner(AddLearnerRequest {
+                member: Some(Member {
+                    node_id: new_id,
+                    addr: cluster.nodes[added].addr.clone(),
+                }),
+                wait: true,
+            })
+            .await
+            .expect("add learner");
+        voters.push(new_id);
+        admin
+            .change_membership(ChangeMembershipRequest {
+                voters,
+                retain_removed: false,
+            })
+            .await
+            .expect("promote");
+        size = append_and_wait(client.clone(), size).await;
+
+        let out = run(
+            &env,
+            &["verify", "--trusted-state", &state_arg, "--output", "json"],
+            None,
+        )
+        .await;
+        assert_exit(&out, 0);
+        let report = lines_of(&out)[0].clone();
+        assert_eq!(report["tree_size"], size, "{report}");
+        reports.push((new_id, gone, report));
+    }
+    for (new_id, gone, report) in reports {
+        assert_eq!(report["key_set"]["result"], "adopted", "{report}");
+        let added_keys = report["key_set"]["added"].to_string();
+        assert!(added_keys.contains(&format!("node-{new_id}+")), "{report}");
+        let removed_keys = report["key_set"]["removed"].to_string();
+        assert!(removed_keys.contains(&format!("node-{gone}+")), "{report}");
+    }
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("json");
+    let keys = saved["keys"].to_string();
+    assert!(
+        keys.contains("node-4+") && keys.contains("node-5+"),
+        "{saved}"
+    );
+    assert!(saved["key_set_epoch"].is_u64(), "{saved}");
+
+    // A voter signs only the key set it holds: not one naming a stranger's key.
+    let running = cluster
+        .nodes
+        .iter()
+        .position(|n| n.is_running() && n.id == 1)
+        .unwrap_or_else(|| {
+            cluster
+                .nodes
+                .iter()
+                .position(|n| n.is_running())
+                .expect("a node")
+        });
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.node(4, "127.0.0.1");
+    let mut peer = RaftPeerClient::new(cluster.channel_as(running, Some((&cert, &key))).await);
+    let stranger = NoteSigner::from_seed(&format!("{ORIGIN}/node-9"), &[9; 32]).expect("signer");
+    let current = client.key_set().await.expect("key set").0;
+    let current = SignedNote::parse(&current).expect("note");
+    let forged = format!("{}{}\n", current.text(), stranger.public());
+    let refused = peer
+        .sign_key_set(SignCheckpointRequest { body: forged })
+        .await
+        .expect_err("a key set that is not the voter's own");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
 }

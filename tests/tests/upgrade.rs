@@ -238,6 +238,7 @@ async fn a_v1_data_directory_passes_fsck_serves_its_history_and_appends() {
     let checkpoint = client
         .get_checkpoint(GetCheckpointRequest {
             tree_size: Some(expected.checkpoint_size),
+            ..Default::default()
         })
         .await
         .expect("the recorded checkpoint")

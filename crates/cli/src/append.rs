@@ -18,6 +18,12 @@ pub struct AppendArgs {
     /// the flags; `payload` as UTF-8 text or `payload_base64`).
     #[arg(long, conflicts_with_all = ["source", "actor", "action", "resource", "outcome"])]
     stdin: bool,
+    /// With --stdin: a line without an `event_id` gets `<PREFIX>-<line number>`
+    /// instead of a fresh UUIDv7, so that running the same input again with
+    /// the same prefix appends only the lines that are not in the log yet
+    /// (say, after a failure part-way).
+    #[arg(long, requires = "stdin", value_name = "PREFIX")]
+    id_prefix: Option<String>,
     /// The system the event comes from (an identifier: printable ASCII, no
     /// spaces); the policy grants appends per source.
     #[arg(long, required_unless_present = "stdin")]
@@ -107,7 +113,7 @@ impl JsonEvent {
 
 pub async fn run(client: &Client, format: Format, args: &AppendArgs) -> CmdResult {
     if args.stdin {
-        return bulk(client, format).await;
+        return bulk(client, format, args.id_prefix.as_deref()).await;
     }
     let event_time_ns = args
         .event_time
@@ -134,7 +140,7 @@ pub async fn run(client: &Client, format: Format, args: &AppendArgs) -> CmdResul
 /// Streams stdin through a producer, printing receipts in input order. At most
 /// `window` receipts are awaited at a time, so memory stays bounded for any
 /// input size.
-async fn bulk(client: &Client, format: Format) -> CmdResult {
+async fn bulk(client: &Client, format: Format, id_prefix: Option<&str>) -> CmdResult {
     let config = ProducerConfig::default();
     let window = config.queue_max_events;
     let producer = Producer::new(client, config)?;
@@ -167,7 +173,14 @@ async fn bulk(client: &Client, format: Format) -> CmdResult {
             .map_err(anyhow::Error::from)
             .and_then(JsonEvent::into_event);
         let event = match event {
-            Ok(event) => event,
+            Ok(mut event) => {
+                if let Some(prefix) = id_prefix
+                    && event.event_id.is_empty()
+                {
+                    event.event_id = format!("{prefix}-{line_no}");
+                }
+                event
+            }
             Err(e) => {
                 failure = Some(e.context(format!("line {line_no}")));
                 break;
@@ -194,8 +207,19 @@ async fn bulk(client: &Client, format: Format) -> CmdResult {
     if format == Format::Text {
         println!("appended {appended} events ({duplicates} were already in the log)");
     }
+    let resume = match id_prefix {
+        Some(prefix) => format!(
+            "; fix the line and run the same input again with --id-prefix {prefix}: \
+             the lines already appended are recognized, not appended twice"
+        ),
+        None => "; to run the same input again without appending its first lines \
+                 twice, give every line an event_id, or use --id-prefix from the start"
+            .to_owned(),
+    };
     match failure {
-        Some(e) => Err(e.context(format!("stopped after {appended} events")).into()),
+        Some(e) => Err(e
+            .context(format!("stopped after {appended} events{resume}"))
+            .into()),
         None => Ok(()),
     }
 }

@@ -279,6 +279,7 @@ fn describe_lag(lag: &MemberStatus) -> String {
 }
 
 /// Asks every member for its own view, so a lagging or partitioned node shows.
+/// The members and the leader are the leader's view (`Client::status`).
 async fn status(client: &Client, format: Format) -> CmdResult {
     let first = client.status().await.context("no node answered")?;
     // All at once: a dead member costs one timeout, not one per member.
@@ -334,6 +335,7 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         "snapshot_tree_size": s.snapshot_tree_size,
                         "purged_index": s.purged_index,
                         "public_key": s.public_key,
+                        "behind": (!s.behind.is_empty()).then_some(&s.behind),
                         "replication": replication(m.node_id),
                     }),
                     Err(e) => json!({
@@ -385,6 +387,24 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         "{:<6} {:<22} {:<8} unreachable: {e}  {lag}",
                         m.node_id, m.addr, member
                     ),
+                }
+            }
+            if leader.is_none() {
+                println!(
+                    "no node leads (node {} answered for the cluster{})",
+                    first.node_id,
+                    if first.behind.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; it is behind: {}", first.behind)
+                    }
+                );
+            }
+            for (m, own) in &rows {
+                if let Ok(s) = own
+                    && !s.behind.is_empty()
+                {
+                    println!("node {}: behind the cluster: {}", m.node_id, s.behind);
                 }
             }
             for (m, _) in &rows {

@@ -141,7 +141,12 @@ fn quiet_on_broken_pipe() {
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    refuse_flags_that_do_not_apply(&matches);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERITRAIL_LOG")
@@ -165,6 +170,43 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::from(output::EXIT_OK),
         Err(failure) => output::report_failure(format, failure),
+    }
+}
+
+/// The global flags that say how to reach the cluster mean nothing to the
+/// commands that never reach it: given on the command line to one of those,
+/// they are a usage error (exit 2) rather than silently ignored. Set in the
+/// environment (`VERITRAIL_ENDPOINTS`, ...), they are left alone.
+fn refuse_flags_that_do_not_apply(matches: &clap::ArgMatches) {
+    const CONNECTION: [&str; 8] = [
+        "endpoints",
+        "local",
+        "timeout_ms",
+        "retry_ms",
+        "ca",
+        "cert",
+        "key",
+        "token",
+    ];
+    let Some((name @ ("verify-bundle" | "completions" | "man"), sub)) = matches.subcommand() else {
+        return;
+    };
+    let given: Vec<String> = CONNECTION
+        .iter()
+        .filter(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !given.is_empty() {
+        <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "`{name}` talks to no node, so {} cannot apply; drop {}",
+                    given.join(", "),
+                    if given.len() == 1 { "it" } else { "them" }
+                ),
+            )
+            .exit();
     }
 }
 

@@ -145,12 +145,14 @@ pub fn print_json(value: &impl Serialize) {
 }
 
 /// An entry as one JSON object. The payload is base64; `canonical` is the
-/// hashed form, base64.
+/// hashed form, base64. Each `*_ns` time has an RFC 3339 twin (`timestamp`,
+/// `event_time`) for people and for tools that read dates.
 pub fn entry_json(entry: &LogEntry) -> serde_json::Value {
     let e = &entry.entry;
     json!({
         "seq": e.seq,
         "timestamp_ns": e.timestamp_ns,
+        "timestamp": format_time(e.timestamp_ns),
         "prev_hash": e.prev_hash.to_hex(),
         "entry_hash": entry.hash.to_hex(),
         "principal": e.principal,
@@ -162,6 +164,7 @@ pub fn entry_json(entry: &LogEntry) -> serde_json::Value {
             "resource": e.event.resource,
             "outcome": e.event.outcome,
             "event_time_ns": e.event.event_time_ns,
+            "event_time": e.event.event_time_ns.map(format_time),
             "trace_id": e.event.trace_id,
             "attributes": e.event.attributes,
             "payload_base64": BASE64.encode(&e.event.payload),
@@ -227,6 +230,7 @@ pub fn receipt_json(receipt: &Receipt) -> serde_json::Value {
         "seq": receipt.seq,
         "entry_hash": receipt.entry_hash.to_hex(),
         "timestamp_ns": receipt.timestamp_ns,
+        "timestamp": format_time(receipt.timestamp_ns),
         "duplicate": receipt.duplicate,
         "event_id": receipt.event_id,
     })

@@ -1,6 +1,5 @@
 //! Reading commands: `get`, `scan`, `tail`, `checkpoint`, `proof`.
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use futures::StreamExt as _;
 use serde_json::json;
@@ -83,9 +82,9 @@ pub struct CheckpointArgs {
 pub enum ProofCommand {
     /// The inclusion proof of an entry, checked against a co-signed checkpoint.
     Inclusion {
-        /// The entry's seq.
-        #[arg(long)]
-        seq: u64,
+        /// Which entry: --seq, or --source and --event-id.
+        #[command(flatten)]
+        entry: GetArgs,
         /// Tree size; the latest checkpoint's by default.
         #[arg(long)]
         size: Option<u64>,
@@ -106,12 +105,19 @@ pub enum ProofCommand {
     },
 }
 
+impl GetArgs {
+    /// The entry these flags name.
+    async fn fetch(&self, client: &Client) -> Result<veritrail_client::LogEntry, Failure> {
+        Ok(match (&self.seq, &self.source, &self.event_id) {
+            (Some(seq), _, _) => client.get(*seq).await?,
+            (None, Some(source), Some(id)) => client.get_by_event_id(source, id).await?,
+            _ => return Err(anyhow::anyhow!("give --seq, or --source and --event-id").into()),
+        })
+    }
+}
+
 pub async fn get(client: &Client, format: Format, args: &GetArgs) -> CmdResult {
-    let entry = match (&args.seq, &args.source, &args.event_id) {
-        (Some(seq), _, _) => client.get(*seq).await?,
-        (None, Some(source), Some(id)) => client.get_by_event_id(source, id).await?,
-        _ => return Err(anyhow::anyhow!("give --seq, or --source and --event-id").into()),
-    };
+    let entry = args.fetch(client).await?;
     output::print_entry(format, &entry);
     Ok(())
 }
@@ -189,14 +195,20 @@ pub async fn checkpoint(client: &Client, format: Format, args: &CheckpointArgs) 
             "root": verified.checkpoint.root.to_hex(),
             "head": verified.checkpoint.head.to_hex(),
             "timestamp_ns": verified.checkpoint.timestamp_ns,
+            "timestamp": output::format_time(verified.checkpoint.timestamp_ns),
             "signers": verified.signers,
             "quorum": trust.quorum(),
             "signed_note": checkpoint.note,
         })),
         Format::Text => {
+            // The note is printed as signed: its root is base64, as the C2SP
+            // format has it. Every other output of this CLI shows hashes in
+            // hex, so the line below gives the root in hex too.
             print!("{}", checkpoint.note);
             eprintln!(
-                "verified: signed by {} of {} keys (quorum {}): {}",
+                "verified: size {}, root {} (hex), signed by {} of {} keys (quorum {}): {}",
+                verified.checkpoint.size,
+                verified.checkpoint.root.to_hex(),
                 verified.signers.len(),
                 trust.keys().len(),
                 trust.quorum(),
@@ -209,7 +221,9 @@ pub async fn checkpoint(client: &Client, format: Format, args: &CheckpointArgs) 
 
 pub async fn proof(client: &Client, format: Format, command: &ProofCommand) -> CmdResult {
     match command {
-        ProofCommand::Inclusion { seq, size, keys } => {
+        ProofCommand::Inclusion { entry, size, keys } => {
+            let entry = entry.fetch(client).await?;
+            let seq = &entry.seq();
             let trust = trust::from_cluster(client, format, keys).await?;
             let checkpoint = client.checkpoint(*size).await?;
             let verified = trust
@@ -227,7 +241,6 @@ pub async fn proof(client: &Client, format: Format, command: &ProofCommand) -> C
                 )
                 .into());
             }
-            let entry = client.get(*seq).await.context("fetching the entry")?;
             let proof = client.inclusion_proof(*seq, size).await?;
             if proof.leaf != entry.hash {
                 return Err(Failure::Verification {

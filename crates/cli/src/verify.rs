@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt as _;
 use serde_json::json;
-use veritrail_client::{Advance, ChainState, Client, Error as ClientError, ScanQuery, Verifier};
+use veritrail_client::{
+    Advance, ChainState, Client, Error as ClientError, KeySetChange, ScanQuery, Verifier,
+};
 use veritrail_core::bundle::{
     BUNDLE_FORMAT, BUNDLE_HEADER_MAX_BYTES, BundleHeader, BundleVerifier, entry_line,
 };
@@ -265,10 +267,39 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
             "quorum": verifier.trust().quorum(),
             "previous_trusted_size": before,
             "advance": advance,
+            "key_set": verifier.key_set_news(),
+            "key_set_epoch": verifier.key_set_epoch(),
             "checked_from": start,
             "entries_checked": checked,
         })),
         Format::Text => {
+            match verifier.key_set_news() {
+                Some(KeySetChange::Adopted {
+                    epoch,
+                    added,
+                    removed,
+                    signers,
+                    quorum,
+                }) => {
+                    println!(
+                        "the cluster's voters changed: learnt their key set of epoch {epoch}, \
+                         vouched for by {} trusted keys ({}); quorum now {quorum}",
+                        signers.len(),
+                        signers.join(", ")
+                    );
+                    for key in added {
+                        println!("  + {key}");
+                    }
+                    for key in removed {
+                        println!("  - {key}");
+                    }
+                }
+                Some(KeySetChange::Deferred { epoch }) => println!(
+                    "the cluster's key set of epoch {epoch} is vouched for by the trusted keys; \
+                     it is adopted once a checkpoint its keys signed is trusted"
+                ),
+                Some(KeySetChange::Unchanged { .. }) | None => {}
+            }
             match advance {
                 Advance::Advanced { from_size, to_size } => println!(
                     "checkpoint advanced from size {from_size} to {to_size}: consistency proof verified"

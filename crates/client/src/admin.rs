@@ -6,8 +6,46 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 
 impl Client {
-    /// The status of whichever node answers first (the preferred one).
+    /// The cluster's status as its leader reports it: the current members,
+    /// leader and log size, not a lagging node's idea of them.
+    ///
+    /// The node asked first answers if it leads. Otherwise the leader it names
+    /// is asked, and failing that every node this client knows of (its
+    /// endpoints and the members the first answer lists); the answer of a node
+    /// that leads wins (of the highest term, should two think they lead). When
+    /// none leads, the first answer comes back as it is: `leader_id` unset, and
+    /// `behind` saying why that node's view may be stale.
     pub async fn status(&self) -> Result<v1::StatusResponse> {
+        let first = self.any_status().await?;
+        if first.role == "leader" {
+            return Ok(first);
+        }
+        if !first.leader_addr.is_empty()
+            && let Ok(leader) = self.status_of(&first.leader_addr).await
+            && leader.role == "leader"
+        {
+            return Ok(leader);
+        }
+        let mut addrs = self.transport.addrs();
+        for member in &first.members {
+            if let Ok(addr) = self.transport.normalize(&member.addr)
+                && !addrs.contains(&addr)
+            {
+                addrs.push(addr);
+            }
+        }
+        let answers =
+            futures::future::join_all(addrs.iter().map(|addr| self.status_of(addr))).await;
+        Ok(answers
+            .into_iter()
+            .flatten()
+            .filter(|s| s.role == "leader")
+            .max_by_key(|s| s.term)
+            .unwrap_or(first))
+    }
+
+    /// The status of whichever node answers first (the preferred one).
+    async fn any_status(&self) -> Result<v1::StatusResponse> {
         let (response, _) = self
             .transport
             .call("Status", |channel| {

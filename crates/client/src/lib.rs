@@ -61,7 +61,9 @@ pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
 pub use receipt::Receipt;
 pub use retry::LEADER_ADDR_METADATA;
-pub use verifier::{Advance, ChainState, TRUSTED_STATE_FORMAT, TrustedState, Verifier};
+pub use verifier::{
+    Advance, ChainState, KeySetChange, TRUSTED_STATE_FORMAT, TrustedState, Verifier,
+};
 /// What nodes serve: entries, checkpoints, proofs and range reports, the
 /// core's types, converted from the wire in `veritrail-proto`.
 pub use veritrail_core::{

@@ -11,14 +11,21 @@ use crate::error::{Error, Result};
 
 impl Client {
     /// The latest co-signed checkpoint, or the one of `tree_size`.
+    ///
+    /// The latest is the cluster's: a node behind the others refuses, and the
+    /// SDK asks another, unless this client reads with local consistency.
     pub async fn checkpoint(&self, tree_size: Option<u64>) -> Result<SignedCheckpoint> {
+        let consistency = self.consistency() as i32;
         let (response, _) = self
             .transport
             .call("GetCheckpoint", |channel| {
                 let mut client = self.audit(channel);
                 async move {
                     client
-                        .get_checkpoint(v1::GetCheckpointRequest { tree_size })
+                        .get_checkpoint(v1::GetCheckpointRequest {
+                            tree_size,
+                            consistency,
+                        })
                         .await
                 }
             })
@@ -26,7 +33,24 @@ impl Client {
         Ok(SignedCheckpoint::try_from(response.into_inner())?)
     }
 
-    /// The latest checkpoint node `node` holds, asked of it alone, once.
+    /// The current voters' keys as a key-set note (docs/FORMAT.md section
+    /// 6.1), signed by the voters that answered, and its epoch. Unverified:
+    /// [`crate::Verifier::learn_key_set`] adopts it when a quorum of the
+    /// trusted keys signed it.
+    pub async fn key_set(&self) -> Result<(String, u64)> {
+        let (response, _) = self
+            .transport
+            .call("GetKeySet", |channel| {
+                let mut client = self.audit(channel);
+                async move { client.get_key_set(v1::GetKeySetRequest {}).await }
+            })
+            .await?;
+        let r = response.into_inner();
+        Ok((r.signed_note, r.epoch))
+    }
+
+    /// The latest checkpoint node `node` holds, asked of it alone, once, with
+    /// local consistency: its own view is what is asked for.
     pub(crate) async fn checkpoint_at(&self, node: usize) -> Result<SignedCheckpoint> {
         let channel = self
             .transport
@@ -34,7 +58,10 @@ impl Client {
             .ok_or_else(|| Error::InvalidRequest(format!("no node {node}")))?;
         let r = self
             .audit(channel)
-            .get_checkpoint(v1::GetCheckpointRequest { tree_size: None })
+            .get_checkpoint(v1::GetCheckpointRequest {
+                tree_size: None,
+                consistency: v1::ReadConsistency::Local as i32,
+            })
             .await?
             .into_inner();
         Ok(SignedCheckpoint::try_from(r)?)

@@ -123,8 +123,13 @@ impl Transport {
             .ok_or_else(|| Error::InvalidRequest(format!("unknown node {addr}")))
     }
 
+    /// `addr` as this client names nodes (with its scheme).
+    pub(crate) fn normalize(&self, addr: &str) -> Result<String> {
+        normalize(addr, self.config.tls.is_some())
+    }
+
     fn learn(&self, addr: &str) -> Result<usize> {
-        let addr = normalize(addr, self.config.tls.is_some())?;
+        let addr = self.normalize(addr)?;
         if let Some(i) = self.position(&addr) {
             return Ok(i);
         }

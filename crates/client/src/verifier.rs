@@ -10,14 +10,18 @@
 //!
 //! The state can live in a file (JSON, replaced atomically), so that repeated
 //! audits are incremental and a rollback of the cluster is caught across runs.
+//!
+//! When the cluster's voters change, the verifier learns the new keys from a
+//! key-set note (docs/FORMAT.md section 6.1) that a quorum of the keys it
+//! already trusts signed, never from a node's word alone.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use veritrail_core::Hash;
 use veritrail_core::checkpoint::{CheckpointVerifier, VerifiedCheckpoint};
 use veritrail_core::merkle::verify_consistency;
 use veritrail_core::note::NoteKey;
+use veritrail_core::{Hash, KeySet};
 
 use crate::client::Client;
 use crate::error::{Error, ForkEvidence, Result};
@@ -51,6 +55,9 @@ pub struct TrustedState {
     pub checkpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainState>,
+    /// The epoch of the key set `keys` came from, once one was learnt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_set_epoch: Option<u64>,
 }
 
 /// The `format` of trusted-state files this build writes and reads.
@@ -70,6 +77,27 @@ pub enum Advance {
     Older { size: u64 },
 }
 
+/// What [`Verifier::learn_key_set`] did with a key-set note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum KeySetChange {
+    /// The key set names exactly the trusted keys.
+    Unchanged { epoch: u64 },
+    /// The trusted keys and quorum are now the key set's.
+    Adopted {
+        epoch: u64,
+        added: Vec<String>,
+        removed: Vec<String>,
+        /// The trusted keys that vouched for the new set.
+        signers: Vec<String>,
+        quorum: usize,
+    },
+    /// A quorum of the trusted keys signed the key set, but the trusted
+    /// checkpoint is not signed by a quorum of the new keys: the set is
+    /// adopted after a newer checkpoint is accepted.
+    Deferred { epoch: u64 },
+}
+
 /// Holds a trusted checkpoint and moves it forward only along proven history.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -77,6 +105,9 @@ pub struct Verifier {
     trusted: Option<VerifiedCheckpoint>,
     chain: Option<ChainState>,
     path: Option<PathBuf>,
+    key_set_epoch: Option<u64>,
+    /// What the last [`Verifier::update`] learnt about the key set.
+    key_set_news: Option<KeySetChange>,
 }
 
 impl Verifier {
@@ -88,6 +119,8 @@ impl Verifier {
             trusted: None,
             chain: None,
             path: None,
+            key_set_epoch: None,
+            key_set_news: None,
         }
     }
 
@@ -143,6 +176,8 @@ impl Verifier {
             trusted,
             chain: state.chain,
             path: None,
+            key_set_epoch: state.key_set_epoch,
+            key_set_news: None,
         })
     }
 
@@ -155,6 +190,7 @@ impl Verifier {
             quorum: self.trust.quorum(),
             checkpoint: self.trusted.as_ref().map(|t| t.note.to_string()),
             chain: self.chain.clone(),
+            key_set_epoch: self.key_set_epoch,
         }
     }
 
@@ -195,6 +231,109 @@ impl Verifier {
 
     pub fn trust(&self) -> &CheckpointVerifier {
         &self.trust
+    }
+
+    /// The epoch of the key set the trusted keys came from, once one was
+    /// learnt.
+    pub fn key_set_epoch(&self) -> Option<u64> {
+        self.key_set_epoch
+    }
+
+    /// What the last [`Verifier::update`] did about the cluster's key set:
+    /// `None` when the cluster's voters hold the trusted keys, or when their
+    /// key set could not be fetched.
+    pub fn key_set_news(&self) -> Option<&KeySetChange> {
+        self.key_set_news.as_ref()
+    }
+
+    /// Offers a key-set note (docs/FORMAT.md section 6.1). It is adopted,
+    /// replacing the trusted keys, when a quorum of the trusted keys signed it
+    /// and its epoch is not older than the last one adopted. The new quorum is
+    /// a majority of the new keys, or the trusted quorum if that is higher and
+    /// the new set has that many keys.
+    ///
+    /// The caller saves the state (`update` does).
+    pub fn learn_key_set(&mut self, signed_note: &str) -> Result<KeySetChange> {
+        let verified = KeySet::verify(signed_note, &self.trust).map_err(|e| {
+            Error::Verification(format!(
+                "the cluster's key set is not signed by a quorum of the trusted keys ({e}); \
+                 check the new voters' keys out of band and pin them by hand \
+                 (docs/OPERATIONS.md, \"Replacing a node\")"
+            ))
+        })?;
+        let set = verified.key_set;
+        if let Some(known) = self.key_set_epoch
+            && set.epoch < known
+        {
+            return Err(Error::Verification(format!(
+                "the key set offered is of epoch {}, older than the adopted one of epoch \
+                 {known}: an old membership is not taken back",
+                set.epoch
+            )));
+        }
+        if set.same_keys(self.trust.keys()) {
+            self.key_set_epoch = Some(set.epoch);
+            return Ok(KeySetChange::Unchanged { epoch: set.epoch });
+        }
+        if self.key_set_epoch == Some(set.epoch) {
+            return Err(Error::Verification(format!(
+                "two different key sets of epoch {}, both signed by a quorum of trusted keys",
+                set.epoch
+            )));
+        }
+        let n = set.keys().len();
+        let quorum = set.majority().max(self.trust.quorum().min(n));
+        let trust = CheckpointVerifier::new(self.trust.origin(), set.keys().to_vec(), quorum)?;
+        // The trusted checkpoint is stored beside the keys, and checked
+        // against them when the state is loaded.
+        if let Some(t) = &self.trusted
+            && trust.verify(&t.note.to_string()).is_err()
+        {
+            return Ok(KeySetChange::Deferred { epoch: set.epoch });
+        }
+        let names =
+            |keys: &[NoteKey]| -> Vec<String> { keys.iter().map(|k| k.to_string()).collect() };
+        let (old, new) = (names(self.trust.keys()), names(set.keys()));
+        let added = new.iter().filter(|k| !old.contains(k)).cloned().collect();
+        let removed = old.iter().filter(|k| !new.contains(k)).cloned().collect();
+        self.trust = trust;
+        self.key_set_epoch = Some(set.epoch);
+        Ok(KeySetChange::Adopted {
+            epoch: set.epoch,
+            added,
+            removed,
+            signers: verified.signers,
+            quorum,
+        })
+    }
+
+    /// Learns the cluster's key set when its voters' keys are not the trusted
+    /// ones. Best effort: a key set that cannot be fetched (a membership
+    /// change under way, an election) leaves the trusted keys as they are, and
+    /// the checkpoint that follows tells whether they still suffice. A key
+    /// set that was fetched and does not verify is an error.
+    async fn follow_key_set(&mut self, client: &Client) -> Result<Option<KeySetChange>> {
+        let Ok(status) = client.status().await else {
+            return Ok(None);
+        };
+        let voters: Vec<NoteKey> = status
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .filter_map(|m| NoteKey::parse(&m.public_key).ok())
+            .collect();
+        let current = self.trust.keys();
+        let same = voters.len() == current.len() && voters.iter().all(|k| current.contains(k));
+        if same {
+            return Ok(None);
+        }
+        match client.key_set().await {
+            Ok((note, _)) => self.learn_key_set(&note).map(Some),
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster's key set could not be fetched; keeping the trusted keys");
+                Ok(None)
+            }
+        }
     }
 
     /// The newest accepted checkpoint.
@@ -276,7 +415,27 @@ impl Verifier {
     /// A consistency proof that fails is asked again of every other node before
     /// the two checkpoints are called a fork: one lying node cannot make an
     /// honest cluster look forked.
+    ///
+    /// First, when the cluster's voters hold other keys than the trusted ones,
+    /// it learns their key set ([`Verifier::learn_key_set`]); what it learnt
+    /// is in [`Verifier::key_set_news`].
     pub async fn update(&mut self, client: &Client) -> Result<Advance> {
+        self.key_set_news = self.follow_key_set(client).await?;
+        let advance = self.update_checkpoint(client).await?;
+        if let Some(KeySetChange::Deferred { .. }) = self.key_set_news {
+            // The newer checkpoint may be what the new keys needed.
+            self.key_set_news = self.follow_key_set(client).await?;
+        }
+        if matches!(
+            self.key_set_news,
+            Some(KeySetChange::Adopted { .. } | KeySetChange::Unchanged { .. })
+        ) {
+            self.save()?;
+        }
+        Ok(advance)
+    }
+
+    async fn update_checkpoint(&mut self, client: &Client) -> Result<Advance> {
         let mut latest = client.checkpoint(None).await?;
         let trusted_size = self.trusted.as_ref().map(|t| t.checkpoint.size);
         if trusted_size.is_some_and(|t| latest.tree_size < t) {
@@ -503,6 +662,101 @@ mod tests {
         let mut v = verifier();
         assert!(matches!(v.accept(&note, &[]), Err(Error::Verification(_))));
         assert!(v.trusted().is_none());
+    }
+
+    /// The key set of nodes `which` (1-based, up to 5) at `epoch`, signed by
+    /// nodes `by`.
+    fn key_set(epoch: u64, which: &[u8], by: &[u8]) -> String {
+        let all: Vec<NoteSigner> = (1u8..=5)
+            .map(|i| NoteSigner::from_seed(&format!("node-{i}"), &[i; 32]).expect("signer"))
+            .collect();
+        let keys = which
+            .iter()
+            .map(|i| all[*i as usize - 1].public().clone())
+            .collect();
+        let set = KeySet::new(ORIGIN, epoch, keys).expect("set");
+        let mut note = set.to_note().expect("note");
+        for i in by {
+            note.sign(&all[*i as usize - 1]).expect("sign");
+        }
+        note.to_string()
+    }
+
+    #[test]
+    fn learns_a_key_set_only_from_a_quorum_of_trusted_keys() {
+        // No checkpoint trusted yet: none has to verify under the new keys.
+        let mut v = verifier();
+        // Node 2 replaced by node 4, vouched for by nodes 1 and 3.
+        match v.learn_key_set(&key_set(10, &[1, 3, 4], &[1, 3, 4])) {
+            Ok(KeySetChange::Adopted {
+                epoch: 10,
+                added,
+                removed,
+                signers,
+                quorum: 2,
+            }) => {
+                assert_eq!(added.len(), 1);
+                assert!(added[0].starts_with("node-4+"));
+                assert!(removed[0].starts_with("node-2+"));
+                assert_eq!(signers, ["node-1", "node-3"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(v.key_set_epoch(), Some(10));
+        // The next replacement is vouched for by the keys learnt.
+        assert!(matches!(
+            v.learn_key_set(&key_set(20, &[1, 4, 5], &[1, 4, 5])),
+            Ok(KeySetChange::Adopted { epoch: 20, .. })
+        ));
+        // Signed by one trusted key and new ones: refused, keys unchanged.
+        let before = v.state();
+        assert!(matches!(
+            v.learn_key_set(&key_set(30, &[1, 2, 3], &[1, 2, 3])),
+            Err(Error::Verification(_))
+        ));
+        // An older key set, though its signers were trusted then.
+        assert!(matches!(
+            v.learn_key_set(&key_set(10, &[1, 4, 5], &[1, 4, 5])),
+            Err(Error::Verification(_))
+        ));
+        // Another key set of an epoch already adopted.
+        assert!(matches!(
+            v.learn_key_set(&key_set(20, &[1, 4, 3], &[1, 4, 5])),
+            Err(Error::Verification(_))
+        ));
+        assert_eq!(v.state(), before);
+        assert!(matches!(
+            v.learn_key_set(&key_set(20, &[1, 4, 5], &[4, 5])),
+            Ok(KeySetChange::Unchanged { epoch: 20 })
+        ));
+    }
+
+    #[test]
+    fn a_key_set_waits_for_a_checkpoint_the_new_keys_signed() {
+        let mut v = verifier();
+        // Signed by nodes 1 and 3, and both are replaced.
+        v.accept(&signed(&tree(4, 0), 4), &[]).expect("first");
+        assert_eq!(
+            v.learn_key_set(&key_set(7, &[1, 4, 5], &[1, 2, 4, 5]))
+                .expect("learn"),
+            KeySetChange::Deferred { epoch: 7 }
+        );
+        assert_eq!(v.key_set_epoch(), None);
+        assert_eq!(v.trust().keys().len(), 3);
+    }
+
+    #[test]
+    fn a_learnt_key_set_survives_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("trusted.json");
+        let mut v = verifier();
+        v.accept(&signed(&tree(4, 0), 4), &[]).expect("first");
+        v.learn_key_set(&key_set(10, &[1, 3, 4], &[1, 3]))
+            .expect("learn");
+        v.persist_to(&path).expect("save");
+        let loaded = Verifier::load(&path).expect("load");
+        assert_eq!(loaded.state(), v.state());
+        assert_eq!(loaded.key_set_epoch(), Some(10));
     }
 
     #[test]

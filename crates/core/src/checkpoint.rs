@@ -136,7 +136,7 @@ impl fmt::Display for Checkpoint {
 }
 
 /// ASCII decimal without sign or leading zeros, within `u64`.
-fn parse_decimal(text: &str) -> Option<u64> {
+pub(crate) fn parse_decimal(text: &str) -> Option<u64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

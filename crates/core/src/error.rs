@@ -98,6 +98,10 @@ pub enum Error {
     #[error("malformed checkpoint: {0}")]
     MalformedCheckpoint(String),
 
+    /// A key-set body did not follow its format (docs/FORMAT.md section 6.1).
+    #[error("malformed key set: {0}")]
+    MalformedKeySet(String),
+
     /// A checkpoint names a different log than the one expected.
     #[error("checkpoint is for origin {found:?}, expected {expected:?}")]
     WrongOrigin { expected: String, found: String },

@@ -21,6 +21,7 @@ mod entry;
 mod error;
 mod event;
 mod hash;
+pub mod key_set;
 mod limits;
 pub mod merkle;
 pub mod note;
@@ -33,6 +34,7 @@ pub use entry::{Entry, Receipt, entry_hash};
 pub use error::Error;
 pub use event::{Event, is_display_hazard, validate_principal};
 pub use hash::{HASH_LEN_BYTES, Hash, genesis_hash};
+pub use key_set::KeySet;
 pub use limits::{
     FORMAT_ATTRIBUTES_MAX_COUNT, FORMAT_ENTRY_MAX_BYTES, FORMAT_FIELD_MAX_BYTES,
     FORMAT_PAYLOAD_MAX_BYTES, Limits,

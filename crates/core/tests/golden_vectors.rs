@@ -20,7 +20,7 @@ use veritrail_core::merkle::{
     verify_consistency, verify_inclusion,
 };
 use veritrail_core::note::{NoteKey, NoteSigner};
-use veritrail_core::{Checkpoint, Entry, Event, Hash, entry_hash, genesis_hash};
+use veritrail_core::{Checkpoint, Entry, Event, Hash, KeySet, entry_hash, genesis_hash};
 
 const ORIGIN: &str = "vectors.veritrail.example/log";
 const SIZE: u64 = 10;
@@ -213,6 +213,41 @@ fn generate() -> Value {
         }));
     }
 
+    // Key sets (section 6.1): the three keys at epoch 4, signed by all three;
+    // then node 2 replaced by node 4 at epoch 9, signed by nodes 1, 3 and 4 (a
+    // quorum of the epoch-4 keys vouches for it).
+    let node4_seed = [4u8; 32];
+    let node4 = NoteSigner::from_seed(&format!("{ORIGIN}/node-4"), &node4_seed).expect("signer");
+    let (n1, n2, n3) = (&signers[0].0, &signers[1].0, &signers[2].0);
+    let mut key_sets = Vec::new();
+    for (epoch, members, who) in [
+        (4u64, vec![n1, n2, n3], vec![n1, n2, n3]),
+        (9, vec![n1, n3, &node4], vec![n1, n3, &node4]),
+    ] {
+        let set = KeySet::new(
+            ORIGIN,
+            epoch,
+            members.iter().map(|s| s.public().clone()).collect(),
+        )
+        .expect("key set");
+        let mut note = set.to_note().expect("note");
+        for signer in &who {
+            note.sign(signer).expect("sign");
+        }
+        key_sets.push(json!({
+            "epoch": epoch,
+            "keys": set.keys().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "body": set.body(),
+            "signed_note": note.to_string(),
+            "signers": who.iter().map(|s| s.public().name().to_owned()).collect::<Vec<_>>(),
+        }));
+    }
+    let key_set_extra_keys = vec![json!({
+        "name": node4.public().name(),
+        "seed_hex": hex::encode(node4_seed),
+        "verifier_key": node4.public().to_string(),
+    })];
+
     // A bundle of entries [3, 8) against the checkpoint at size 10.
     let signed_10 = checkpoints[0]["signed_note"]
         .as_str()
@@ -284,6 +319,8 @@ fn generate() -> Value {
         "keys": keys,
         "quorum": 2,
         "checkpoints": checkpoints,
+        "key_sets": key_sets,
+        "key_set_extra_keys": key_set_extra_keys,
         "bundle": {"start": start, "count": end - start, "checkpoint_size": SIZE, "text": bundle},
         "invalid_entries": invalid,
     })
@@ -429,6 +466,17 @@ fn committed_vectors_verify() {
             verified.checkpoint.body(),
             c["body"].as_str().expect("body")
         );
+    }
+    // Each key set verifies against the keys before it, the first against the
+    // three keys above; the second's new key signs, but does not count.
+    let mut key_trust = trust.clone();
+    for k in v["key_sets"].as_array().expect("key sets") {
+        let verified = KeySet::verify(k["signed_note"].as_str().expect("note"), &key_trust)
+            .expect("key set verifies");
+        assert_eq!(verified.key_set.epoch, u(&k["epoch"]));
+        assert_eq!(verified.key_set.body(), k["body"].as_str().expect("body"));
+        key_trust =
+            CheckpointVerifier::majority(origin, verified.key_set.keys().to_vec()).expect("trust");
     }
     let report = verify_bundle(v["bundle"]["text"].as_str().expect("bundle"), Some(&trust));
     assert!(report.ok, "bundle verifies: {report:?}");

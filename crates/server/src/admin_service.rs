@@ -299,6 +299,7 @@ impl Admin for AdminService {
             snapshot_index: m.snapshot.map(|l| l.index),
             snapshot_tree_size: self.node.reader.snapshot_size(),
             purged_index: m.purged.map(|l| l.index),
+            behind: self.node.behind().unwrap_or_default(),
         }))
     }
 }

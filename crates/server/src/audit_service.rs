@@ -15,9 +15,9 @@ use veritrail_proto::v1::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, AppendStreamRequest,
     AppendStreamResponse, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
     GetConsistencyProofResponse, GetEntryRequest, GetEntryResponse, GetFrontierRequest,
-    GetFrontierResponse, GetInclusionProofRequest, GetInclusionProofResponse, ReadConsistency,
-    ScanRequest, ScanResponse, StreamError, TailRequest, TailResponse, VerifyRangeRequest,
-    VerifyRangeResponse,
+    GetFrontierResponse, GetInclusionProofRequest, GetInclusionProofResponse, GetKeySetRequest,
+    GetKeySetResponse, ReadConsistency, ScanRequest, ScanResponse, StreamError, TailRequest,
+    TailResponse, VerifyRangeRequest, VerifyRangeResponse,
 };
 use veritrail_proto::{checkpoint_to_wire, entry_to_wire, frontier_to_wire, receipt_to_wire};
 use veritrail_store::{AppendReceipt, ScanQuery, StoredEntry};
@@ -31,6 +31,8 @@ use crate::policy::Action;
 const STREAM_PAGE_ENTRIES: u64 = 256;
 /// Entries buffered between the reader task and the client.
 const STREAM_BUFFER_ENTRIES: usize = 512;
+/// How often a waiting tail checks that its node is not behind the cluster.
+const FRESHNESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct AuditService {
@@ -98,6 +100,7 @@ impl AuditService {
         let reader = self.node.reader.clone();
         let mut sizes = reader.watch_size();
         let drain = self.node.drain.clone();
+        let node = self.node.clone();
         tokio::spawn(async move {
             // The stream counts against the caller's cap until it ends.
             let _held = held;
@@ -136,11 +139,27 @@ impl AuditService {
                 // so nothing is sent twice or skipped.
                 let after_last = page.entries.last().map_or(0, |e| e.entry.seq + 1);
                 query.from_seq = query.from_seq.max(size_before).max(after_last);
+                // While it waits, a tail checks now and then that this node is
+                // not behind the cluster: a node cut off or left behind would
+                // keep its followers waiting for entries the others already
+                // hold. It ends the stream instead, naming the leader when it
+                // knows one, and the client resumes there (`freshness`).
                 tokio::select! {
                     changed = sizes.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
                     // Checked at the top of the loop: the stream ends there.
                     () = drain.started() => {}
+                    () = tokio::time::sleep(FRESHNESS_CHECK) => {
+                        if let Some(why) = node.behind() {
+                            let leader = node.leader().filter(|l| l.id != node.id);
+                            let error = NodeError::unavailable(
+                                format!("this node is behind the cluster ({why}): resume the tail on another node"),
+                                leader,
+                            );
+                            let _ = tx.send(Err(Status::from(error))).await;
+                            return;
+                        }
+                    }
                 }
             }
         });
@@ -383,13 +402,33 @@ impl AuditLog for AuditService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_key_set(
+        &self,
+        request: Request<GetKeySetRequest>,
+    ) -> Result<Response<GetKeySetResponse>, Status> {
+        let caller = self.node.require(&request, Action::Proofs)?;
+        let _held = self.node.hold_read(&caller)?;
+        // A node behind the cluster would offer a key set the voters no
+        // longer hold: it refuses, and the client asks another.
+        self.node.linearize().await?;
+        let (signed_note, epoch) = self.node.key_set_note().await?;
+        Ok(Response::new(GetKeySetResponse { signed_note, epoch }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn get_checkpoint(
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
         let caller = self.node.require(&request, Action::Proofs)?;
         let _held = self.node.hold_read(&caller)?;
-        let size = request.into_inner().tree_size;
+        let r = request.into_inner();
+        let size = r.tree_size;
+        // "The latest" must be the cluster's latest: a node behind it refuses
+        // (a checkpoint of a named size is the same on every node that has it).
+        if size.is_none() {
+            self.read_fence(r.consistency).await?;
+        }
         let reader = &self.node.reader;
         let found = match size {
             Some(size) => reader

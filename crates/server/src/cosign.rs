@@ -98,44 +98,9 @@ impl Node {
             .collect();
         let quorum = voters.len() / 2 + 1;
         let timeout = Duration::from_millis(self.config.checkpoint.catch_up_timeout_ms + 1000);
-        let requests = voters.iter().map(|(id, info)| {
-            let body = body.clone();
-            async move {
-                if *id == self.id {
-                    return self.sign_checkpoint(&body).await.ok();
-                }
-                let mut client = self.peers.client(&info.addr).ok()?;
-                match client.sign_checkpoint(with_timeout(SignCheckpointRequest { body }, timeout)).await {
-                    Ok(r) => Some(r.into_inner().signed_note),
-                    Err(status) => {
-                        tracing::warn!(node = id, error = %status.message(), "voter did not sign the checkpoint");
-                        None
-                    }
-                }
-            }
-        });
-        let notes = futures::future::join_all(requests).await;
-        let keys: Vec<NoteKey> = voters
-            .iter()
-            .filter_map(|(_, n)| NoteKey::parse(&n.public_key).ok())
-            .collect();
-        let mut merged = SignedNote::new(&body)?;
-        for note in notes.into_iter().flatten() {
-            let Ok(note) = SignedNote::parse(&note) else {
-                continue;
-            };
-            if note.text() != body {
-                continue;
-            }
-            for signature in note.signatures() {
-                if keys
-                    .iter()
-                    .any(|k| k.name() == signature.name && k.id() == signature.key_id)
-                {
-                    merged.add_signature(signature.clone())?;
-                }
-            }
-        }
+        let (merged, keys) = self
+            .gather_signatures(Signing::Checkpoint, &body, &voters, timeout)
+            .await?;
         if merged.verify(&keys, quorum).is_err() {
             return Err(NodeError::Unavailable {
                 message: format!(
@@ -161,5 +126,87 @@ impl Node {
             },
             Err(e) => Err(NodeError::unavailable(e.to_string(), self.leader())),
         }
+    }
+
+    /// Asks each of `voters` (this node directly, the others over the peer
+    /// service) to sign `body`, and merges the signatures made by those
+    /// voters' keys into one note. Voters that refuse or do not answer within
+    /// `timeout` are logged and left out; the caller checks the quorum it
+    /// needs against the keys returned beside the note.
+    pub(crate) async fn gather_signatures(
+        &self,
+        what: Signing,
+        body: &str,
+        voters: &[(u64, NodeInfo)],
+        timeout: Duration,
+    ) -> NodeResult<(SignedNote, Vec<NoteKey>)> {
+        let requests = voters.iter().map(|(id, info)| async move {
+            if *id == self.id {
+                let mine = match what {
+                    Signing::Checkpoint => self.sign_checkpoint(body).await,
+                    Signing::KeySet => self.sign_key_set(body),
+                };
+                return mine
+                    .inspect_err(|e| tracing::warn!(error = %e, "this node did not sign the {what}"))
+                    .ok();
+            }
+            let mut client = self.peers.client(&info.addr).ok()?;
+            let request = with_timeout(
+                SignCheckpointRequest {
+                    body: body.to_owned(),
+                },
+                timeout,
+            );
+            let answer = match what {
+                Signing::Checkpoint => client.sign_checkpoint(request).await,
+                Signing::KeySet => client.sign_key_set(request).await,
+            };
+            match answer {
+                Ok(r) => Some(r.into_inner().signed_note),
+                Err(status) => {
+                    tracing::warn!(node = id, error = %status.message(), "voter did not sign the {what}");
+                    None
+                }
+            }
+        });
+        let notes = futures::future::join_all(requests).await;
+        let keys: Vec<NoteKey> = voters
+            .iter()
+            .filter_map(|(_, n)| NoteKey::parse(&n.public_key).ok())
+            .collect();
+        let mut merged = SignedNote::new(body)?;
+        for note in notes.into_iter().flatten() {
+            let Ok(note) = SignedNote::parse(&note) else {
+                continue;
+            };
+            if note.text() != body {
+                continue;
+            }
+            for signature in note.signatures() {
+                if keys
+                    .iter()
+                    .any(|k| k.name() == signature.name && k.id() == signature.key_id)
+                {
+                    merged.add_signature(signature.clone())?;
+                }
+            }
+        }
+        Ok((merged, keys))
+    }
+}
+
+/// What voters are asked to co-sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signing {
+    Checkpoint,
+    KeySet,
+}
+
+impl std::fmt::Display for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signing::Checkpoint => "checkpoint",
+            Signing::KeySet => "key set",
+        })
     }
 }

@@ -5,8 +5,8 @@
 //! services. The leader batches appends into Raft entries (`batcher`), every
 //! node serves reads and proofs from its own store, and the voters co-sign
 //! checkpoints (`cosign`). `node` is the hub that holds a node's parts; the rooms
-//! around it (`gate`, `senders`, `admission`, `routing`, `linearize`, `cosign`,
-//! `membership`) each add one kind of operation to it.
+//! around it (`gate`, `senders`, `freshness`, `admission`, `routing`, `linearize`,
+//! `cosign`, `key_sets`, `membership`) each add one kind of operation to it.
 //!
 //! **Architecture invariant:** every append is acknowledged only after the
 //! Raft entry carrying it is committed on a majority (each member syncs its log
@@ -23,7 +23,9 @@ pub mod config;
 pub mod cosign;
 pub mod drain;
 pub mod error;
+pub mod freshness;
 pub mod gate;
+pub mod key_sets;
 pub mod keys;
 pub mod linearize;
 pub mod listener;

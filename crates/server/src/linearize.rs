@@ -14,7 +14,16 @@ impl Node {
     /// Makes a read linearizable: it will see every append acknowledged before
     /// it began. The leader confirms its leadership with a quorum; a follower asks
     /// the leader for that read index and waits until it has applied it.
+    ///
+    /// A node that knows it is behind (`freshness`) refuses at once, naming
+    /// the leader when it knows one, rather than keep the caller waiting.
     pub async fn linearize(&self) -> NodeResult<()> {
+        if let Some(why) = self.behind() {
+            return Err(NodeError::unavailable(
+                format!("this node is behind the cluster ({why}): ask another node"),
+                self.leader().filter(|l| l.id != self.id),
+            ));
+        }
         let deadline = Instant::now() + self.timeout();
         let index = if self.is_leader() {
             self.read_index().await?

@@ -342,15 +342,61 @@ fn restore(backup: &std::path::Path, args: &RunArgs) -> ExitCode {
     }
 }
 
+/// Whether another process holds RocksDB's lock on `data_dir`: a node runs on it.
+fn in_use_by_a_node(data_dir: &std::path::Path) -> bool {
+    use rustix::fs::{FlockOperation, fcntl_lock};
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(veritrail_store::lock_file(data_dir))
+    else {
+        return false;
+    };
+    // RocksDB takes a POSIX record lock (fcntl F_SETLK) on the file; a test
+    // lock of the same kind fails while another process holds it.
+    match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            let _ = fcntl_lock(&file, FlockOperation::NonBlockingUnlock);
+            false
+        }
+        Err(e) => e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS,
+    }
+}
+
 fn fsck(data_dir: &std::path::Path) -> ExitCode {
-    match veritrail_store::fsck(data_dir) {
+    let running = in_use_by_a_node(data_dir);
+    if running {
+        eprintln!(
+            "veritraild fsck: warning: a node is running on {} (it holds the database's lock). \
+             fsck reads the files as they are while the node writes them: it can report what \
+             it read, not vouch for the directory. Stop the node for a definitive check.",
+            data_dir.display()
+        );
+    }
+    // Progress on stderr, every few seconds, for a large log.
+    let started = std::time::Instant::now();
+    let mut said = started;
+    let mut progress = |checked: u64, total: u64| {
+        if said.elapsed() >= std::time::Duration::from_secs(2) {
+            said = std::time::Instant::now();
+            eprintln!(
+                "veritraild fsck: {checked} of {total} entries checked ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    match veritrail_store::fsck_with_progress(data_dir, &mut progress) {
         Ok(report) => {
             println!(
                 "origin {}: {} entries, {} checkpoints checked",
                 report.origin, report.entries, report.checkpoints
             );
             if report.is_clean() {
-                println!("ok: no inconsistency found");
+                if running {
+                    println!("ok: no inconsistency found in what was read (the node was running)");
+                } else {
+                    println!("ok: no inconsistency found");
+                }
                 return ExitCode::SUCCESS;
             }
             for p in &report.problems {

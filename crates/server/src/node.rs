@@ -6,11 +6,13 @@
 //!
 //! - `gate`: who is calling, checked before a request's body is read;
 //! - `senders`: which nodes may lead this one (send it Raft messages);
+//! - `freshness`: whether this node's view is current or behind the cluster's;
 //! - `admission`: whether an append may enter, checked once at the door;
 //! - `routing`: an admitted append to the leader's batcher, forwarded one hop
 //!   when this node does not lead;
 //! - `linearize`: reads that see every acknowledged append;
 //! - `cosign`: checkpoints signed by every voter and recorded through Raft;
+//! - `key_sets`: the voters' keys, signed by the voters, for auditors;
 //! - `membership`: identifying peers, initializing and changing the cluster.
 
 use std::sync::Arc;

@@ -133,7 +133,16 @@ impl RaftPeer for PeerService {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         self.may_lead(caller).await?;
-        self.node.senders.led();
+        let applied = self
+            .node
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index);
+        self.node
+            .senders
+            .led(rpc.leader_commit.map(|l| l.index), applied);
         encode(&self.node.raft.append_entries(rpc).await)
     }
 
@@ -159,7 +168,7 @@ impl RaftPeer for PeerService {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         self.may_lead(caller).await?;
-        self.node.senders.led();
+        self.node.senders.led(None, None);
         encode(&self.node.raft.install_snapshot(rpc).await)
     }
 
@@ -173,6 +182,16 @@ impl RaftPeer for PeerService {
             .node
             .sign_checkpoint(&request.into_inner().body)
             .await?;
+        Ok(Response::new(SignCheckpointResponse { signed_note }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn sign_key_set(
+        &self,
+        request: Request<SignCheckpointRequest>,
+    ) -> Result<Response<SignCheckpointResponse>, Status> {
+        self.admit_member(&request)?;
+        let signed_note = self.node.sign_key_set(&request.into_inner().body)?;
         Ok(Response::new(SignCheckpointResponse { signed_note }))
     }
 

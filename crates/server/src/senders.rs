@@ -84,10 +84,25 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What this node recently learnt about senders it does not know as voters,
 /// and when a leader last reached it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Senders {
     answers: Mutex<HashMap<u64, Answer>>,
     led_at: Mutex<Option<Instant>>,
+    /// A commit index a leader announced that this node had not applied yet,
+    /// and when it was first announced (`freshness` reads it).
+    pub(crate) target: Mutex<Option<(Instant, u64)>>,
+    pub(crate) started: Instant,
+}
+
+impl Default for Senders {
+    fn default() -> Self {
+        Senders {
+            answers: Mutex::default(),
+            led_at: Mutex::default(),
+            target: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -98,9 +113,20 @@ struct Answer {
 }
 
 impl Senders {
-    /// Notes that a leader's message was admitted just now.
-    pub fn led(&self) {
-        *self.led_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    /// Notes that a leader's message was admitted just now, with the commit
+    /// index it announced (an AppendEntries carries one) and the index this
+    /// node has applied.
+    pub fn led(&self, leader_commit: Option<u64>, applied: Option<u64>) {
+        let now = Instant::now();
+        *self.led_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        if let Some(commit) = leader_commit
+            && applied.is_none_or(|a| a < commit)
+        {
+            self.target
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert((now, commit));
+        }
     }
 
     /// How long since a leader's message was last admitted (`None`: never,

@@ -87,6 +87,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
     let store = Store::open(&config.data_dir, &config.store_config())
         .map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
+    let metrics = Metrics::new();
+    let synced = metrics.store_sync_seconds.clone();
+    store.observe_synced_writes(Box::new(move |took| synced.observe(took.as_secs_f64())));
     let principal = match &tls {
         Some(t) => t.spiffe_id.clone(),
         None => format!("veritrail/node/{}", config.node_id),
@@ -115,7 +118,6 @@ pub async fn run(config: Config) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("starting raft: {e}"))?;
-    let metrics = Metrics::new();
     let batcher = Batcher::start(raft.clone(), config.batch.clone(), Arc::clone(&metrics));
     let node = Arc::new(Node {
         id: config.node_id,

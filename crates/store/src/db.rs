@@ -115,10 +115,23 @@ impl Default for DbTuning {
     }
 }
 
+/// Called with the duration of each synced write (`Store::observe_synced_writes`).
+pub type SyncObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// The open database.
-#[derive(Debug)]
 pub(crate) struct Db {
     db: DB,
+    /// Told how long each synced write took, once one is installed.
+    on_sync: std::sync::OnceLock<SyncObserver>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("db", &self.db)
+            .field("on_sync", &self.on_sync.get().is_some())
+            .finish()
+    }
 }
 
 impl Db {
@@ -206,7 +219,10 @@ impl Db {
             sync.set_sync(true);
             db.write_opt(batch, &sync)?;
         }
-        Ok(Db { db })
+        Ok(Db {
+            db,
+            on_sync: std::sync::OnceLock::new(),
+        })
     }
 
     /// Opens an existing database without writing to it, for offline checks.
@@ -229,7 +245,10 @@ impl Db {
         }
         let db = DB::open_cf_for_read_only(&opts, path, ALL_CFS, false)?;
         stored_format_version(&db, path)?;
-        Ok(Db { db })
+        Ok(Db {
+            db,
+            on_sync: std::sync::OnceLock::new(),
+        })
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
@@ -248,8 +267,17 @@ impl Db {
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
+        let started = std::time::Instant::now();
         self.db.write_opt(batch, &opts)?;
+        if let Some(observe) = self.on_sync.get() {
+            observe(started.elapsed());
+        }
         Ok(())
+    }
+
+    /// Installs the observer of synced writes; a second one is ignored.
+    pub(crate) fn observe_synced_writes(&self, observer: SyncObserver) {
+        let _ = self.on_sync.set(observer);
     }
 
     /// Writes a batch to the WAL without waiting for the disk: the next synced

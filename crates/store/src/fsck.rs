@@ -30,6 +30,8 @@ use crate::tail::Tail;
 
 /// Most problems one run collects before it stops looking.
 pub const FSCK_PROBLEMS_MAX: usize = 100;
+/// How often, in entries, [`fsck_with_progress`] reports its progress.
+pub const FSCK_PROGRESS_EVERY: u64 = 100_000;
 
 /// What kind of inconsistency was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,7 +119,26 @@ impl Collector {
 
 /// Checks the data directory `dir` of a stopped node.
 pub fn fsck(dir: &Path) -> Result<FsckReport> {
+    fsck_with_progress(dir, &mut |_, _| {})
+}
+
+/// The file RocksDB locks while a node has the data directory `dir` open.
+pub fn lock_file(dir: &Path) -> std::path::PathBuf {
+    dir.join(DB_DIR).join("LOCK")
+}
+
+/// [`fsck`], telling `progress` how many entries it checked and how many there
+/// are, every [`FSCK_PROGRESS_EVERY`] entries and at the end.
+pub fn fsck_with_progress(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<FsckReport> {
     let db = Db::open_read_only(&dir.join(DB_DIR))?;
+    let total = match db
+        .raw()
+        .iterator_cf(db.cf(CF_ENTRIES), IteratorMode::End)
+        .next()
+    {
+        Some(item) => read_u64_key(&item?.0, CF_ENTRIES)? + 1,
+        None => 0,
+    };
     let origin = db
         .get(CF_SM_META, KEY_ORIGIN)?
         .map(|o| String::from_utf8_lossy(&o).into_owned())
@@ -232,7 +253,11 @@ pub fn fsck(dir: &Path) -> Result<FsckReport> {
             }
         }
         expected += 1;
+        if expected.is_multiple_of(FSCK_PROGRESS_EVERY) {
+            progress(expected, total);
+        }
     }
+    progress(expected, total);
 
     // The tail record against the recomputed tail.
     match db.get(CF_SM_META, KEY_TAIL)? {

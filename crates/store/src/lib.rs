@@ -72,9 +72,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use async_reader::AsyncReader;
-pub use db::{DATA_FORMAT_VERSION, DbTuning};
+pub use db::{DATA_FORMAT_VERSION, DbTuning, SyncObserver};
 pub use error::{Result, StoreError};
-pub use fsck::{FsckReport, Problem, ProblemKind, fsck};
+pub use fsck::{
+    FSCK_PROGRESS_EVERY, FsckReport, Problem, ProblemKind, fsck, fsck_with_progress, lock_file,
+};
 pub use log_ledger::{Lag, LogLedger};
 pub use log_store::LogStore;
 pub use reader::{AuditReader, InclusionProof, RangeReport, ScanPage, ScanQuery};
@@ -119,6 +121,16 @@ impl Store {
             },
             reader: AuditReader { shared, snapshots },
         })
+    }
+}
+
+impl Store {
+    /// Calls `observer` with the duration of every synced write from now on:
+    /// each Raft log append, vote and applied batch waits for its WAL fsync,
+    /// so this is what the disk's sync latency costs every commit. The
+    /// server feeds it to a histogram.
+    pub fn observe_synced_writes(&self, observer: SyncObserver) {
+        self.log.shared.db.observe_synced_writes(observer);
     }
 }
 

@@ -36,6 +36,7 @@ struct Args {
     /// This service's certificate (PEM): its identity in the log.
     #[arg(long, env = "VERITRAIL_CERT", requires = "key")]
     cert: Option<std::path::PathBuf>,
+    /// The private key of --cert (PEM).
     #[arg(long, env = "VERITRAIL_KEY", requires = "cert")]
     key: Option<std::path::PathBuf>,
 }
