@@ -13,6 +13,8 @@ use veritrail_tests::{CliEnv, Cluster, ClusterOptions, ORIGIN, veritrail, veritr
 async fn run(env: &CliEnv, args: &[&str], stdin: Option<String>) -> Output {
     let mut child = tokio::process::Command::new(veritrail())
         .args(args)
+        // No configuration file of the person running the tests.
+        .env("VERITRAIL_CONFIG", "/nonexistent/veritrail/config.toml")
         .envs(env.0.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -164,6 +166,42 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
     let scanned = lines_of(&out);
     assert_eq!(scanned.len(), 7);
     assert!(scanned.iter().all(|e| e["event"]["source"] == "wiki"));
+    // Filters on fields without an index: resource, outcome, principal (#23,
+    // item 7), alone and with an indexed one.
+    let scan = |filters: &'static [&'static str]| async move {
+        let mut args = vec!["--output", "json", "scan"];
+        args.extend_from_slice(filters);
+        let out = run(ep, &args, None).await;
+        assert_exit(&out, 0);
+        lines_of(&out)
+    };
+    let found = scan(&["--resource", "doc/7", "--source", "wiki"]).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["event"]["event_id"], "e7");
+    assert!(
+        scan(&["--resource", "doc/7", "--source", "docs"])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        scan(&["--outcome", "success", "--actor", "bob"])
+            .await
+            .len(),
+        1000
+    );
+    let mine = scan(&[
+        "--principal",
+        veritrail_tests::TEST_PRINCIPAL,
+        "--limit",
+        "3",
+    ])
+    .await;
+    assert_eq!(mine.len(), 3);
+    assert!(
+        scan(&["--principal", "spiffe://veritrail.test/service/nobody"])
+            .await
+            .is_empty()
+    );
 
     // Wait until a checkpoint covers everything.
     wait_for(
@@ -274,6 +312,32 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
         (Some(100), Some(500))
     );
     assert_eq!(report["keys_from_bundle"], false);
+    // The events inside, read offline (#23, item 7): one JSON entry per line,
+    // checked as they are read, then the result of the checks.
+    let out = run(
+        &CliEnv(Vec::new()),
+        &[
+            "--output", "json", "bundle", "show", bundle_arg, "--keys", &keys_arg,
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let shown = lines_of(&out);
+    assert_eq!(shown.len(), 501, "500 entries and the result");
+    assert_eq!(shown[0]["seq"], 100);
+    assert_eq!(shown[499]["seq"], 599);
+    assert_eq!(shown[0]["event"]["actor"], "bob");
+    assert_eq!(shown[500]["ok"], true);
+    let out = run(&CliEnv(Vec::new()), &["bundle", "show", bundle_arg], None).await;
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 500, "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verified: 500 entries from seq 100"),
+        "{}",
+        explain(&out)
+    );
 
     // Tampered bundles: each fails with exit 1 and its reason.
     let text = std::fs::read_to_string(&bundle).expect("read");
@@ -377,6 +441,14 @@ async fn append_read_verify_export_and_check_a_bundle_offline() {
         )
         .await;
         assert_exit(&out, 1);
+        // Reading it fails the same way.
+        let shown = run(
+            &CliEnv(Vec::new()),
+            &["bundle", "show", path, "--keys", &keys_arg],
+            None,
+        )
+        .await;
+        assert_exit(&shown, 1);
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("VERIFICATION FAILED"),
             "{}",
@@ -1196,5 +1268,93 @@ async fn verify_learns_new_voters_from_the_keys_it_trusts() {
         refused.code(),
         tonic::Code::FailedPrecondition,
         "{refused:?}"
+    );
+}
+
+/// A named context holds a cluster's endpoints and credentials (#23, item
+/// 7); flags override it, and an unknown name is a usage error that lists
+/// the known ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_context_holds_the_endpoints_and_credentials() {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let env: std::collections::BTreeMap<String, String> = cluster.cli_env().0.into_iter().collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("config.toml");
+    let endpoints: Vec<String> = env["VERITRAIL_ENDPOINTS"]
+        .split(',')
+        .map(|e| format!("{e:?}"))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "context = \"it\"\n\n[contexts.it]\nendpoints = [{}]\nca = {:?}\ncert = {:?}\nkey = {:?}\n\n\
+             [contexts.elsewhere]\nendpoints = [\"127.0.0.1:1\"]\n",
+            endpoints.join(", "),
+            env["VERITRAIL_CA"],
+            env["VERITRAIL_CERT"],
+            env["VERITRAIL_KEY"],
+        ),
+    )
+    .expect("config");
+    let only_config = CliEnv(vec![(
+        "VERITRAIL_CONFIG".into(),
+        config.display().to_string(),
+    )]);
+    // The file's default context, then one named on the command line.
+    let out = run(
+        &only_config,
+        &["--output", "json", "cluster", "status"],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(lines_of(&out)[0]["voters"], 3);
+    let out = run(
+        &only_config,
+        &[
+            "--context",
+            "it",
+            "append",
+            "--source",
+            "ctx",
+            "--actor",
+            "a",
+            "--action",
+            "b",
+            "--resource",
+            "c",
+            "--outcome",
+            "d",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    // A flag wins over the context: this one points nowhere.
+    let out = run(
+        &only_config,
+        &[
+            "--retry-ms",
+            "500",
+            "--endpoints",
+            "127.0.0.1:1",
+            "cluster",
+            "status",
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&out, 3);
+    let out = run(
+        &only_config,
+        &["--context", "nope", "cluster", "status"],
+        None,
+    )
+    .await;
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("elsewhere, it"),
+        "{}",
+        explain(&out)
     );
 }

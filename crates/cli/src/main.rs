@@ -6,11 +6,13 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use veritrail_client::{Client, ClientConfig, TlsSettings};
 
 mod append;
 mod cluster;
+mod context;
 mod output;
 mod read;
 mod trust;
@@ -67,6 +69,11 @@ struct Cli {
     /// A bearer token, instead of a client certificate (`veritraild token`).
     #[arg(long, env = "VERITRAIL_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// A named context of the configuration file ($VERITRAIL_CONFIG, or
+    /// ~/.config/veritrail/config.toml): a cluster's endpoints and the
+    /// credentials for it. Flags and environment variables override it.
+    #[arg(long, env = "VERITRAIL_CONTEXT", global = true)]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,6 +100,9 @@ enum Command {
     Export(verify::ExportArgs),
     /// Check an evidence bundle offline, without any network.
     VerifyBundle(verify::VerifyBundleArgs),
+    /// Read an evidence bundle offline: `bundle show FILE` prints its entries.
+    #[command(subcommand)]
+    Bundle(verify::BundleCommand),
     /// Inspect and change the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -147,6 +157,15 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     refuse_flags_that_do_not_apply(&matches);
+    let mut cli = cli;
+    let offline = matches!(
+        cli.command,
+        Command::VerifyBundle(_) | Command::Bundle(_) | Command::Completions { .. } | Command::Man
+    );
+    if !offline && let Err(e) = apply_context(&mut cli, &matches) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(output::EXIT_USAGE);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERITRAIL_LOG")
@@ -173,12 +192,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where a global argument's value came from, as the innermost subcommand saw
+/// it (clap copies global arguments down to it).
+fn source_of(matches: &clap::ArgMatches, id: &str) -> Option<clap::parser::ValueSource> {
+    let mut leaf = matches;
+    while let Some((_, nested)) = leaf.subcommand() {
+        leaf = nested;
+    }
+    leaf.value_source(id)
+}
+
+/// Fills in, from the selected context, what neither the command line nor the
+/// environment set.
+fn apply_context(cli: &mut Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let Some(path) = context::config_path() else {
+        return Ok(());
+    };
+    let file = context::ConfigFile::load(&path)?;
+    let Some((_, chosen)) = file.select(cli.context.as_deref(), &path)? else {
+        return Ok(());
+    };
+    let unset = |id: &str| {
+        matches!(
+            source_of(matches, id),
+            None | Some(clap::parser::ValueSource::DefaultValue)
+        )
+    };
+    if unset("endpoints")
+        && let Some(endpoints) = chosen.endpoints
+    {
+        cli.endpoints = endpoints;
+    }
+    if unset("ca") && chosen.ca.is_some() {
+        cli.ca = chosen.ca;
+    }
+    if unset("cert") && unset("key") && chosen.cert.is_some() {
+        cli.cert = chosen.cert;
+        cli.key = chosen.key;
+    }
+    if unset("token")
+        && let Some(token_file) = &chosen.token_file
+    {
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("reading the token file {}", token_file.display()))?;
+        cli.token = Some(token.trim().to_owned());
+    }
+    Ok(())
+}
+
 /// The global flags that say how to reach the cluster mean nothing to the
 /// commands that never reach it: given on the command line to one of those,
 /// they are a usage error (exit 2) rather than silently ignored. Set in the
 /// environment (`VERITRAIL_ENDPOINTS`, ...), they are left alone.
 fn refuse_flags_that_do_not_apply(matches: &clap::ArgMatches) {
-    const CONNECTION: [&str; 8] = [
+    const CONNECTION: [&str; 9] = [
         "endpoints",
         "local",
         "timeout_ms",
@@ -187,10 +254,17 @@ fn refuse_flags_that_do_not_apply(matches: &clap::ArgMatches) {
         "cert",
         "key",
         "token",
+        "context",
     ];
-    let Some((name @ ("verify-bundle" | "completions" | "man"), sub)) = matches.subcommand() else {
+    let Some((name @ ("verify-bundle" | "bundle" | "completions" | "man"), mut sub)) =
+        matches.subcommand()
+    else {
         return;
     };
+    // Global flags are also kept in the nested subcommand's matches.
+    while let Some((_, nested)) = sub.subcommand() {
+        sub = nested;
+    }
     let given: Vec<String> = CONNECTION
         .iter()
         .filter(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
@@ -235,6 +309,7 @@ async fn run(cli: Cli) -> output::CmdResult {
     // The offline commands must not even build a client.
     match &cli.command {
         Command::VerifyBundle(args) => return verify::verify_bundle(format, args),
+        Command::Bundle(command) => return verify::bundle(format, command),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "veritrail", &mut std::io::stdout());
@@ -257,7 +332,10 @@ async fn run(cli: Cli) -> output::CmdResult {
         Command::Proof(command) => read::proof(&client, format, command).await,
         Command::Verify(args) => verify::verify(&client, format, args).await,
         Command::Export(args) => verify::export(&client, format, args).await,
-        Command::VerifyBundle(_) | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::VerifyBundle(_)
+        | Command::Bundle(_)
+        | Command::Completions { .. }
+        | Command::Man => Ok(()),
         Command::Cluster(command) => cluster::run(&client, format, command).await,
     }
 }

@@ -34,6 +34,32 @@ pub struct FieldFilters {
     /// Only events with this action.
     #[arg(long)]
     action: Option<String>,
+    /// Only events on this resource (not indexed: the node reads the entries
+    /// the other filters select and checks each).
+    #[arg(long)]
+    resource: Option<String>,
+    /// Only events with this outcome (not indexed, as --resource).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only entries appended by this principal, as the cluster recorded it
+    /// (not indexed, as --resource).
+    #[arg(long)]
+    principal: Option<String>,
+}
+
+impl FieldFilters {
+    /// These filters, from `from_seq` on.
+    fn query(&self, from_seq: u64) -> TailQuery {
+        TailQuery {
+            from_seq,
+            source: self.source.clone(),
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            resource: self.resource.clone(),
+            outcome: self.outcome.clone(),
+            principal: self.principal.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -124,14 +150,11 @@ pub async fn get(client: &Client, format: Format, args: &GetArgs) -> CmdResult {
 
 pub async fn scan(client: &Client, format: Format, args: &ScanArgs) -> CmdResult {
     let query = ScanQuery {
-        from_seq: args.from,
         to_seq: args.to,
-        source: args.filters.source.clone(),
-        actor: args.filters.actor.clone(),
-        action: args.filters.action.clone(),
         since_ns: args.since.as_deref().map(output::parse_time).transpose()?,
         until_ns: args.until.as_deref().map(output::parse_time).transpose()?,
         limit: args.limit,
+        ..ScanQuery::from(args.filters.query(args.from))
     };
     let mut entries = client.scan(query);
     while let Some(entry) = entries.next().await {
@@ -146,24 +169,13 @@ pub async fn tail(client: &Client, format: Format, args: &TailArgs) -> CmdResult
         None => client.status().await?.tree_size,
     };
     if !args.follow {
-        let mut entries = client.scan(ScanQuery {
-            from_seq: from,
-            source: args.filters.source.clone(),
-            actor: args.filters.actor.clone(),
-            action: args.filters.action.clone(),
-            ..ScanQuery::default()
-        });
+        let mut entries = client.scan(ScanQuery::from(args.filters.query(from)));
         while let Some(entry) = entries.next().await {
             output::print_entry(format, &entry?);
         }
         return Ok(());
     }
-    let mut entries = client.tail(TailQuery {
-        from_seq: from,
-        source: args.filters.source.clone(),
-        actor: args.filters.actor.clone(),
-        action: args.filters.action.clone(),
-    });
+    let mut entries = client.tail(args.filters.query(from));
     loop {
         tokio::select! {
             entry = entries.next() => match entry {

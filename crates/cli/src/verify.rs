@@ -5,6 +5,8 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
 use futures::StreamExt as _;
 use serde_json::json;
@@ -483,7 +485,27 @@ fn read_line(
         .map_err(|_| anyhow::anyhow!("{what} is not UTF-8"))
 }
 
+/// What `bundle` does with a bundle file.
+#[derive(Debug, clap::Subcommand)]
+pub enum BundleCommand {
+    /// Print the entries of an evidence bundle, offline, checking each as it
+    /// is read (as verify-bundle does); the result of the checks ends the
+    /// output, and a bundle that fails them exits 1.
+    Show(VerifyBundleArgs),
+}
+
+pub fn bundle(format: Format, command: &BundleCommand) -> CmdResult {
+    match command {
+        BundleCommand::Show(args) => check_bundle(format, args, true),
+    }
+}
+
 pub fn verify_bundle(format: Format, args: &VerifyBundleArgs) -> CmdResult {
+    check_bundle(format, args, false)
+}
+
+/// Checks a bundle, printing each entry once it passed its checks when `show`.
+fn check_bundle(format: Format, args: &VerifyBundleArgs, show: bool) -> CmdResult {
     let fail = |seq: Option<u64>, reason: String| Failure::Verification {
         reason,
         first_bad_seq: seq,
@@ -538,12 +560,39 @@ pub fn verify_bundle(format: Format, args: &VerifyBundleArgs) -> CmdResult {
     .map_err(|e| read_failure(Some(seq), e))?
     {
         check.push_line(&line).map_err(|f| fail(f.seq, f.reason))?;
+        if show {
+            // It decoded and chained in push_line: the line is a valid entry.
+            let canonical = BASE64
+                .decode(line.trim_end_matches('\n'))
+                .map_err(|e| fail(Some(seq), e.to_string()))?;
+            let entry = veritrail_core::Entry::decode(&canonical)
+                .map_err(|e| fail(Some(seq), e.to_string()))?;
+            output::print_entry(
+                format,
+                &veritrail_client::LogEntry {
+                    hash: veritrail_core::entry_hash(&canonical),
+                    entry,
+                    canonical,
+                },
+            );
+        }
         seq += 1;
         bar.inc(1);
     }
     bar.finish_and_clear();
     let (checks, verified) = check.finish().map_err(|f| fail(f.seq, f.reason))?;
     match format {
+        // With the entries, the result goes to stderr: stdout is theirs.
+        Format::Text if show => eprintln!(
+            "verified: {count} entries from seq {start}, in the tree of size {} signed by {}{}",
+            verified.checkpoint.size,
+            verified.signers.join(", "),
+            if keys_from_bundle {
+                " (against the bundle's own keys only)"
+            } else {
+                ""
+            }
+        ),
         Format::Json => output::print_json(&json!({
             "ok": true,
             "origin": origin,

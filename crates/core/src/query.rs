@@ -6,7 +6,8 @@
 //! both and the two can never drift apart.
 
 /// Which entries a scan returns: a seq range narrowed by a time range and by
-/// exact matches on a few fields.
+/// exact matches on fields. `source`, `actor` and `action` are indexed; the
+/// others are checked on the entries the rest of the query selects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanQuery {
     /// First seq to consider.
@@ -16,6 +17,10 @@ pub struct ScanQuery {
     pub source: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    pub resource: Option<String>,
+    pub outcome: Option<String>,
+    /// The principal the cluster recorded for the entry (who appended it).
+    pub principal: Option<String>,
     /// Only entries stamped at or after this time, unix nanoseconds.
     pub since_ns: Option<u64>,
     /// Only entries stamped before this time, unix nanoseconds.
@@ -33,6 +38,9 @@ pub struct TailQuery {
     pub source: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    pub resource: Option<String>,
+    pub outcome: Option<String>,
+    pub principal: Option<String>,
 }
 
 impl From<TailQuery> for ScanQuery {
@@ -44,6 +52,9 @@ impl From<TailQuery> for ScanQuery {
             source: tail.source,
             actor: tail.actor,
             action: tail.action,
+            resource: tail.resource,
+            outcome: tail.outcome,
+            principal: tail.principal,
             ..ScanQuery::default()
         }
     }

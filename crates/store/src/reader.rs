@@ -22,11 +22,18 @@ use crate::tail::Tail;
 /// Here `limit` is the most entries in one page.
 pub use veritrail_core::ScanQuery;
 
+/// Entries read at once by a scan that checks entries (see
+/// `AuditReader::scan_checking_entries`).
+pub const SCAN_READ_CHUNK: usize = 64;
+/// Entries a scan that checks entries reads for one page, at most.
+pub const SCAN_EXAMINE_MAX: usize = 4096;
+
 /// One page of a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanPage {
     pub entries: Vec<StoredEntry>,
-    /// Where to continue: `Some(seq)` when the page was cut by its limit.
+    /// Where to continue: `Some(seq)` when the page was cut by its limit, or
+    /// by the work one page may do.
     pub next_seq: Option<u64>,
 }
 
@@ -177,6 +184,9 @@ impl AuditReader {
         if let Some(v) = &query.action {
             filters.push(field_prefix(Field::Action, v));
         }
+        if query.resource.is_some() || query.outcome.is_some() || query.principal.is_some() {
+            return self.scan_checking_entries(query, &filters, lo, hi, limit);
+        }
         let seqs = if filters.is_empty() {
             (lo..hi).take(limit.saturating_add(1)).collect()
         } else {
@@ -196,6 +206,65 @@ impl AuditReader {
             })?;
             entries.push(stored_entry(*seq, bytes)?);
         }
+        Ok(ScanPage { entries, next_seq })
+    }
+
+    /// A page for a query that filters on fields without an index (resource,
+    /// outcome, principal): the candidates the indexed filters and ranges
+    /// select are read [`SCAN_READ_CHUNK`] at a time and checked. At most
+    /// [`SCAN_EXAMINE_MAX`] are read per page, so that a selective filter over
+    /// a long range answers in pages of bounded work: a page may then hold
+    /// fewer entries than the limit, even none, with `next_seq` saying where
+    /// to go on.
+    fn scan_checking_entries(
+        &self,
+        query: &ScanQuery,
+        filters: &[Vec<u8>],
+        lo: u64,
+        hi: u64,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let matches = |e: &StoredEntry| {
+            let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+            is(&query.resource, &e.entry.event.resource)
+                && is(&query.outcome, &e.entry.event.outcome)
+                && is(&query.principal, &e.entry.principal)
+        };
+        let mut entries = Vec::new();
+        let mut from = lo;
+        let mut examined = 0usize;
+        while from < hi && examined < SCAN_EXAMINE_MAX {
+            let want = SCAN_READ_CHUNK.min(SCAN_EXAMINE_MAX - examined);
+            let seqs: Vec<u64> = if filters.is_empty() {
+                (from..hi).take(want).collect()
+            } else {
+                self.leapfrog(filters, from, hi, want)
+            };
+            let Some(&last) = seqs.last() else {
+                break;
+            };
+            examined += seqs.len();
+            let cf = self.shared.db.cf(CF_ENTRIES);
+            let keys: Vec<_> = seqs.iter().map(|s| (cf, u64_key(*s))).collect();
+            for (seq, value) in seqs.iter().zip(self.shared.db.raw().multi_get_cf(keys)) {
+                let bytes = value?.ok_or_else(|| {
+                    StoreError::corrupt(format!("entries/{seq}"), "indexed entry is missing")
+                })?;
+                let entry = stored_entry(*seq, bytes)?;
+                if !matches(&entry) {
+                    continue;
+                }
+                if entries.len() == limit {
+                    return Ok(ScanPage {
+                        entries,
+                        next_seq: Some(*seq),
+                    });
+                }
+                entries.push(entry);
+            }
+            from = last + 1;
+        }
+        let next_seq = (from < hi && examined >= SCAN_EXAMINE_MAX).then_some(from);
         Ok(ScanPage { entries, next_seq })
     }
 

@@ -288,7 +288,10 @@ async fn lookups_and_filtered_scans() {
         let mut e = event(["a", "b", "c", "d"][(i % 4) as usize], &format!("id{i}"));
         e.actor = actors[(i % 3) as usize].into();
         e.action = actions[((i / 5) % 2) as usize].into();
-        accepted(h.append("p", vec![e]).await);
+        e.resource = format!("doc/{}", i % 7);
+        e.outcome = if i % 10 == 3 { "denied" } else { "success" }.into();
+        let principal = if i % 6 == 0 { "q" } else { "p" };
+        accepted(h.append(principal, vec![e]).await);
     }
     let reader = h.store().reader.clone();
     let found = reader
@@ -343,6 +346,31 @@ async fn lookups_and_filtered_scans() {
             limit: 1000,
             ..ScanQuery::default()
         },
+        // Fields without an index, alone and with indexed ones.
+        ScanQuery {
+            outcome: Some("denied".into()),
+            limit: 1000,
+            ..ScanQuery::default()
+        },
+        ScanQuery {
+            resource: Some("doc/3".into()),
+            actor: Some("alice".into()),
+            from_seq: 5,
+            limit: 1000,
+            ..ScanQuery::default()
+        },
+        ScanQuery {
+            principal: Some("q".into()),
+            action: Some("read".into()),
+            outcome: Some("success".into()),
+            limit: 1000,
+            ..ScanQuery::default()
+        },
+        ScanQuery {
+            resource: Some("doc/99".into()),
+            limit: 1000,
+            ..ScanQuery::default()
+        },
     ];
     for q in &queries {
         let page = reader.scan(q).expect("scan");
@@ -355,6 +383,9 @@ async fn lookups_and_filtered_scans() {
                     && q.source.as_ref().is_none_or(|v| &e.event.source == v)
                     && q.actor.as_ref().is_none_or(|v| &e.event.actor == v)
                     && q.action.as_ref().is_none_or(|v| &e.event.action == v)
+                    && q.resource.as_ref().is_none_or(|v| &e.event.resource == v)
+                    && q.outcome.as_ref().is_none_or(|v| &e.event.outcome == v)
+                    && q.principal.as_ref().is_none_or(|v| &e.principal == v)
                     && q.since_ns.is_none_or(|t| e.timestamp_ns >= t)
                     && q.until_ns.is_none_or(|t| e.timestamp_ns < t)
             })
@@ -379,6 +410,19 @@ async fn lookups_and_filtered_scans() {
         vec![3, 7, 11, 15]
     );
     assert_eq!(page.next_seq, Some(19));
+    // The same with a field that has no index.
+    let page = reader
+        .scan(&ScanQuery {
+            outcome: Some("denied".into()),
+            limit: 3,
+            ..ScanQuery::default()
+        })
+        .expect("scan");
+    assert_eq!(
+        page.entries.iter().map(|s| s.entry.seq).collect::<Vec<_>>(),
+        vec![3, 13, 23]
+    );
+    assert_eq!(page.next_seq, Some(33));
     // Bad requests.
     assert!(matches!(
         reader.scan(&ScanQuery {

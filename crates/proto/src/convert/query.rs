@@ -17,6 +17,9 @@ pub fn scan_to_wire(query: &ScanQuery, consistency: v1::ReadConsistency) -> v1::
         until_ns: query.until_ns,
         limit: query.limit,
         consistency: consistency as i32,
+        resource: query.resource.clone(),
+        outcome: query.outcome.clone(),
+        principal: query.principal.clone(),
     }
 }
 
@@ -30,6 +33,9 @@ impl From<v1::ScanRequest> for ScanQuery {
             source: r.source,
             actor: r.actor,
             action: r.action,
+            resource: r.resource,
+            outcome: r.outcome,
+            principal: r.principal,
             since_ns: r.since_ns,
             until_ns: r.until_ns,
             limit: r.limit,
@@ -44,6 +50,9 @@ impl From<&TailQuery> for v1::TailRequest {
             source: query.source.clone(),
             actor: query.actor.clone(),
             action: query.action.clone(),
+            resource: query.resource.clone(),
+            outcome: query.outcome.clone(),
+            principal: query.principal.clone(),
         }
     }
 }
@@ -55,6 +64,9 @@ impl From<v1::TailRequest> for TailQuery {
             source: r.source,
             actor: r.actor,
             action: r.action,
+            resource: r.resource,
+            outcome: r.outcome,
+            principal: r.principal,
         }
     }
 }
@@ -71,6 +83,9 @@ mod tests {
             source: Some("s".into()),
             actor: Some("a".into()),
             action: Some("x".into()),
+            resource: Some("r".into()),
+            outcome: Some("o".into()),
+            principal: Some("p".into()),
             since_ns: Some(3),
             until_ns: Some(4),
             limit: 5,
@@ -84,6 +99,9 @@ mod tests {
             source: None,
             actor: Some("a".into()),
             action: None,
+            resource: None,
+            outcome: Some("denied".into()),
+            principal: None,
         };
         assert_eq!(TailQuery::from(v1::TailRequest::from(&tail)), tail);
     }
