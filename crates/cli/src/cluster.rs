@@ -10,7 +10,9 @@ use crate::output::{self, CmdResult, Format};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Every member: role, term, log and applied index, tree size, key.
+    /// Every member's own view side by side (role, term, log and applied index,
+    /// tree size, root), its lag as the leader measures it, and whether it is
+    /// behind the cluster; members and leader as the leader reports them
     Status,
     /// The voters' checkpoint verifier keys, one per line: what an auditor pins
     /// with `--keys @FILE`.
