@@ -162,6 +162,9 @@ pub struct ClusterOptions {
     /// Every node serves `/metrics` on a loopback port of its own
     /// ([`Cluster::scrape`]).
     pub metrics: bool,
+    /// Every node reads the CA's revocation list (`tls.crl_file`), empty at
+    /// the start ([`Pki::revoke`]).
+    pub crl: bool,
 }
 
 /// A cluster's certificates: a CA made by `veritraild certs`, with node and
@@ -233,6 +236,19 @@ impl Pki {
         (cert, key)
     }
 
+    /// The CA's revocation list, which `revoke` writes.
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+
+    /// Adds `certs` to the CA's revocation list (`veritraild certs revoke`).
+    pub fn revoke(&self, certs: &[&Path]) {
+        let mut args = vec!["revoke".to_owned()];
+        args.extend(certs.iter().map(|c| c.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.certs(&args);
+    }
+
     /// Service `name`'s client certificate and key; issued once.
     pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = self.pair(&format!("client-{name}"));
@@ -300,6 +316,9 @@ impl Cluster {
             None
         };
         let pki = (!options.insecure).then(|| Pki::create(dir.path().join("pki")));
+        if let Some(pki) = pki.as_ref().filter(|_| options.crl) {
+            pki.revoke(&[]);
+        }
         let mut cluster = Cluster {
             dir,
             nodes: Vec::new(),
@@ -354,8 +373,13 @@ impl Cluster {
             Some(pki) => {
                 let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
                 let (cert, key) = pki.node(id, host);
+                let crl = if self.options.crl {
+                    format!("crl_file = \"{}\"\n", pki.crl().display())
+                } else {
+                    String::new()
+                };
                 format!(
-                    "[tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                    "[tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n{crl}",
                     pki.ca().display(),
                     cert.display(),
                     key.display()

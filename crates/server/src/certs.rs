@@ -8,7 +8,9 @@
 //! - a client's certificate carries `spiffe://<trust domain>/service/<name>`,
 //!   which becomes the principal stamped into the entries it appends.
 //!
-//! Keys are ECDSA P-256, written with mode 0600. Nothing is ever overwritten.
+//! Keys are ECDSA P-256, written with mode 0600. Nothing is ever overwritten,
+//! except the revocation list `crl.pem`, which `revoke` replaces atomically by
+//! a longer one.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -16,8 +18,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -26,6 +29,8 @@ use crate::tls::{CertIdentity, first_certificate, node_spiffe_id, split_spiffe};
 /// The CA's files inside a certificate directory.
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
+/// The CA's certificate revocation list inside a certificate directory.
+pub const CRL: &str = "crl.pem";
 
 /// A trust domain is a DNS-like name: lowercase letters, digits, `-`, `.`, `_`.
 fn validate_trust_domain(domain: &str) -> Result<(), String> {
@@ -214,6 +219,91 @@ pub fn make_client(dir: &Path, name: &str, days: u32) -> Result<PathBuf, String>
     write_pair(dir, &format!("client-{name}"), &cert.pem(), &key)
 }
 
+/// What `revoke` wrote.
+#[derive(Debug)]
+pub struct Revoked {
+    pub path: PathBuf,
+    /// Certificates the list names now, those before included.
+    pub total: usize,
+    /// Those this call added.
+    pub added: usize,
+    pub next_update: OffsetDateTime,
+}
+
+/// Adds `certs` (PEM files of certificates this CA issued) to the CA's
+/// revocation list `DIR/crl.pem`, creating it (empty when `certs` is), and
+/// signs it anew, valid for `days`. The list before is replaced atomically;
+/// the certificates it named stay in it. Nodes read it from `tls.crl_file`.
+pub fn revoke(dir: &Path, certs: &[PathBuf], days: u32) -> Result<Revoked, String> {
+    let (issuer, domain) = load_ca(dir)?;
+    let path = dir.join(CRL);
+    let now = OffsetDateTime::now_utc();
+    let mut revoked: Vec<RevokedCertParams> = Vec::new();
+    if let Ok(pem) = std::fs::read(&path) {
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| format!("{}: not a PEM revocation list: {e}", path.display()))?;
+        let (_, crl) = x509_parser::parse_x509_crl(&block.contents)
+            .map_err(|e| format!("{}: not a revocation list: {e}", path.display()))?;
+        for entry in crl.iter_revoked_certificates() {
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(entry.raw_serial()),
+                revocation_time: entry.revocation_date.to_datetime(),
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+    }
+    let mut added = 0;
+    for cert in certs {
+        let pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        let der = first_certificate(&pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+        let identity = CertIdentity::from_der(&der)?;
+        let id = identity.spiffe_id.as_deref().unwrap_or("");
+        if split_spiffe(id).map(|(d, _)| d) != Some(domain.as_str()) {
+            return Err(format!(
+                "{}: {id:?} is not an identity of trust domain {domain}; this CA did not issue it",
+                cert.display()
+            ));
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        let serial = SerialNumber::from_slice(parsed.raw_serial());
+        if revoked.iter().any(|r| r.serial_number == serial) {
+            continue;
+        }
+        revoked.push(RevokedCertParams {
+            serial_number: serial,
+            revocation_time: now,
+            reason_code: Some(RevocationReason::Unspecified),
+            invalidity_date: None,
+        });
+        added += 1;
+    }
+    let next_update = now + Duration::days(i64::from(days.max(1)));
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update,
+        // Increasing from one list to the next, as RFC 5280 asks: the time.
+        crl_number: SerialNumber::from(now.unix_timestamp().max(1) as u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let total = params.revoked_certs.len();
+    let crl = params.signed_by(&issuer).map_err(err)?;
+    let pem = crl.pem().map_err(err)?;
+    let tmp = dir.join(format!("{CRL}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, &pem, 0o644)?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Revoked {
+        path,
+        total,
+        added,
+        next_update,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +336,28 @@ mod tests {
         );
         assert!(make_client(d, "a/b", 30).is_err());
         assert!(make_ca(&d.join("x"), "Bad Domain", 30).is_err());
+    }
+
+    #[test]
+    fn revocation_lists_grow_and_keep_what_they_named() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let d = dir.path();
+        make_ca(d, "td.example", 30).expect("ca");
+        let empty = revoke(d, &[], 7).expect("an empty list");
+        assert_eq!((empty.total, empty.added), (0, 0));
+        let a = make_client(d, "a", 30).expect("a");
+        let b = make_client(d, "b", 30).expect("b");
+        assert_eq!(revoke(d, std::slice::from_ref(&a), 7).expect("a").total, 1);
+        let both = revoke(d, &[a.clone(), b], 7).expect("a and b");
+        assert_eq!((both.total, both.added), (2, 1));
+        let pem = std::fs::read(d.join(CRL)).expect("crl");
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
+        let (_, crl) = x509_parser::parse_x509_crl(&block.contents).expect("crl");
+        assert_eq!(crl.iter_revoked_certificates().count(), 2);
+        // A certificate of another CA is not this CA's to revoke.
+        let other = tempfile::TempDir::new().expect("dir");
+        make_ca(other.path(), "other.example", 30).expect("ca");
+        let stranger = make_client(other.path(), "s", 30).expect("s");
+        assert!(revoke(d, &[stranger], 7).is_err());
     }
 }

@@ -58,6 +58,10 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM of this node's private key (PKCS#8).
     pub key_file: Option<PathBuf>,
+    /// PEM of certificate revocation lists of the CA (`veritraild certs
+    /// revoke` makes and updates one). A client or peer certificate listed
+    /// there fails the TLS handshake. Read again on reload, as the other files.
+    pub crl_file: Option<PathBuf>,
     /// Run without TLS: no authentication, every client is `anonymous` and any
     /// process can speak Raft to the node. Refused unless every address of
     /// the node is on loopback. For development only; the node says so in its
@@ -630,7 +634,11 @@ impl Config {
                     ),
                 ));
             }
-            if t.ca_file.is_some() || t.cert_file.is_some() || t.key_file.is_some() {
+            if t.ca_file.is_some()
+                || t.cert_file.is_some()
+                || t.key_file.is_some()
+                || t.crl_file.is_some()
+            {
                 return Err(invalid(
                     "tls.insecure_dev",
                     "is set together with TLS files: choose one",

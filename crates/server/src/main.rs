@@ -120,6 +120,19 @@ enum CertsCommand {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+    /// Revoke certificates: adds them to the CA's revocation list DIR/crl.pem
+    /// (made empty if there is none and none is given) and signs it anew.
+    /// Copy it to every node's tls.crl_file; nodes read it again within 2 s.
+    Revoke {
+        /// The directory of the CA and the certificates.
+        #[arg(long)]
+        dir: PathBuf,
+        /// PEM files of the certificates to revoke (node or client).
+        certs: Vec<PathBuf>,
+        /// Days until the list's next update (it is still honoured after).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
 }
 
 /// How `status` and `health` reach a node. TLS settings come from the flags
@@ -457,6 +470,25 @@ fn certs(command: CertsCommand) -> ExitCode {
             days,
         } => certs::make_node(&dir, id, &hosts, days),
         CertsCommand::Client { dir, name, days } => certs::make_client(&dir, &name, days),
+        CertsCommand::Revoke { dir, certs, days } => {
+            return match certs::revoke(&dir, &certs, days) {
+                Ok(r) => {
+                    println!(
+                        "wrote {}: {} certificates revoked ({} new); next update due {}. \
+                         Copy it to every node's tls.crl_file",
+                        r.path.display(),
+                        r.total,
+                        r.added,
+                        r.next_update.date()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("veritraild certs: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match made {
         Ok(path) => {

@@ -114,6 +114,7 @@ fn watched(node: &Node) -> Vec<PathBuf> {
         &c.tls.ca_file,
         &c.tls.cert_file,
         &c.tls.key_file,
+        &c.tls.crl_file,
         &c.auth.policy_file,
         &c.auth.tokens_file,
     ]

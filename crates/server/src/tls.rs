@@ -99,6 +99,8 @@ pub struct TlsMaterial {
     ca_pem: Vec<u8>,
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
+    /// The revocation lists, PEM (`tls.crl_file`), when configured.
+    crl_pem: Option<Vec<u8>>,
     /// The trust domain of this node's own SPIFFE ID; peers must share it.
     pub trust_domain: String,
     /// This node's SPIFFE ID: its principal when it writes to the log itself.
@@ -122,6 +124,11 @@ impl TlsMaterial {
         let ca_pem = read("tls.ca_file", ca)?;
         let cert_pem = read("tls.cert_file", cert)?;
         let key_pem = read("tls.key_file", key)?;
+        let crl_pem = config
+            .crl_file
+            .as_ref()
+            .map(|path| read("tls.crl_file", path))
+            .transpose()?;
         let first = first_certificate(&cert_pem)
             .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
         let own = CertIdentity::from_der(&first)
@@ -155,6 +162,7 @@ impl TlsMaterial {
             ca_pem,
             cert_pem,
             key_pem,
+            crl_pem,
             trust_domain,
             spiffe_id,
         };
@@ -169,7 +177,7 @@ impl TlsMaterial {
     /// HTTP/2 only, as gRPC is.
     pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, String> {
         use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -179,16 +187,43 @@ impl TlsMaterial {
                 .add(ca)
                 .map_err(|e| format!("tls.ca_file: not a CA certificate rustls takes: {e}"))?;
         }
+        let mut crls = Vec::new();
+        if let Some(pem) = &self.crl_pem {
+            for crl in CertificateRevocationListDer::pem_slice_iter(pem) {
+                crls.push(crl.map_err(|e| format!("tls.crl_file: {e}"))?);
+            }
+            if crls.is_empty() {
+                return Err("tls.crl_file: no PEM X509 CRL in it".into());
+            }
+        }
+        // A certificate of the CA that a revocation list names fails the
+        // handshake, a client's and a peer's alike. Only the certificate
+        // presented is checked: the CA itself is the trust anchor.
         let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
         )
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
         .allow_unauthenticated()
         .build()
-        .map_err(|e| format!("tls.ca_file: {e}"))?;
+        .map_err(|e| format!("tls.ca_file and tls.crl_file: {e}"))?;
         let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("tls.cert_file: {e}"))?;
+        // This node's own certificate must pass what its peers' must: a
+        // revocation list that is not the CA's would otherwise refuse every
+        // peer, and a node whose own certificate is revoked has no place here.
+        if let Some((own, intermediates)) = chain.split_first() {
+            clients
+                .verify_client_cert(own, intermediates, rustls::pki_types::UnixTime::now())
+                .map_err(|e| {
+                    format!(
+                        "this node's own certificate does not pass tls.ca_file and \
+                         tls.crl_file ({e}); a revocation list must be the CA's"
+                    )
+                })?;
+        }
         let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
             .map_err(|e| format!("tls.key_file: {e}"))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
