@@ -130,6 +130,8 @@ pub struct NodeProcess {
     /// Runs the binary inside the node's network namespace, when it has one.
     exec_prefix: Vec<String>,
     child: Option<Child>,
+    /// Its data directory is a tmpfs mounted for it ([`ClusterOptions::disk_mib`]).
+    own_disk: bool,
 }
 
 impl NodeProcess {
@@ -165,6 +167,10 @@ pub struct ClusterOptions {
     /// Every node reads the CA's revocation list (`tls.crl_file`), empty at
     /// the start ([`Pki::revoke`]).
     pub crl: bool,
+    /// Every node's data directory is a tmpfs of this many MiB of its own, so
+    /// that a test can fill a node's disk (root only: without it the nodes
+    /// use the plain directory, and [`Cluster::has_small_disks`] says so).
+    pub disk_mib: Option<u64>,
 }
 
 /// A cluster's certificates: a CA made by `veritraild certs`, with node and
@@ -367,6 +373,10 @@ impl Cluster {
         exec_prefix: Vec<String>,
     ) -> NodeProcess {
         let data_dir = self.dir.path().join(format!("node{id}"));
+        let own_disk = self
+            .options
+            .disk_mib
+            .is_some_and(|mib| mount_tmpfs(&data_dir, mib));
         let config_path = self.dir.path().join(format!("node{id}.toml"));
         let log_path = self.dir.path().join(format!("node{id}.log"));
         let tls = match &self.pki {
@@ -412,6 +422,7 @@ impl Cluster {
             metrics_addr,
             exec_prefix,
             child: None,
+            own_disk,
         }
     }
 
@@ -700,6 +711,12 @@ impl Cluster {
         start_process(&mut self.nodes[i]);
     }
 
+    /// True when every node's data directory is a small disk of its own
+    /// ([`ClusterOptions::disk_mib`]).
+    pub fn has_small_disks(&self) -> bool {
+        !self.nodes.is_empty() && self.nodes.iter().all(|n| n.own_disk)
+    }
+
     /// True when the nodes have a private network and can be partitioned.
     pub fn can_partition(&self) -> bool {
         self.network.is_some()
@@ -786,7 +803,36 @@ impl Drop for Cluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
+        for node in self.nodes.iter().filter(|n| n.own_disk) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&node.data_dir)
+                .status();
+        }
     }
+}
+
+/// Mounts a tmpfs of `mib` MiB at `dir`; false where that cannot be done.
+fn mount_tmpfs(dir: &Path, mib: u64) -> bool {
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={mib}m,mode=0700"),
+            "tmpfs",
+        ])
+        .arg(dir)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs at {} (not root?)", dir.display());
+    }
+    mounted
 }
 
 fn start_process(node: &mut NodeProcess) {

@@ -1034,3 +1034,97 @@ async fn fsck_warns_when_the_node_is_running() {
     assert!(!stderr.contains("running"), "{stderr}");
     assert!(stdout.contains("ok: no inconsistency found\n"), "{stdout}");
 }
+
+/// A leader whose disk fills refuses new appends before the disk is full,
+/// with `RESOURCE_EXHAUSTED` naming the disk and nothing written, says so in
+/// its status, and takes appends again by itself once space is freed (#18,
+/// item 3). Each node's data directory is a small tmpfs of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_short_of_disk_refuses_appends_until_space_is_freed() {
+    use veritrail_client::RetryPolicy;
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            disk_mib: Some(128),
+            extra_toml: format!("[disk]\nreserve_bytes = {}\n", 32u64 << 20),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    if !cluster.has_small_disks() {
+        eprintln!("SKIPPED: a tmpfs per node needs root (mount)");
+        return;
+    }
+    let leader = cluster.leader().await;
+    append(&cluster, leader, "with-room").await;
+    let size = cluster.status(leader).await.expect("status").tree_size;
+
+    // Fill the leader's disk to 16 MiB short of its 32 MiB reserve.
+    let dir = cluster.nodes[leader].data_dir.clone();
+    let stats = rustix::fs::statvfs(&dir).expect("statvfs");
+    let free = stats.f_bavail * stats.f_frsize;
+    let filler = dir.join("filler");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0xa5u8; 1 << 20];
+        for _ in 0..(free.saturating_sub(16 << 20) >> 20) {
+            file.write_all(&chunk).expect("fill");
+        }
+        file.sync_all().expect("sync");
+    }
+    let status = wait_for(
+        Duration::from_secs(20),
+        "the leader to report its disk short",
+        || async {
+            let s = cluster.status(leader).await?;
+            (!s.disk.is_empty()).then_some(s)
+        },
+    )
+    .await;
+    assert!(status.disk.contains("reserve"), "{}", status.disk);
+
+    // Straight to the leader, and through a follower: refused, naming the disk.
+    let mut config = cluster.client_config([cluster.nodes[leader].addr.clone()]);
+    config.retry = RetryPolicy::none();
+    let direct = veritrail_client::Client::with_config(config).expect("client");
+    let follower = (leader + 1) % 3;
+    let mut config = cluster.client_config([cluster.nodes[follower].addr.clone()]);
+    config.retry = RetryPolicy::none();
+    let forwarded = veritrail_client::Client::with_config(config).expect("client");
+    for (how, client) in [("direct", &direct), ("forwarded", &forwarded)] {
+        let refused = client
+            .append(veritrail_tests::sdk_event(
+                "tests",
+                &format!("no-room-{how}"),
+            ))
+            .await
+            .expect_err("no room on the leader's disk");
+        assert_eq!(
+            refused.code(),
+            Some(Code::ResourceExhausted),
+            "{how}: {refused}"
+        );
+        assert!(refused.to_string().contains("disk"), "{how}: {refused}");
+    }
+    assert_eq!(
+        cluster.status(leader).await.expect("status").tree_size,
+        size,
+        "nothing was written"
+    );
+
+    // Space freed: appends are taken again, with no restart.
+    std::fs::remove_file(&filler).expect("free the space");
+    wait_for(
+        Duration::from_secs(20),
+        "the leader to take appends again",
+        || async {
+            direct
+                .append(veritrail_tests::sdk_event("tests", "room-again"))
+                .await
+                .ok()
+        },
+    )
+    .await;
+    cluster.wait_for_size(size + 1).await;
+}

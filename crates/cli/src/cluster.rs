@@ -338,6 +338,7 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                         "purged_index": s.purged_index,
                         "public_key": s.public_key,
                         "behind": (!s.behind.is_empty()).then_some(&s.behind),
+                        "disk": (!s.disk.is_empty()).then_some(&s.disk),
                         "replication": replication(m.node_id),
                     }),
                     Err(e) => json!({
@@ -407,6 +408,11 @@ async fn status(client: &Client, format: Format) -> CmdResult {
                     && !s.behind.is_empty()
                 {
                     println!("node {}: behind the cluster: {}", m.node_id, s.behind);
+                }
+                if let Ok(s) = own
+                    && !s.disk.is_empty()
+                {
+                    println!("node {}: disk: {}", m.node_id, s.disk);
                 }
             }
             for (m, _) in &rows {

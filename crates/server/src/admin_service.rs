@@ -300,6 +300,7 @@ impl Admin for AdminService {
             snapshot_tree_size: self.node.reader.snapshot_size(),
             purged_index: m.purged.map(|l| l.index),
             behind: self.node.behind().unwrap_or_default(),
+            disk: self.node.disk.short().unwrap_or_default(),
         }))
     }
 }

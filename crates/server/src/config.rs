@@ -43,6 +43,27 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
+    pub disk: DiskConfig,
+}
+
+/// The disk under the data directory (`disk.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// Free bytes the data directory's file system keeps in reserve: below
+    /// it, the leader refuses new appends (`RESOURCE_EXHAUSTED`, naming the
+    /// disk) so that the disk never fills under Raft, which cannot recover
+    /// from a failed write. Replication, checkpoints and snapshots go on in
+    /// the reserve. 0 turns the check off.
+    pub reserve_bytes: u64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            reserve_bytes: 256 << 20,
+        }
+    }
 }
 
 /// TLS for every connection, clients' and peers' (docs/SECURITY.md).
@@ -278,6 +299,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            disk: DiskConfig::default(),
         }
     }
 }
@@ -414,6 +436,7 @@ const SETTINGS: &[&str] = &[
     "tls",
     "auth",
     "rate_limit",
+    "disk",
 ];
 
 fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {

@@ -21,6 +21,7 @@ pub mod batcher;
 pub mod certs;
 pub mod config;
 pub mod cosign;
+pub mod disk;
 pub mod drain;
 pub mod error;
 pub mod freshness;

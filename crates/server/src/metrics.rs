@@ -56,6 +56,8 @@ pub struct Metrics {
     /// system (updated every [`crate::background::DISK_EVERY`]).
     pub data_dir_bytes: Gauge,
     pub data_dir_free_bytes: Gauge,
+    /// 1 while the free space is below `disk.reserve_bytes` (`disk.rs`).
+    pub disk_reserve_reached: Gauge,
     /// Per member, labelled `member`: the leader's view of its replication.
     pub replication_lag_entries: Family<Vec<(String, String)>, Gauge>,
     pub replication_lag_bytes: Family<Vec<(String, String)>, Gauge>,
@@ -102,6 +104,7 @@ impl Metrics {
             reloads: Family::default(),
             data_dir_bytes: Gauge::default(),
             data_dir_free_bytes: Gauge::default(),
+            disk_reserve_reached: Gauge::default(),
             replication_lag_entries: Family::default(),
             replication_lag_bytes: Family::default(),
             replication_lag_seconds: Family::default(),
@@ -137,6 +140,11 @@ impl Metrics {
             "data_dir_bytes",
             "Bytes of the files under the data directory",
             m.data_dir_bytes.clone(),
+        );
+        registry.register(
+            "disk_reserve_reached",
+            "1 while the data directory's free space is below disk.reserve_bytes: the leader refuses new appends",
+            m.disk_reserve_reached.clone(),
         );
         registry.register(
             "data_dir_free_bytes",

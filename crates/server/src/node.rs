@@ -54,6 +54,8 @@ pub struct Node {
     pub senders: crate::senders::Senders,
     /// What each principal holds open here: streams and reads.
     pub quotas: crate::quota::Quotas,
+    /// Whether the data directory's disk has room for new appends.
+    pub disk: crate::disk::DiskRoom,
 }
 
 impl std::fmt::Debug for Node {

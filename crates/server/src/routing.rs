@@ -53,6 +53,7 @@ impl Node {
         for _ in 0..2 {
             let leader = self.wait_for_leader(deadline).await?;
             if leader.id == self.id {
+                self.disk_room()?;
                 match self.batcher.submit(admitted.clone().into_request()).await? {
                     Ok(outcome) => return outcome_to_result(outcome),
                     Err(BatchError::NotLeader) => continue,
@@ -128,6 +129,7 @@ impl Node {
                 self.leader(),
             ));
         }
+        self.disk_room()?;
         match self.batcher.submit(admitted.into_request()).await? {
             Ok(outcome) => Ok(outcome),
             Err(BatchError::NotLeader) => Err(NodeError::unavailable(

@@ -138,6 +138,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         )),
         drain: Drain::default(),
         senders: Default::default(),
+        disk: crate::disk::DiskRoom::new(config.disk.reserve_bytes),
         quotas: crate::quota::Quotas::new(
             config.grpc.principal_max_streams,
             config.grpc.principal_max_reads,
@@ -161,6 +162,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(run_checkpoints(Arc::clone(&node)));
     tokio::spawn(run_gauges(Arc::clone(&node)));
     tokio::spawn(crate::background::run_disk_gauges(Arc::clone(&node)));
+    tokio::spawn(crate::disk::run_disk_watch(Arc::clone(&node)));
     tokio::spawn(run_snapshot_trigger(Arc::clone(&node)));
     let members = config.parse_initial_members().map_err(|e| e.to_string())?;
     if !members.is_empty() {
