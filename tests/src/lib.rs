@@ -132,6 +132,8 @@ pub struct NodeProcess {
     child: Option<Child>,
     /// Its data directory is a tmpfs mounted for it ([`ClusterOptions::disk_mib`]).
     own_disk: bool,
+    /// The file libfaketime reads its clock offset from.
+    clock_file: Option<PathBuf>,
 }
 
 impl NodeProcess {
@@ -171,7 +173,14 @@ pub struct ClusterOptions {
     /// that a test can fill a node's disk (root only: without it the nodes
     /// use the plain directory, and [`Cluster::has_small_disks`] says so).
     pub disk_mib: Option<u64>,
+    /// Every node's wall clock runs through libfaketime, offset by what
+    /// [`Cluster::set_clock`] writes (its monotonic clock is left alone).
+    /// Where libfaketime is missing, [`Cluster::has_fake_clocks`] says so.
+    pub fake_clocks: bool,
 }
+
+/// Debian's libfaketime, for [`ClusterOptions::fake_clocks`].
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// A cluster's certificates: a CA made by `veritraild certs`, with node and
 /// client certificates issued on demand.
@@ -377,6 +386,11 @@ impl Cluster {
             .options
             .disk_mib
             .is_some_and(|mib| mount_tmpfs(&data_dir, mib));
+        let clock_file = (self.options.fake_clocks && Path::new(LIBFAKETIME).exists()).then(|| {
+            let file = self.dir.path().join(format!("node{id}.clock"));
+            std::fs::write(&file, "+0\n").expect("clock file");
+            file
+        });
         let config_path = self.dir.path().join(format!("node{id}.toml"));
         let log_path = self.dir.path().join(format!("node{id}.log"));
         let tls = match &self.pki {
@@ -423,6 +437,7 @@ impl Cluster {
             exec_prefix,
             child: None,
             own_disk,
+            clock_file,
         }
     }
 
@@ -711,6 +726,20 @@ impl Cluster {
         start_process(&mut self.nodes[i]);
     }
 
+    /// True when every node's wall clock can be set ([`ClusterOptions::fake_clocks`]).
+    pub fn has_fake_clocks(&self) -> bool {
+        !self.nodes.is_empty() && self.nodes.iter().all(|n| n.clock_file.is_some())
+    }
+
+    /// Sets node `i`'s wall clock to the real time plus `offset`, in
+    /// libfaketime's words (`+0`, `-1h`, `+1h`); it reads it within a second.
+    pub fn set_clock(&self, i: usize, offset: &str) {
+        let file = self.nodes[i].clock_file.as_ref().expect("a fake clock");
+        let tmp = file.with_extension("clock.tmp");
+        std::fs::write(&tmp, format!("{offset}\n")).expect("write the clock");
+        std::fs::rename(&tmp, file).expect("set the clock");
+    }
+
     /// True when every node's data directory is a small disk of its own
     /// ([`ClusterOptions::disk_mib`]).
     pub fn has_small_disks(&self) -> bool {
@@ -849,6 +878,15 @@ fn start_process(node: &mut NodeProcess) {
         }
         None => Command::new(veritraild()),
     };
+    if let Some(clock) = &node.clock_file {
+        // The wall clock only: tokio's timers and Raft's leases run on the
+        // monotonic clock, as on a machine whose NTP steps its time.
+        command
+            .env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", clock)
+            .env("FAKETIME_CACHE_DURATION", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
     let child = command
         .arg("--config")
         .arg(&node.config_path)

@@ -1128,3 +1128,93 @@ async fn a_leader_short_of_disk_refuses_appends_until_space_is_freed() {
     .await;
     cluster.wait_for_size(size + 1).await;
 }
+
+/// The leader's wall clock jumps an hour back, then an hour forward, then
+/// back to the true time (#18, item 5): entry timestamps never go backwards,
+/// checkpoints keep coming, and no election is held. Timers and leases run on
+/// the monotonic clock; an entry's time is the later of the leader's clock
+/// and its predecessor's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_clock_jumps_keeps_time_monotonic_and_its_lead() {
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            fake_clocks: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    if !cluster.has_fake_clocks() {
+        eprintln!("SKIPPED: libfaketime is not installed (Debian package faketime)");
+        return;
+    }
+    let client = cluster.sdk();
+    let leader = cluster.leader().await;
+    let term = cluster.status(leader).await.expect("status").term;
+    let hour: u64 = 3600 * 1_000_000_000;
+    let mut appended = 0u64;
+    let mut last = 0u64;
+    for (offset, phase) in [
+        ("+0", "true"),
+        ("-1h", "behind"),
+        ("+1h", "ahead"),
+        ("+0", "back"),
+    ] {
+        cluster.set_clock(leader, offset);
+        // libfaketime reads the file at most a second late: the first receipts
+        // of a phase may still carry the clock before. Ahead, the phase lasts
+        // until an entry shows it.
+        let mut receipts = Vec::new();
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_nanos() as u64
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let n = receipts.len();
+            let receipt = client
+                .append(veritrail_tests::sdk_event("clock", &format!("{phase}-{n}")))
+                .await
+                .unwrap_or_else(|e| panic!("append with the clock {phase}: {e}"));
+            let shows_it = phase != "ahead" || receipt.timestamp_ns > now() + hour / 2;
+            receipts.push(receipt);
+            if n >= 20 && shows_it {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no entry stamped an hour ahead within 20 s of the leader's clock jumping"
+            );
+        }
+        appended += receipts.len() as u64;
+        let stamps: Vec<u64> = receipts.iter().map(|r| r.timestamp_ns).collect();
+        assert!(
+            stamps.windows(2).all(|w| w[0] <= w[1]) && stamps[0] >= last,
+            "timestamps went backwards with the clock {phase}: {last} then {stamps:?}"
+        );
+        last = *stamps.last().expect("stamps");
+        wait_for(
+            Duration::from_secs(20),
+            &format!("a checkpoint covering the appends with the clock {phase}"),
+            || async { (client.checkpoint(None).await.ok()?.tree_size == appended).then_some(()) },
+        )
+        .await;
+    }
+    let status = cluster.status(leader).await.expect("status");
+    assert_eq!(status.term, term, "an election was held");
+    assert_eq!(status.leader_id, Some(cluster.nodes[leader].id));
+    // Every node holds the same log, and its timestamps never decrease.
+    cluster.wait_for_size(appended).await;
+    assert_eq!(cluster.roots().await.len(), 1);
+    let entries: Vec<_> = client
+        .scan(veritrail_core::ScanQuery::default())
+        .collect::<Vec<_>>()
+        .await;
+    let stamps: Vec<u64> = entries
+        .into_iter()
+        .map(|e| e.expect("entry").entry.timestamp_ns)
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
+}
