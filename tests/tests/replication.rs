@@ -219,6 +219,15 @@ async fn away_and_back(
     )
     .await;
     eprintln!("replication: {label}: while away, the leader reported {lagging:?}");
+    // The operator's view: `veritrail cluster status` shows it behind. Asked
+    // while it is away: once it is back, it may have caught up before the
+    // command answers, and a partitioned node coming back with a higher term
+    // can depose the leader for a moment, leaving no leader to measure lag.
+    let cli_lag = cli_lag_entries(cluster, follower_id).await;
+    assert!(
+        cli_lag > 0,
+        "veritrail cluster status shows node {follower_id} in sync"
+    );
     tokio::time::sleep_until((gone + AWAY).into()).await;
     let while_away = load.events() - before;
     let stuck_reports = std::fs::read_to_string(&cluster.nodes[leader].log_path)
@@ -228,12 +237,6 @@ async fn away_and_back(
         .count();
     back(cluster, follower);
     let returned = Instant::now();
-    // The operator's view: `veritrail cluster status` shows it behind.
-    let cli_lag = cli_lag_entries(cluster, follower_id).await;
-    assert!(
-        cli_lag > 0,
-        "veritrail cluster status shows node {follower_id} in sync"
-    );
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (events, bytes, secs) = load.stop().await;
@@ -291,9 +294,13 @@ async fn a_paused_follower_catches_up_after_large_events() {
         |c, f| c.resume(f),
     )
     .await;
-    assert_eq!(
-        stuck_reports, 1,
-        "the leader should log the frozen follower stuck exactly once in 20 s"
+    // Once, not once per check: a follower stuck for 20 s is one event. A
+    // response the frozen follower wrote just before it stopped can reach a
+    // leader slowed by the load after the first report, and count as
+    // movement; a second report then is the most a slow machine may show.
+    assert!(
+        (1..=2).contains(&stuck_reports),
+        "the leader logged the frozen follower stuck {stuck_reports} times in 20 s, not once"
     );
 }
 

@@ -59,8 +59,10 @@ impl Client {
     /// The status of the node at `addr`, asked once, without retries.
     pub async fn status_of(&self, addr: &str) -> Result<v1::StatusResponse> {
         let channel = self.transport.channel_to(addr)?;
-        Ok(Self::admin_client(channel)
-            .status(v1::StatusRequest {})
+        let mut admin = Self::admin_client(channel);
+        Ok(self
+            .transport
+            .bounded(admin.status(v1::StatusRequest {}))
             .await?
             .into_inner())
     }

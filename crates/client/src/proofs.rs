@@ -56,12 +56,13 @@ impl Client {
             .transport
             .channel(node)
             .ok_or_else(|| Error::InvalidRequest(format!("no node {node}")))?;
+        let mut client = self.audit(channel);
         let r = self
-            .audit(channel)
-            .get_checkpoint(v1::GetCheckpointRequest {
+            .transport
+            .bounded(client.get_checkpoint(v1::GetCheckpointRequest {
                 tree_size: None,
                 consistency: v1::ReadConsistency::Local as i32,
-            })
+            }))
             .await?
             .into_inner();
         Ok(SignedCheckpoint::try_from(r)?)
@@ -127,8 +128,9 @@ impl Client {
                     .transport
                     .channel(i)
                     .ok_or_else(|| Error::InvalidRequest(format!("no node {i}")))?;
-                self.audit(channel)
-                    .get_consistency_proof(request)
+                let mut client = self.audit(channel);
+                self.transport
+                    .bounded(client.get_consistency_proof(request))
                     .await?
                     .into_inner()
             }

@@ -198,6 +198,30 @@ impl Transport {
         );
     }
 
+    /// Runs one attempt at one node, for at most the connect and request
+    /// timeouts together. A node that accepts the TCP connection and then
+    /// says nothing (a frozen process: the kernel still accepts) would
+    /// otherwise hold the call in its TLS handshake, which no other timeout
+    /// covers.
+    pub(crate) async fn bounded<T>(
+        &self,
+        attempt: impl Future<Output = std::result::Result<T, Status>>,
+    ) -> std::result::Result<T, Status> {
+        let limit = Duration::from_millis(
+            self.config
+                .connect_timeout_ms
+                .saturating_add(self.config.request_timeout_ms),
+        );
+        tokio::time::timeout(limit, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "the node did not answer within {} ms",
+                    limit.as_millis()
+                )))
+            })
+    }
+
     /// Runs `attempt` against the preferred node until it succeeds, fails for
     /// good, or the retry policy runs out. Returns the value and the node that
     /// gave it.
@@ -212,7 +236,7 @@ impl Transport {
         let mut said_retrying = false;
         loop {
             let (i, channel) = self.pick();
-            let status = match attempt(channel).await {
+            let status = match self.bounded(attempt(channel)).await {
                 Ok(value) => return Ok((value, i)),
                 Err(status) => status,
             };
