@@ -376,3 +376,39 @@ async fn an_overloaded_leader_pushes_back_and_the_producer_still_delivers() {
     assert_eq!(busy, 3_000);
     assert!(index.values().all(|s| s.len() == 1), "no event twice");
 }
+
+/// A frozen node (SIGSTOP: the kernel still accepts its connections, nobody
+/// answers) costs a call at most its connect and request timeouts, then the
+/// SDK asks another node. Before, the TLS handshake with it waited with no
+/// timeout covering it, and `veritrail cluster status` hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_costs_a_call_its_timeouts_not_more() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let frozen = (leader + 1) % 3;
+    cluster.pause(frozen);
+    // The frozen node first: every call starts there.
+    let mut endpoints = cluster.endpoints();
+    endpoints.rotate_left(frozen);
+    let mut config = cluster.client_config(endpoints);
+    config.connect_timeout_ms = 500;
+    config.request_timeout_ms = 2_000;
+    let client = Client::with_config(config).expect("client");
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(30), client.status())
+        .await
+        .expect("status answers within 30 s with a member frozen")
+        .expect("status");
+    assert_eq!(status.leader_id, Some(cluster.nodes[leader].id));
+    let receipt =
+        tokio::time::timeout(Duration::from_secs(30), client.append(event("frozen", "a")))
+            .await
+            .expect("an append answers within 30 s with a member frozen")
+            .expect("append");
+    assert_eq!(receipt.seq, 0);
+    eprintln!(
+        "status and an append with the first endpoint frozen: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    cluster.resume(frozen);
+}

@@ -154,7 +154,9 @@ impl Transport {
     pub(crate) async fn prefer_leader(&self) {
         let (_, channel) = self.pick();
         let mut admin = veritrail_proto::v1::admin_client::AdminClient::new(channel);
-        if let Ok(status) = admin.status(veritrail_proto::v1::StatusRequest {}).await
+        if let Ok(status) = self
+            .bounded(admin.status(veritrail_proto::v1::StatusRequest {}))
+            .await
             && !status.get_ref().leader_addr.is_empty()
             && let Ok(i) = self.learn(&status.get_ref().leader_addr)
         {
