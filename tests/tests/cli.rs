@@ -14,7 +14,7 @@ async fn run(env: &CliEnv, args: &[&str], stdin: Option<String>) -> Output {
     let mut child = tokio::process::Command::new(veritrail())
         .args(args)
         // No configuration file of the person running the tests.
-        .env("VERITRAIL_CONFIG", "/nonexistent/veritrail/config.toml")
+        .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
         .envs(env.0.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -1297,7 +1297,7 @@ async fn a_named_context_holds_the_endpoints_and_credentials() {
     )
     .expect("config");
     let only_config = CliEnv(vec![(
-        "VERITRAIL_CONFIG".into(),
+        "VERITRAIL_CLI_CONFIG".into(),
         config.display().to_string(),
     )]);
     // The file's default context, then one named on the command line.

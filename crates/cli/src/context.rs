@@ -2,7 +2,7 @@
 //! file under a name, so that `--context prod` replaces five flags (as
 //! kubectl's and nats' contexts do).
 //!
-//! The file is `$VERITRAIL_CONFIG`, or `$XDG_CONFIG_HOME/veritrail/config.toml`
+//! The file is `$VERITRAIL_CLI_CONFIG`, or `$XDG_CONFIG_HOME/veritrail/config.toml`
 //! (`~/.config/veritrail/config.toml`):
 //!
 //! ```toml
@@ -20,7 +20,8 @@
 //!
 //! A flag on the command line wins over an environment variable, which wins
 //! over the context, which wins over the built-in defaults. Relative paths in
-//! the file are relative to the file's directory.
+//! the file are relative to the file's directory. (`VERITRAIL_CONFIG` is the
+//! node's configuration file, which a node's host or pod often sets.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +53,7 @@ pub struct Context {
 
 /// Where the configuration file is looked for.
 pub fn config_path() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("VERITRAIL_CONFIG") {
+    if let Some(path) = std::env::var_os("VERITRAIL_CLI_CONFIG") {
         return Some(PathBuf::from(path));
     }
     let base = std::env::var_os("XDG_CONFIG_HOME")

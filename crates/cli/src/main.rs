@@ -69,7 +69,7 @@ struct Cli {
     /// A bearer token, instead of a client certificate (`veritraild token`).
     #[arg(long, env = "VERITRAIL_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
-    /// A named context of the configuration file ($VERITRAIL_CONFIG, or
+    /// A named context of the configuration file ($VERITRAIL_CLI_CONFIG, or
     /// ~/.config/veritrail/config.toml): a cluster's endpoints and the
     /// credentials for it. Flags and environment variables override it.
     #[arg(long, env = "VERITRAIL_CONTEXT", global = true)]
