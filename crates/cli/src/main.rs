@@ -30,7 +30,7 @@ Exit codes (the same for veritraild):
   5  denied: missing credentials, or not allowed by the policy";
 
 #[derive(Debug, Parser)]
-#[command(name = "veritrail", version, about = "Append to, read, prove and verify a Veritrail audit log", after_help = AFTER_HELP)]
+#[command(name = "veritrail", version, about = "Append to, read, prove and verify a Veritrail audit log", after_help = AFTER_HELP, help_expected = true)]
 struct Cli {
     /// Node addresses (host:port), comma-separated; any node will do.
     #[arg(
@@ -345,23 +345,10 @@ mod tests {
     use clap::CommandFactory;
 
     /// Every flag and argument of every command says what it is for (#23
-    /// item 6: several had an empty help).
+    /// item 6: several had an empty help): `help_expected` makes clap check
+    /// it, here and in every debug build.
     #[test]
     fn every_flag_has_help() {
-        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in command.get_arguments() {
-                let id = arg.get_id().as_str();
-                if id != "help" && id != "version" && arg.get_help().is_none() {
-                    missing.push(format!("{path} {id}"));
-                }
-            }
-            for sub in command.get_subcommands() {
-                check(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        let command = super::Cli::command();
-        check(&command, command.get_name(), &mut missing);
-        assert!(missing.is_empty(), "without help: {missing:?}");
+        super::Cli::command().debug_assert();
     }
 }

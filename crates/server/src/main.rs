@@ -9,7 +9,12 @@ use veritrail_server::Config;
 use veritrail_server::config::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "veritraild", version, about = "A Veritrail audit log node")]
+#[command(
+    name = "veritraild",
+    version,
+    about = "A Veritrail audit log node",
+    help_expected = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -704,23 +709,10 @@ mod tests {
     use clap::CommandFactory;
 
     /// Every flag and argument of every command says what it is for (#23
-    /// item 6: several had an empty help).
+    /// item 6: several had an empty help): `help_expected` makes clap check
+    /// it, here and in every debug build.
     #[test]
     fn every_flag_has_help() {
-        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in command.get_arguments() {
-                let id = arg.get_id().as_str();
-                if id != "help" && id != "version" && arg.get_help().is_none() {
-                    missing.push(format!("{path} {id}"));
-                }
-            }
-            for sub in command.get_subcommands() {
-                check(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        let command = super::Cli::command();
-        check(&command, command.get_name(), &mut missing);
-        assert!(missing.is_empty(), "without help: {missing:?}");
+        super::Cli::command().debug_assert();
     }
 }
