@@ -132,6 +132,8 @@ pub struct NodeProcess {
     child: Option<Child>,
     /// Its data directory is a tmpfs mounted for it ([`ClusterOptions::disk_mib`]).
     own_disk: bool,
+    /// Its data directory is a fault file system ([`ClusterOptions::fault_disks`]).
+    fault_disk: Option<veritrail_faultfs::Mount>,
     /// The file libfaketime reads its clock offset from.
     clock_file: Option<PathBuf>,
 }
@@ -177,6 +179,11 @@ pub struct ClusterOptions {
     /// [`Cluster::set_clock`] writes (its monotonic clock is left alone).
     /// Where libfaketime is missing, [`Cluster::has_fake_clocks`] says so.
     pub fake_clocks: bool,
+    /// Every node's data directory is mounted through the fault file system
+    /// (`tests/faultfs`), so that a test can cut the power
+    /// ([`Cluster::power_cut`]) or inject disk faults ([`Cluster::fault_disk`]).
+    /// Needs `/dev/fuse` and root; the cluster fails to start without them.
+    pub fault_disks: bool,
 }
 
 /// Debian's libfaketime, for [`ClusterOptions::fake_clocks`].
@@ -219,12 +226,30 @@ impl Pki {
 
     /// Node `id`'s certificate and key, valid for `host`; issued once.
     pub fn node(&self, id: u64, host: &str) -> (PathBuf, PathBuf) {
+        self.node_of(ORIGIN, id, host)
+    }
+
+    /// Node `id`'s certificate and key for the cluster of `origin`, issued by
+    /// this CA; issued once (in a directory of that cluster's own unless
+    /// `origin` is [`ORIGIN`]).
+    pub fn node_of(&self, origin: &str, id: u64, host: &str) -> (PathBuf, PathBuf) {
+        if origin == ORIGIN {
+            self.issue_node(origin, id, host)
+        } else {
+            self.with_same_ca(&format!("cluster-{}", origin.replace('/', "_")))
+                .issue_node(origin, id, host)
+        }
+    }
+
+    fn issue_node(&self, origin: &str, id: u64, host: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = self.pair(&format!("node-{id}"));
         if !cert.exists() {
             self.certs(&[
                 "node",
                 "--id",
                 &id.to_string(),
+                "--origin",
+                origin,
                 "--hosts",
                 host,
                 "--days",
@@ -234,17 +259,61 @@ impl Pki {
         (cert, key)
     }
 
+    /// A certificate of this CA for node `id` as node certificates were issued
+    /// before they named the cluster's origin:
+    /// `spiffe://<trust domain>/veritrail/node/<id>`.
+    pub fn node_without_origin(&self, id: u64) -> (PathBuf, PathBuf) {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType};
+
+        let (cert, key) = self.pair(&format!("no-origin-node-{id}"));
+        if cert.exists() {
+            return (cert, key);
+        }
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).expect("CA file");
+        let ca_key = KeyPair::from_pem(&read("ca.key")).expect("CA key");
+        let issuer = Issuer::from_ca_cert_pem(&read("ca.pem"), ca_key).expect("CA");
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("veritrail node {id}"));
+        params.subject_alt_names = vec![
+            SanType::URI(
+                format!("spiffe://{TRUST_DOMAIN}/veritrail/node/{id}")
+                    .try_into()
+                    .expect("URI"),
+            ),
+            SanType::IpAddress([127, 0, 0, 1].into()),
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let pair = KeyPair::generate().expect("key");
+        let signed = params.signed_by(&pair, &issuer).expect("sign");
+        std::fs::write(&key, pair.serialize_pem()).expect("write the key");
+        std::fs::write(&cert, signed.pem()).expect("write the certificate");
+        (cert, key)
+    }
+
+    /// A directory `name` beside the CA's files, holding a copy of them.
+    fn with_same_ca(&self, name: &str) -> Pki {
+        let other = Pki {
+            dir: self.dir.join(name),
+        };
+        if !other.dir.exists() {
+            std::fs::create_dir_all(&other.dir).expect("mkdir");
+            for file in ["ca.pem", "ca.key"] {
+                std::fs::copy(self.dir.join(file), other.dir.join(file)).expect("copy the CA");
+            }
+        }
+        other
+    }
+
     /// Issues node `id` a new certificate and key (same CA, same identity)
     /// and moves them over the old files, as a rotation would.
     pub fn reissue_node(&self, id: u64, host: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = self.node(id, host);
-        let fresh = Pki {
-            dir: self.dir.join(format!("reissue-{}", uuid::Uuid::now_v7())),
-        };
-        std::fs::create_dir_all(&fresh.dir).expect("mkdir");
-        for file in ["ca.pem", "ca.key"] {
-            std::fs::copy(self.dir.join(file), fresh.dir.join(file)).expect("copy the CA");
-        }
+        let fresh = self.with_same_ca(&format!("reissue-{}", uuid::Uuid::now_v7()));
         let (new_cert, new_key) = fresh.node(id, host);
         std::fs::rename(new_key, &key).expect("replace the key");
         std::fs::rename(new_cert, &cert).expect("replace the certificate");
@@ -386,6 +455,13 @@ impl Cluster {
             .options
             .disk_mib
             .is_some_and(|mib| mount_tmpfs(&data_dir, mib));
+        let fault_disk = self.options.fault_disks.then(|| {
+            let backing = self.dir.path().join(format!("node{id}.disk"));
+            std::fs::create_dir_all(&backing).expect("mkdir");
+            std::fs::create_dir_all(&data_dir).expect("mkdir");
+            veritrail_faultfs::Mount::new(&backing, &data_dir)
+                .expect("mount the fault file system (needs /dev/fuse and root)")
+        });
         let clock_file = (self.options.fake_clocks && Path::new(LIBFAKETIME).exists()).then(|| {
             let file = self.dir.path().join(format!("node{id}.clock"));
             std::fs::write(&file, "+0\n").expect("clock file");
@@ -437,6 +513,7 @@ impl Cluster {
             exec_prefix,
             child: None,
             own_disk,
+            fault_disk,
             clock_file,
         }
     }
@@ -726,6 +803,42 @@ impl Cluster {
         start_process(&mut self.nodes[i]);
     }
 
+    /// Cuts the power of the nodes `which`, all at once: each is killed, its
+    /// disk loses what it had not made durable as `cut` says, and it starts
+    /// again ([`ClusterOptions::fault_disks`]).
+    pub fn power_cut(
+        &mut self,
+        which: &[usize],
+        cut: veritrail_faultfs::Cut,
+    ) -> Vec<veritrail_faultfs::CutReport> {
+        for &i in which {
+            self.kill(i);
+        }
+        let reports = which
+            .iter()
+            .map(|&i| {
+                self.nodes[i]
+                    .fault_disk
+                    .as_mut()
+                    .expect("a cluster started with fault_disks")
+                    .power_cut(cut)
+                    .expect("cut the power")
+            })
+            .collect();
+        for &i in which {
+            self.restart(i);
+        }
+        reports
+    }
+
+    /// Node `i`'s fault file system, to inject disk faults while it runs.
+    pub fn fault_disk(&self, i: usize) -> &veritrail_faultfs::Mount {
+        self.nodes[i]
+            .fault_disk
+            .as_ref()
+            .expect("a cluster started with fault_disks")
+    }
+
     /// True when every node's wall clock can be set ([`ClusterOptions::fake_clocks`]).
     pub fn has_fake_clocks(&self) -> bool {
         !self.nodes.is_empty() && self.nodes.iter().all(|n| n.clock_file.is_some())
@@ -831,6 +944,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+        }
+        // Before the temporary directory goes, which holds the mount points.
+        for node in &mut self.nodes {
+            drop(node.fault_disk.take());
         }
         for node in self.nodes.iter().filter(|n| n.own_disk) {
             let _ = Command::new("umount")

@@ -14,7 +14,7 @@ use veritrail_proto::v1::{
     AppendBatchRequest, AppendRequest, GetEntryRequest, ScanRequest, StatusRequest,
 };
 use veritrail_tests::{
-    Cluster, ClusterOptions, Pki, TEST_PRINCIPAL, event, sdk_event, veritraild, wait_for,
+    Cluster, ClusterOptions, ORIGIN, Pki, TEST_PRINCIPAL, event, sdk_event, veritraild, wait_for,
 };
 
 /// An SDK client presenting service `name`'s certificate, without retries.
@@ -401,7 +401,7 @@ async fn a_policy_keeps_each_service_to_its_own_source_and_records_denials() {
         assert!(
             entry
                 .principal
-                .starts_with("spiffe://veritrail.test/veritrail/node/"),
+                .starts_with(&format!("spiffe://veritrail.test/veritrail/{ORIGIN}/node/")),
             "{}",
             entry.principal
         );
@@ -683,6 +683,100 @@ async fn a_node_certificate_of_a_non_member_cannot_act_as_a_member() {
         );
     }
 
+    let after = cluster.status(leader).await.expect("status");
+    assert_eq!(after.role, "leader", "the leader lost its leadership");
+    assert_eq!(after.term, before.term, "the term moved");
+    assert_eq!(after.tree_size, before.tree_size, "something was written");
+}
+
+/// A node certificate names its cluster (issue #17). One of another cluster
+/// that shares this CA, even carrying a member's id, and one issued before
+/// node certificates named the origin, are nobody here: not a member (no
+/// heartbeat, forwarded append or election), and not a client either. Every
+/// call is refused with UNAUTHENTICATED, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certificate_of_another_cluster_is_nobody_here() {
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::{CommittedLeaderId, LogId, Vote};
+    use veritrail_proto::raft::StartElectionRequest;
+    use veritrail_store::TypeConfig;
+
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let pki = cluster.pki.as_ref().expect("TLS");
+    cluster
+        .sdk()
+        .append(sdk_event("tests", "before"))
+        .await
+        .expect("append");
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status");
+    let member = cluster.nodes[(leader + 1) % cluster.nodes.len()].id;
+    let strangers = [
+        pki.node_of("other.veritrail.test/log", member, "127.0.0.1"),
+        pki.node_without_origin(member),
+    ];
+    for (cert, key) in &strangers {
+        let identity = (cert.as_path(), key.as_path());
+        let mut peer = RaftPeerClient::new(cluster.channel_as(leader, Some(identity)).await);
+        let heartbeat = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(before.term + 1, member),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: Some(LogId::new(
+                CommittedLeaderId::new(before.term + 1, member),
+                0,
+            )),
+        };
+        let events = vec![veritrail_core::Event {
+            source: "payroll".into(),
+            event_id: "forged-by-a-stranger".into(),
+            actor: "mallory".into(),
+            action: "salary.raise".into(),
+            resource: "employee/7".into(),
+            outcome: "success".into(),
+            ..veritrail_core::Event::default()
+        }];
+        let refused = [
+            peer.append_entries(RaftPayload {
+                postcard: postcard::to_stdvec(&heartbeat).expect("encode"),
+                to_node_id: cluster.nodes[leader].id,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .expect_err("a heartbeat"),
+            peer.forward_append(ForwardAppendRequest {
+                principal: "spiffe://veritrail.test/service/ceo".into(),
+                events: postcard::to_stdvec(&events).expect("encode"),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .expect_err("ForwardAppend"),
+            peer.start_election(StartElectionRequest {})
+                .await
+                .map(|_| ())
+                .expect_err("StartElection"),
+        ];
+        let as_client = client_with(&cluster, pki, identity)
+            .append(sdk_event("tests", "as-a-client"))
+            .await
+            .expect_err("as a client");
+        assert_eq!(
+            code(&as_client),
+            Some(Code::Unauthenticated),
+            "{as_client:?}"
+        );
+        for status in refused {
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+            assert!(
+                status.message().contains(&format!(
+                    "is not a node of this cluster: its nodes are spiffe://veritrail.test/veritrail/{ORIGIN}/node/<id>"
+                )),
+                "{status:?}"
+            );
+        }
+    }
     let after = cluster.status(leader).await.expect("status");
     assert_eq!(after.role, "leader", "the leader lost its leadership");
     assert_eq!(after.term, before.term, "the term moved");
@@ -1308,4 +1402,97 @@ async fn revoked_certificates_fail_the_handshake_once_the_list_is_read() {
         .append(sdk_event("tests", "alice-too"))
         .await
         .expect("another service is not revoked");
+}
+
+/// A member whose node certificate is revoked is cut off both ways once the
+/// others have read the list (#17, "honoured for clients and peers"). It
+/// cannot call them: their listeners refuse its certificate. And they no
+/// longer call it: a node verifies the certificate a peer answers with
+/// against the list too (and checks that it is a node of this cluster), where
+/// tonic's TLS client would check only the CA and the name. So the revoked
+/// node receives nothing more, and the two others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_member_is_cut_off_both_ways() {
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            crl: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let leader = cluster.leader().await;
+    let revoked = (leader + 1) % cluster.nodes.len();
+    let other = (leader + 2) % cluster.nodes.len();
+    let revoked_id = cluster.nodes[revoked].id;
+    let mut client = cluster.client(leader).await;
+    client
+        .append(AppendRequest {
+            event: Some(event("tests", "before-revocation")),
+        })
+        .await
+        .expect("append");
+    let caught_up = wait_for(
+        Duration::from_secs(20),
+        "every node to hold the first entry",
+        || async {
+            let mut sizes = Vec::new();
+            for i in 0..cluster.nodes.len() {
+                sizes.push(cluster.status(i).await?.tree_size);
+            }
+            sizes
+                .iter()
+                .all(|s| *s == sizes[0] && *s > 0)
+                .then_some(sizes[0])
+        },
+    )
+    .await;
+
+    let (cert, _) = pki.node(revoked_id, "127.0.0.1");
+    pki.revoke(&[&cert]);
+    for i in [leader, other] {
+        wait_for(
+            Duration::from_secs(20),
+            "the two others to read the list",
+            || async { cluster.log_tail(i).contains("reloaded").then_some(()) },
+        )
+        .await;
+    }
+    for n in 0..10 {
+        client
+            .append(AppendRequest {
+                event: Some(event("tests", &format!("after-revocation-{n}"))),
+            })
+            .await
+            .expect("the leader and the other node go on");
+    }
+    let error = wait_for(
+        Duration::from_secs(20),
+        "the leader to refuse the revoked node's certificate",
+        || async {
+            let status = cluster.status(leader).await?;
+            let member = status.members.iter().find(|m| m.node_id == revoked_id)?;
+            let error = member.replication_error.to_lowercase();
+            error
+                .contains("revoked")
+                .then(|| member.replication_error.clone())
+        },
+    )
+    .await;
+    eprintln!("the leader's replication error: {error}");
+    wait_for(
+        Duration::from_secs(20),
+        "the other node to hold every entry",
+        || async {
+            let status = cluster.status(other).await?;
+            (status.tree_size == caught_up + 10).then_some(())
+        },
+    )
+    .await;
+    let status = cluster.status(revoked).await.expect("status");
+    assert!(
+        status.tree_size < caught_up + 10,
+        "the revoked node received what was appended after its revocation"
+    );
 }

@@ -28,7 +28,7 @@ use tonic::Request;
 use crate::config::{Config, load_toml_file};
 use crate::error::{NodeError, NodeResult};
 use crate::policy::{Action, Policy};
-use crate::tls::CertIdentity;
+use crate::tls::{CertIdentity, ClusterName};
 
 /// The principal of every call to a development node without TLS.
 pub const ANONYMOUS: &str = "anonymous";
@@ -73,8 +73,9 @@ impl Grants {
 /// Authentication, authorization and per-principal limits of one node.
 #[derive(Debug)]
 pub struct Auth {
-    /// `None` on a development node without TLS.
-    trust_domain: Option<String>,
+    /// The trust domain and origin node certificates must name; `None` on a
+    /// development node without TLS.
+    cluster: Option<ClusterName>,
     /// Swapped whole on reload; a call reads one version of both.
     grants: RwLock<Arc<Grants>>,
     requests: Option<Limiter>,
@@ -160,12 +161,12 @@ fn bearer<T>(request: &Request<T>) -> Result<Option<&str>, NodeError> {
 }
 
 impl Auth {
-    /// `trust_domain` is the node's own (from its certificate), `None` without TLS.
-    pub fn new(config: &Config, trust_domain: Option<String>) -> Result<Auth, String> {
+    /// `cluster` is the node's own (from its certificate), `None` without TLS.
+    pub fn new(config: &Config, cluster: Option<ClusterName>) -> Result<Auth, String> {
         let grants = Grants::load(config)?;
         let r = &config.rate_limit;
         Ok(Auth {
-            trust_domain,
+            cluster,
             grants: RwLock::new(Arc::new(grants)),
             requests: limiter(r.requests_per_s, r.requests_burst),
             events: limiter(r.events_per_s, r.events_burst),
@@ -179,9 +180,9 @@ impl Auth {
         *self.grants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(grants);
     }
 
-    /// The trust domain of this node's certificate (`None` without TLS).
-    pub fn trust_domain(&self) -> Option<&str> {
-        self.trust_domain.as_deref()
+    /// The cluster this node's certificate names (`None` without TLS).
+    pub fn cluster(&self) -> Option<&ClusterName> {
+        self.cluster.as_ref()
     }
 
     fn grants(&self) -> Arc<Grants> {
@@ -189,7 +190,7 @@ impl Auth {
     }
 
     pub fn tls(&self) -> bool {
-        self.trust_domain.is_some()
+        self.cluster.is_some()
     }
 
     /// Who made `request`, charged one request against its rate limit.
@@ -214,7 +215,7 @@ impl Auth {
     }
 
     fn identify<T>(&self, request: &Request<T>) -> NodeResult<Caller> {
-        let Some(trust_domain) = &self.trust_domain else {
+        let Some(cluster) = &self.cluster else {
             // A development node: tokens still name their holder.
             return Ok(
                 match bearer(request)?.and_then(|t| self.token_principal(t)) {
@@ -251,9 +252,19 @@ impl Auth {
                     "the client certificate's identity {principal:?} cannot be a principal: no `*`, and a URI only as a SPIFFE ID SAN"
                 )));
             }
+            let node_id = cluster.node_id(&identity);
+            // A node certificate of another cluster of this CA, or one issued
+            // before node identities named the origin, is nobody here: not a
+            // member, and not a client either (`/veritrail/` is reserved).
+            if node_id.is_none() && identity.claims_a_node() {
+                return Err(NodeError::Unauthenticated(format!(
+                    "{principal} is not a node of this cluster: its nodes are {}",
+                    cluster.node_spiffe_id_pattern()
+                )));
+            }
             return Ok(Caller {
                 principal: principal.to_owned(),
-                node_id: identity.node_id(trust_domain),
+                node_id,
             });
         }
         match bearer(request)? {
@@ -314,7 +325,7 @@ impl Auth {
     /// cluster's trust domain. Without TLS (a development node) any caller is
     /// let through.
     pub fn member<T>(&self, request: &Request<T>) -> NodeResult<Option<u64>> {
-        if self.trust_domain.is_none() {
+        if self.cluster.is_none() {
             return Ok(None);
         }
         let caller = self.identify(request)?;
@@ -371,7 +382,11 @@ mod tests {
         config.auth.tokens_file = Some(path.clone());
         config.rate_limit.events_per_s = 10;
         config.rate_limit.events_burst = 20;
-        let auth = Auth::new(&config, Some("td".into())).expect("auth");
+        let cluster = ClusterName {
+            trust_domain: "td".into(),
+            origin: "td/log".into(),
+        };
+        let auth = Auth::new(&config, Some(cluster)).expect("auth");
         let mut request = Request::new(());
         let refused = auth.authenticate(&request).expect_err("nothing presented");
         assert!(matches!(refused, NodeError::Unauthenticated(_)));

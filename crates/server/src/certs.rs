@@ -3,8 +3,9 @@
 //! own PKI (SPIRE, cert-manager, a corporate CA) with the same identities:
 //!
 //! - the CA carries the URI SAN `spiffe://<trust domain>`;
-//! - a node's certificate carries `spiffe://<trust domain>/veritrail/node/<id>`
-//!   and a DNS or IP SAN for every name it is reached by;
+//! - a node's certificate carries `spiffe://<trust domain>/veritrail/<origin>/node/<id>`
+//!   (the cluster's origin: one CA may serve several clusters, and a node of one
+//!   is nobody to another) and a DNS or IP SAN for every name it is reached by;
 //! - a client's certificate carries `spiffe://<trust domain>/service/<name>`,
 //!   which becomes the principal stamped into the entries it appends.
 //!
@@ -24,7 +25,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::tls::{CertIdentity, first_certificate, node_spiffe_id, split_spiffe};
+use crate::tls::{CertIdentity, ClusterName, first_certificate, split_spiffe};
 
 /// The CA's files inside a certificate directory.
 pub const CA_CERT: &str = "ca.pem";
@@ -169,17 +170,30 @@ fn leaf(spiffe_id: &str, common_name: &str, days: u32) -> Result<CertificatePara
     Ok(params)
 }
 
-/// Issues node `id`'s certificate, valid for `hosts` (DNS names or IPs) plus
-/// `localhost` and `127.0.0.1`, so a health check inside the node's own
-/// container or host can verify it. Serves both ways: as the server's
-/// certificate, and as the client certificate it presents to its peers.
-pub fn make_node(dir: &Path, id: u64, hosts: &[String], days: u32) -> Result<PathBuf, String> {
+/// Issues node `id`'s certificate for the cluster of `origin`, valid for
+/// `hosts` (DNS names or IPs) plus `localhost` and `127.0.0.1`, so a health
+/// check inside the node's own container or host can verify it. Serves both
+/// ways: as the server's certificate, and as the client certificate it
+/// presents to its peers.
+pub fn make_node(
+    dir: &Path,
+    id: u64,
+    origin: &str,
+    hosts: &[String],
+    days: u32,
+) -> Result<PathBuf, String> {
     if id == 0 {
         return Err("node ids start at 1".into());
     }
-    let (issuer, domain) = load_ca(dir)?;
+    veritrail_core::checkpoint::validate_origin(origin).map_err(|e| e.to_string())?;
+    crate::tls::validate_origin_for_identity(origin)?;
+    let (issuer, trust_domain) = load_ca(dir)?;
+    let cluster = ClusterName {
+        trust_domain,
+        origin: origin.to_owned(),
+    };
     let mut params = leaf(
-        &node_spiffe_id(&domain, id),
+        &cluster.node_spiffe_id(id),
         &format!("veritrail node {id}"),
         days,
     )?;
@@ -318,13 +332,26 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("dir");
         let d = dir.path();
         make_ca(d, "td.example", 30).expect("ca");
-        let node = make_node(d, 3, &["node3.td.example".into()], 30).expect("node");
-        assert_eq!(identity(&node).node_id("td.example"), Some(3));
+        let node =
+            make_node(d, 3, "td.example/log", &["node3.td.example".into()], 30).expect("node");
+        let cluster = ClusterName {
+            trust_domain: "td.example".into(),
+            origin: "td.example/log".into(),
+        };
+        let other = ClusterName {
+            origin: "td.example/other".into(),
+            ..cluster.clone()
+        };
+        assert_eq!(cluster.node_id(&identity(&node)), Some(3));
+        assert_eq!(other.node_id(&identity(&node)), None);
         let client = make_client(d, "billing", 30).expect("client");
         let id = identity(&client);
         assert_eq!(id.principal(), Some("spiffe://td.example/service/billing"));
-        assert_eq!(id.node_id("td.example"), None);
-        let again = make_node(d, 3, &[], 30).expect_err("exists");
+        assert_eq!(cluster.node_id(&id), None);
+        assert!(!id.claims_a_node());
+        let unfit = make_node(d, 4, "td.example/a b", &[], 30).expect_err("origin");
+        assert!(unfit.contains("origin"), "{unfit}");
+        let again = make_node(d, 3, "td.example/log", &[], 30).expect_err("exists");
         assert!(again.contains("nothing was overwritten"), "{again}");
         assert!(make_ca(d, "td.example", 30).is_err());
         let mode = std::fs::metadata(d.join("node-3.key"))

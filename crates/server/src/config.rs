@@ -74,7 +74,7 @@ pub struct TlsConfig {
     /// must present a node certificate: mutual TLS) and client certificates.
     pub ca_file: Option<PathBuf>,
     /// PEM of this node's certificate, with the SPIFFE ID
-    /// `spiffe://<trust domain>/veritrail/node/<node_id>` and a SAN for every
+    /// `spiffe://<trust domain>/veritrail/<origin>/node/<node_id>` and a SAN for every
     /// name clients and peers reach it by. `veritraild certs node` makes one.
     pub cert_file: Option<PathBuf>,
     /// PEM of this node's private key (PKCS#8).

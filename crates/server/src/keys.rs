@@ -43,18 +43,35 @@ pub fn load_or_create(data_dir: &Path, origin: &str, node_id: u64) -> Result<Not
     Ok(signer)
 }
 
+/// Writes a new key file so that a power cut leaves either no key file or the
+/// whole one: the bytes go to a temporary file that is synced, then renamed
+/// into place, and the directory is synced so that the name lasts too. (A
+/// key file lost to a power cut while the membership already names its
+/// public key would leave the node signing with a key nobody trusts.)
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("key.tmp");
+    // Left by a start that lost power before the rename: never used.
+    let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        .open(&tmp)
+        .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes the names in `dir` durable (new files, renames).
+pub fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("syncing the directory {}: {e}", dir.display()))
 }
 
 #[cfg(test)]

@@ -105,6 +105,10 @@ enum CertsCommand {
         /// The node's id.
         #[arg(long)]
         id: u64,
+        /// The cluster's origin (the node's `origin` setting): the certificate
+        /// is good for this cluster only.
+        #[arg(long)]
+        origin: String,
         /// DNS names and IPs the node is reached by, comma-separated.
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
@@ -471,9 +475,10 @@ fn certs(command: CertsCommand) -> ExitCode {
         CertsCommand::Node {
             dir,
             id,
+            origin,
             hosts,
             days,
-        } => certs::make_node(&dir, id, &hosts, days),
+        } => certs::make_node(&dir, id, &origin, &hosts, days),
         CertsCommand::Client { dir, name, days } => certs::make_client(&dir, &name, days),
         CertsCommand::Revoke { dir, certs, days } => {
             return match certs::revoke(&dir, &certs, days) {

@@ -6,20 +6,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint, Uri};
 use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
+
+use crate::tls::PeerConnector;
 
 /// A pool of peer channels. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     message_max_bytes: usize,
-    /// This node's CA and certificate; `None` on a development node.
-    tls: Arc<RwLock<Option<ClientTlsConfig>>>,
+    /// Verifies peers and presents this node's certificate; `None` on a
+    /// development node.
+    tls: Arc<RwLock<Option<PeerConnector>>>,
 }
 
 impl Peers {
-    pub fn new(message_max_bytes: usize, tls: Option<ClientTlsConfig>) -> Self {
+    pub fn new(message_max_bytes: usize, tls: Option<PeerConnector>) -> Self {
         Peers {
             channels: Arc::default(),
             message_max_bytes,
@@ -29,7 +32,7 @@ impl Peers {
 
     /// Calls peers with `tls` from now on: channels are made anew on their
     /// next use (calls under way on the old ones finish on them).
-    pub fn replace_tls(&self, tls: ClientTlsConfig) {
+    pub fn replace_tls(&self, tls: PeerConnector) {
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(tls);
         self.channels
             .lock()
@@ -46,20 +49,40 @@ impl Peers {
                 Some(channel) => channel.clone(),
                 None => {
                     let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
-                    let scheme = if tls.is_some() { "https" } else { "http" };
-                    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-                        .map_err(|e| format!("peer address {addr:?}: {e}"))?;
-                    if let Some(tls) = &tls {
-                        endpoint = endpoint
-                            .tls_config(tls.clone())
-                            .map_err(|e| format!("peer {addr}: TLS: {e}"))?;
-                    }
-                    let endpoint = endpoint
+                    // With TLS the connector below does the handshake, so
+                    // tonic sees a plain `http` URI.
+                    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                        .map_err(|e| format!("peer address {addr:?}: {e}"))?
                         .connect_timeout(Duration::from_secs(2))
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(Duration::from_secs(10))
                         .keep_alive_timeout(Duration::from_secs(5));
-                    let channel = endpoint.connect_lazy();
+                    let channel = match tls {
+                        None => endpoint.connect_lazy(),
+                        Some(tls) => endpoint.connect_with_connector_lazy(tower::service_fn(
+                            move |uri: Uri| {
+                                let tls = tls.clone();
+                                async move {
+                                    let host = uri.host().unwrap_or_default();
+                                    // `[::1]` in a URI is `::1` to a resolver.
+                                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                                    let port = uri.port_u16().unwrap_or(443);
+                                    let stream = tokio::time::timeout(
+                                        Duration::from_secs(2),
+                                        tls.connect(host, port),
+                                    )
+                                    .await
+                                    .map_err(|_| {
+                                        std::io::Error::new(
+                                            std::io::ErrorKind::TimedOut,
+                                            "connecting to the peer took over 2 s",
+                                        )
+                                    })??;
+                                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                                }
+                            },
+                        )),
+                    };
                     channels.insert(addr.to_owned(), channel.clone());
                     channel
                 }

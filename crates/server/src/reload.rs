@@ -83,15 +83,15 @@ fn reload(node: &Node, tls: Option<&CurrentTls>) -> Result<Vec<&'static str>, St
     let config = &node.config;
     let material = match tls {
         Some(_) => {
-            let material = TlsMaterial::load(&config.tls, node.id)?
+            let material = TlsMaterial::load(&config.tls, node.id, &config.origin)?
                 .ok_or("the TLS files are no longer configured")?;
-            if Some(material.trust_domain.as_str()) != node.auth.trust_domain() {
+            if Some(&material.cluster) != node.auth.cluster() {
                 return Err(format!(
                     "tls.cert_file is now of trust domain {:?}; changing the trust domain takes a restart",
-                    material.trust_domain
+                    material.cluster.trust_domain
                 ));
             }
-            Some((material.acceptor()?, material.client()))
+            Some((material.acceptor()?, material.peer_connector()?))
         }
         None => None,
     };

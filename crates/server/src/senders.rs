@@ -3,7 +3,7 @@
 //!
 //! TLS already proves which node a message comes from (`peer_service`). What
 //! this room decides is whether that node may lead this one. A node
-//! certificate alone is not enough: any node certificate of the trust domain,
+//! certificate alone is not enough: any node certificate of the cluster,
 //! including one of a node that never was a member or was removed, could
 //! otherwise write membership entries and forged entries into every node's log,
 //! or depose leaders with higher terms (issue #17).
@@ -50,7 +50,7 @@
 //! # What the rule does not cover
 //!
 //! - Rule 2 trusts on first use: a node that holds no log accepts whichever
-//!   node of the trust domain replicates to it first, or asks for its vote.
+//!   node of the cluster replicates to it first, or asks for its vote.
 //!   Start a node only to add it right away (`veritrail cluster add-learner`
 //!   checks it catches up).
 //! - A lagging node whose every voter of `M` is gone (all of them replaced

@@ -56,11 +56,16 @@ fn raft_config(config: &Config) -> Result<openraft::Config, String> {
 fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let shown = dir.display();
+    let new = !dir.exists();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("creating the data directory {shown}: {e}"))?;
+    // A new directory's name lasts a power cut only once its parent is synced.
+    if new && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::keys::sync_dir(parent)?;
+    }
     let mode = std::fs::metadata(dir)
         .map_err(|e| format!("the data directory {shown}: {e}"))?
         .permissions()
@@ -81,8 +86,8 @@ fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
 pub async fn run(config: Config) -> Result<(), String> {
     // TLS, the policy and the tokens first: a node refused for them leaves
     // nothing behind (no key, no database).
-    let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id)?;
-    let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.trust_domain.clone()))?;
+    let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id, &config.origin)?;
+    let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.cluster.clone()))?;
     private_data_dir(&config.data_dir)?;
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
     let store = Store::open(&config.data_dir, &config.store_config())
@@ -100,7 +105,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("this node's identity {principal:?} cannot be a principal: {e}"))?;
     let peers = Peers::new(
         config.grpc.message_max_bytes,
-        tls.as_ref().map(crate::tls::TlsMaterial::client),
+        tls.as_ref()
+            .map(crate::tls::TlsMaterial::peer_connector)
+            .transpose()?,
     );
     let replication_health = ReplicationHealth::default();
     let raft = openraft::Raft::new(

@@ -75,9 +75,25 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn open(dir: &Path, config: &StoreConfig) -> Result<Self> {
         veritrail_core::checkpoint::validate_origin(&config.origin)?;
+        let mut created = false;
         for sub in [DB_DIR, SNAPSHOT_DIR] {
-            std::fs::create_dir_all(dir.join(sub))
-                .map_err(|e| StoreError::io(format!("creating {}", dir.join(sub).display()), e))?;
+            let path = dir.join(sub);
+            if !path.exists() {
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
+                created = true;
+            }
+        }
+        // RocksDB syncs the names inside `db/`, but `db/` itself is a name in
+        // the data directory: until that directory is synced, a power cut can
+        // take the whole database with it, synced writes and all (the fault
+        // file system of the power-cut tests did).
+        if created {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| {
+                    StoreError::io(format!("syncing the directory {}", dir.display()), e)
+                })?;
         }
         let db = Db::open(&dir.join(DB_DIR), &config.tuning)?;
         match db.get(CF_SM_META, KEY_ORIGIN)? {
