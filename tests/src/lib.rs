@@ -811,10 +811,24 @@ impl Cluster {
         which: &[usize],
         cut: veritrail_faultfs::Cut,
     ) -> Vec<veritrail_faultfs::CutReport> {
+        let reports = self.power_off(which, cut);
+        for &i in which {
+            self.restart(i);
+        }
+        reports
+    }
+
+    /// [`Cluster::power_cut`] without the restart: the nodes stay down
+    /// ([`Cluster::restart`] starts them).
+    pub fn power_off(
+        &mut self,
+        which: &[usize],
+        cut: veritrail_faultfs::Cut,
+    ) -> Vec<veritrail_faultfs::CutReport> {
         for &i in which {
             self.kill(i);
         }
-        let reports = which
+        which
             .iter()
             .map(|&i| {
                 self.nodes[i]
@@ -824,11 +838,7 @@ impl Cluster {
                     .power_cut(cut)
                     .expect("cut the power")
             })
-            .collect();
-        for &i in which {
-            self.restart(i);
-        }
-        reports
+            .collect()
     }
 
     /// Node `i`'s fault file system, to inject disk faults while it runs.

@@ -413,7 +413,15 @@ fn fsck(data_dir: &std::path::Path) -> ExitCode {
                 "origin {}: {} entries, {} checkpoints checked",
                 report.origin, report.entries, report.checkpoints
             );
-            if report.is_clean() {
+            if let Some(damage) = &report.torn_wal {
+                println!(
+                    "damaged: the write-ahead log ({damage}), past its last whole synced write, as \
+                     a power cut leaves it. The node replays up to the damage at its next start, \
+                     keeps every whole synced write past it and a copy of the WAL, and loses \
+                     nothing synced; what was checked here is that replay."
+                );
+            }
+            if report.is_clean() && report.torn_wal.is_none() {
                 if running {
                     println!("ok: no inconsistency found in what was read (the node was running)");
                 } else {

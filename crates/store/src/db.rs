@@ -84,6 +84,10 @@ pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 pub(crate) const KEY_TAIL: &[u8] = b"tail";
 pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot_point";
+/// In `raft_meta`, followed by a big-endian count: the marker of a synced
+/// write. Each synced write puts its own and deletes its predecessor's, so a
+/// database holds one (see `Db::open` on a torn WAL).
+pub(crate) const KEY_SYNCED_WRITE_PREFIX: &[u8] = b"synced_write/";
 /// The snapshot record of earlier versions (meta and a file name); removed on open.
 pub(crate) const KEY_SNAPSHOT_V1: &[u8] = b"snapshot";
 
@@ -123,6 +127,12 @@ pub(crate) struct Db {
     db: DB,
     /// Told how long each synced write took, once one is installed.
     on_sync: std::sync::OnceLock<SyncObserver>,
+    /// The number of the next synced write; held while one is written, so
+    /// that the numbers follow the WAL's order.
+    synced_writes: std::sync::Mutex<u64>,
+    /// Opened read-only on a WAL torn after its last sync: the damage, and
+    /// the view is the replay up to it (what the node will keep).
+    pub(crate) torn_wal: Option<String>,
 }
 
 impl std::fmt::Debug for Db {
@@ -135,7 +145,74 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
+    /// Opens (or creates) the database.
+    ///
+    /// # A WAL torn by a power cut
+    ///
+    /// RocksDB is asked to refuse a WAL damaged anywhere but in its very last
+    /// record (`TolerateCorruptedTailRecords`): replaying up to the damage
+    /// and opening on what came before would be a node that quietly forgot
+    /// synced writes. But a power cut can keep some pages of the records
+    /// written after the last sync and lose others, and that damage is not
+    /// always the last record (the power-cut tests met it). Nothing synced is
+    /// lost in it, except the one synced write whose sync never returned.
+    ///
+    /// So on damage the node looks twice, read-only: replaying up to the
+    /// damage (`PointInTime`), and replaying every record that is whole
+    /// (`SkipAnyCorruptedRecord`). Each synced write puts a marker of its own
+    /// and deletes its predecessor's (`KEY_SYNCED_WRITE_PREFIX`), so the
+    /// second view holds two markers exactly when a synced write past the
+    /// damage is itself damaged: synced data is lost, and the node refuses to
+    /// open, having changed nothing. Otherwise every synced write past the
+    /// damage is whole, and the node keeps them: it saves a copy of the WAL
+    /// beside the database, replays up to the damage, writes back the Raft log
+    /// entries, vote and commit index that lay past it (synced), and says so.
+    /// What lay past it besides is apply's work, which the Raft log rebuilds.
+    ///
+    /// What this cannot tell: damage to the very last synced write, with
+    /// nothing synced after it, looks like the write a power cut interrupted,
+    /// and that one write is not kept.
     pub(crate) fn open(path: &Path, tuning: &DbTuning) -> Result<Self> {
+        match Self::open_with(
+            path,
+            tuning,
+            rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords,
+        ) {
+            Err(StoreError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Corruption => {
+                Self::recover_torn_wal(path, tuning, e)
+            }
+            other => other,
+        }
+    }
+
+    fn recover_torn_wal(path: &Path, tuning: &DbTuning, damage: rocksdb::Error) -> Result<Self> {
+        let past = past_the_damage(path, &damage)?;
+        let saved = save_wal_files(path)
+            .map_err(|e| StoreError::io("saving a copy of the damaged WAL", e))?;
+        let db = Self::open_with(path, tuning, rocksdb::DBRecoveryMode::PointInTime)?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in &past.raft_log {
+            batch.put_cf(db.cf(CF_RAFT_LOG), key, value);
+        }
+        for (key, value) in &past.raft_meta {
+            batch.put_cf(db.cf(CF_RAFT_META), key, value);
+        }
+        db.write_synced(batch)?;
+        tracing::warn!(
+            damage = %damage,
+            raft_entries_kept = past.raft_log.len(),
+            copy = %saved.display(),
+            "the write-ahead log was torn after its last synced write (a power cut): \
+             replayed up to the damage and kept the synced writes past it; nothing synced was lost"
+        );
+        Ok(db)
+    }
+
+    fn open_with(
+        path: &Path,
+        tuning: &DbTuning,
+        recovery: rocksdb::DBRecoveryMode,
+    ) -> Result<Self> {
         let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
@@ -147,11 +224,8 @@ impl Db {
         db_opts.set_max_total_wal_size(64 << 20);
         // Raft appends, votes and snapshot records are synced, and apply's
         // writes between them are rebuilt from the Raft log, so after a crash
-        // only the records after the last sync can be torn. Tolerate that, and
-        // refuse to open on damage anywhere else. RocksDB's default (point in time)
-        // would instead drop every record after the damage and open: a node
-        // that silently forgot synced history.
-        db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        // only the records after the last sync can be torn. See `open`.
+        db_opts.set_wal_recovery_mode(recovery);
 
         let cfs = ALL_CFS.iter().map(|name| {
             let mut opts = Options::default();
@@ -219,9 +293,12 @@ impl Db {
             sync.set_sync(true);
             db.write_opt(batch, &sync)?;
         }
+        let synced_writes = std::sync::Mutex::new(synced_writes(&db)?);
         Ok(Db {
             db,
             on_sync: std::sync::OnceLock::new(),
+            synced_writes,
+            torn_wal: None,
         })
     }
 
@@ -243,11 +320,25 @@ impl Db {
                 path.display()
             )));
         }
-        let db = DB::open_cf_for_read_only(&opts, path, ALL_CFS, false)?;
+        let (db, torn_wal) = match DB::open_cf_for_read_only(&opts, path, ALL_CFS, false) {
+            Ok(db) => (db, None),
+            // A WAL torn after its last sync (a power cut): the node replays
+            // up to the damage at its next start, so check what that keeps.
+            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
+                past_the_damage(path, &e)?;
+                opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+                let db = DB::open_cf_for_read_only(&opts, path, ALL_CFS, false)?;
+                (db, Some(e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
         stored_format_version(&db, path)?;
+        let synced_writes = std::sync::Mutex::new(synced_writes(&db)?);
         Ok(Db {
             db,
             on_sync: std::sync::OnceLock::new(),
+            synced_writes,
+            torn_wal,
         })
     }
 
@@ -263,12 +354,19 @@ impl Db {
         &self.db
     }
 
-    /// Writes a batch and waits for it to reach the disk (WAL fsync).
-    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<()> {
+    /// Writes a batch and waits for it to reach the disk (WAL fsync). The
+    /// batch also records the count of synced writes (see `open`).
+    pub(crate) fn write_synced(&self, mut batch: WriteBatch) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         let started = std::time::Instant::now();
+        let mut count = self.synced_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let marker = |n: u64| [KEY_SYNCED_WRITE_PREFIX, &u64_key(n)].concat();
+        batch.delete_cf(self.cf(CF_RAFT_META), marker(*count));
+        batch.put_cf(self.cf(CF_RAFT_META), marker(*count + 1), []);
         self.db.write_opt(batch, &opts)?;
+        *count += 1;
+        drop(count);
         if let Some(observe) = self.on_sync.get() {
             observe(started.elapsed());
         }
@@ -317,6 +415,136 @@ impl Db {
             }),
         }
     }
+}
+
+/// What a WAL replay up to its damage would leave out that must be kept.
+#[derive(Debug, Default)]
+struct PastTheDamage {
+    /// Raft log entries past the replay's last one, in order (key, value).
+    raft_log: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The vote and commit index, where they differ from the replay's.
+    raft_meta: Vec<(&'static [u8], Vec<u8>)>,
+}
+
+/// Whether the WAL damage `damage` of the database at `path` spares every
+/// synced write (see `Db::open`), looking only, read-only; and what a replay
+/// up to the damage would leave out of them. An integrity error when a synced
+/// write past the damage is itself damaged.
+fn past_the_damage(path: &Path, damage: &rocksdb::Error) -> Result<PastTheDamage> {
+    let refused = |detail: String| StoreError::Integrity { seq: None, detail };
+    let read_only = |mode: rocksdb::DBRecoveryMode| -> Result<DB> {
+        let mut opts = Options::default();
+        opts.set_wal_recovery_mode(mode);
+        DB::open_cf_for_read_only(&opts, path, ALL_CFS, false).map_err(|e| {
+            refused(format!(
+                "{damage}; and reading around the damage failed: {e}"
+            ))
+        })
+    };
+    let (replay_last, replay_meta) = {
+        let db = read_only(rocksdb::DBRecoveryMode::PointInTime)?;
+        let log = db
+            .cf_handle(CF_RAFT_LOG)
+            .ok_or_else(|| refused("no Raft log".into()))?;
+        let last = match db.iterator_cf(log, rocksdb::IteratorMode::End).next() {
+            Some(item) => Some(read_u64_key(&item?.0, CF_RAFT_LOG)?),
+            None => None,
+        };
+        let meta = db
+            .cf_handle(CF_RAFT_META)
+            .ok_or_else(|| refused("no Raft metadata".into()))?;
+        (
+            last,
+            [db.get_cf(meta, KEY_VOTE)?, db.get_cf(meta, KEY_COMMITTED)?],
+        )
+    };
+    let whole = read_only(rocksdb::DBRecoveryMode::SkipAnyCorruptedRecord)?;
+    let markers = synced_write_markers(&whole)?;
+    if markers.len() > 1 {
+        return Err(refused(format!(
+            "the write-ahead log is damaged ({damage}), and so is a synced write past the damage \
+             (synced writes {markers:?} are each missing their successor); replaying around it \
+             would forget synced writes, so nothing was changed. Replace this node \
+             (docs/OPERATIONS.md, section 8)"
+        )));
+    }
+    let mut past = PastTheDamage::default();
+    let log = whole
+        .cf_handle(CF_RAFT_LOG)
+        .ok_or_else(|| refused("no Raft log".into()))?;
+    let from = replay_last.map_or(0, |l| l + 1);
+    let start = u64_key(from);
+    let mut expected = None;
+    for item in whole.iterator_cf(
+        log,
+        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+    ) {
+        let (key, value) = item?;
+        let index = read_u64_key(&key, CF_RAFT_LOG)?;
+        // After the replay's last entry, the next ones follow without a gap
+        // (a Raft log with none yet may start anywhere, after a snapshot).
+        let first_allowed = expected.or(replay_last.map(|l| l + 1));
+        if first_allowed.is_some_and(|want| index != want) {
+            return Err(refused(format!(
+                "the write-ahead log is damaged ({damage}), and the Raft log past the damage \
+                 has a gap before index {index}; nothing was changed. Replace this node \
+                 (docs/OPERATIONS.md, section 8)"
+            )));
+        }
+        expected = Some(index + 1);
+        past.raft_log.push((key.to_vec(), value.to_vec()));
+    }
+    let meta = whole
+        .cf_handle(CF_RAFT_META)
+        .ok_or_else(|| refused("no Raft metadata".into()))?;
+    for (key, replayed) in [KEY_VOTE, KEY_COMMITTED].into_iter().zip(replay_meta) {
+        if let Some(value) = whole.get_cf(meta, key)?
+            && Some(&value) != replayed.as_ref()
+        {
+            past.raft_meta.push((key, value));
+        }
+    }
+    Ok(past)
+}
+
+/// The markers of synced writes a database holds: one, or none before the
+/// first; more only where a synced write is missing (see `Db::open`).
+fn synced_write_markers(db: &DB) -> Result<Vec<u64>> {
+    let Some(cf) = db.cf_handle(CF_RAFT_META) else {
+        return Ok(Vec::new());
+    };
+    let mut markers = Vec::new();
+    for item in db.prefix_iterator_cf(cf, KEY_SYNCED_WRITE_PREFIX) {
+        let (key, _) = item?;
+        let Some(count) = key.strip_prefix(KEY_SYNCED_WRITE_PREFIX) else {
+            break;
+        };
+        markers.push(read_u64_key(count, CF_RAFT_META)?);
+    }
+    Ok(markers)
+}
+
+/// The count of the last synced write a database holds (0 before the first).
+fn synced_writes(db: &DB) -> Result<u64> {
+    Ok(synced_write_markers(db)?.into_iter().max().unwrap_or(0))
+}
+
+/// Copies the WAL files of the database at `path` into a new directory beside
+/// it, `wal-damaged-<unix seconds>`, and returns that directory.
+fn save_wal_files(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let parent = path.parent().unwrap_or(path);
+    let saved = parent.join(format!("wal-damaged-{secs}"));
+    std::fs::create_dir_all(&saved)?;
+    for file in std::fs::read_dir(path)? {
+        let file = file?;
+        if file.path().extension().is_some_and(|e| e == "log") {
+            std::fs::copy(file.path(), saved.join(file.file_name()))?;
+        }
+    }
+    Ok(saved)
 }
 
 /// Serializes a value with postcard. Our types always serialize.

@@ -84,6 +84,11 @@ pub struct FsckReport {
     /// kinds in the order of [`ProblemKind`]: causes before consequences. At most
     /// [`FSCK_PROBLEMS_MAX`].
     pub problems: Vec<Problem>,
+    /// The WAL is damaged past its last whole synced write, as a power cut
+    /// leaves it (the damage RocksDB reported). The node replays up to the
+    /// damage at its next start and loses nothing synced; the checks ran on
+    /// that replay. `veritraild fsck` still reports it as damage.
+    pub torn_wal: Option<String>,
 }
 
 impl FsckReport {
@@ -344,6 +349,7 @@ pub fn fsck_with_progress(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
         entries: expected,
         checkpoints: checked,
         problems,
+        torn_wal: db.torn_wal.clone(),
     })
 }
 

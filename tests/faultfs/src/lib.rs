@@ -72,6 +72,10 @@ pub enum Cut {
     Clean,
     /// A random part of what was not durable survives, chosen by `seed`.
     Torn { seed: u64 },
+    /// One torn cut in particular, the hardest for a log: every file keeps
+    /// its growth and all its unsynced pages but the first, a hole in the
+    /// middle of what it wrote last. Names are undone as in a clean cut.
+    Hole,
 }
 
 /// What a cut took away.
@@ -497,7 +501,7 @@ impl State {
     fn cut(&mut self, cut: Cut) -> io::Result<CutReport> {
         let mut report = CutReport::default();
         let seed = match cut {
-            Cut::Clean => 0,
+            Cut::Clean | Cut::Hole => 0,
             Cut::Torn { seed } => seed,
         };
         let mut rng = StdRng::seed_from_u64(seed);
@@ -518,7 +522,7 @@ impl State {
         // Then names, newest first. A torn cut keeps the oldest ones.
         let names = std::mem::take(&mut self.names);
         let keep = match cut {
-            Cut::Clean => 0,
+            Cut::Clean | Cut::Hole => 0,
             Cut::Torn { .. } => rng.random_range(0..=names.len()),
         };
         report.names_kept = keep;
@@ -551,13 +555,15 @@ fn restore(
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let current = file.metadata()?.len();
     let torn = matches!(cut, Cut::Torn { .. });
+    let hole = cut == Cut::Hole;
     // The file's growth past its durable size survives a torn cut or not;
     // the pages inside it then survive or not one by one.
-    let size = if torn && rng.random_bool(0.5) {
+    let size = if hole || (torn && rng.random_bool(0.5)) {
         current
     } else {
         unsynced.size
     };
+    let first = unsynced.pages.keys().next().copied();
     if size > current {
         file.set_len(size)?;
     }
@@ -567,7 +573,12 @@ fn restore(
             report.pages_lost += 1;
             continue;
         }
-        if torn && rng.random_bool(0.5) {
+        let kept = if hole {
+            Some(*page) != first
+        } else {
+            torn && rng.random_bool(0.5)
+        };
+        if kept {
             report.pages_kept += 1;
             continue;
         }

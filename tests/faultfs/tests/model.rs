@@ -207,6 +207,32 @@ fn a_torn_cut_keeps_whole_pages_of_old_or_new_bytes() {
 }
 
 #[test]
+fn a_hole_cut_loses_the_first_unsynced_page_only() {
+    let (_dir, mut mount) = mount();
+    let root = mount.path().to_owned();
+    let path = root.join("log");
+    write_file(&path, &vec![b'a'; 4 * PAGE as usize])
+        .sync_all()
+        .expect("sync");
+    sync_dir(&root);
+    let file = OpenOptions::new().write(true).open(&path).expect("open");
+    file.write_all_at(&vec![b'b'; 3 * PAGE as usize], PAGE)
+        .expect("overwrite");
+    file.write_all_at(&vec![b'c'; 2 * PAGE as usize], 4 * PAGE)
+        .expect("append");
+    drop(file);
+    let report = mount.power_cut(Cut::Hole).expect("cut");
+    assert_eq!((report.pages_lost, report.pages_kept), (1, 4), "{report:?}");
+    let bytes = read(&path).expect("durable name");
+    assert_eq!(bytes.len() as u64, 6 * PAGE);
+    let pages: Vec<u8> = bytes.chunks(PAGE as usize).map(|p| p[0]).collect();
+    assert_eq!(
+        pages, b"aabbcc",
+        "page 1, the first written since the sync, is lost"
+    );
+}
+
+#[test]
 fn a_failed_fsync_drops_the_unsynced_pages() {
     let (_dir, mut mount) = mount();
     let root = mount.path().to_owned();
