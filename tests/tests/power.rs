@@ -173,6 +173,18 @@ impl Load {
     }
 }
 
+/// Three nodes, each with its data directory on the fault file system.
+async fn on_fault_disks() -> Cluster {
+    Cluster::start(
+        3,
+        ClusterOptions {
+            fault_disks: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+}
+
 /// Cuts the power of `which` while writers append, then checks.
 async fn cut_under_load(
     cluster: &mut Cluster,
@@ -220,14 +232,7 @@ async fn cut_under_load(
 /// synced into the data directory.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_cluster_loses_power_and_comes_back_with_everything_acknowledged() {
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            fault_disks: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let mut cluster = on_fault_disks().await;
     let acked: Acked = Arc::default();
     let all = [0, 1, 2];
     let cuts = (1..=4).flat_map(|seed| [Cut::Torn { seed }, Cut::Clean]);
@@ -246,14 +251,7 @@ async fn the_whole_cluster_loses_power_and_comes_back_with_everything_acknowledg
 /// A three-node cluster on fault disks whose every WAL was torn by a hole
 /// cut `rounds` times under load (`Cut::Hole`), each time checked.
 async fn holes_under_load(rounds: usize) -> (Cluster, Acked) {
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            fault_disks: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let mut cluster = on_fault_disks().await;
     let acked: Acked = Arc::default();
     for round in 0..rounds {
         cut_under_load(
@@ -331,14 +329,7 @@ async fn fsck_of_a_torn_wal_says_what_the_node_will_do_and_nothing_is_lost() {
 /// One node, then a majority, lose power while the others keep going.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_or_a_majority_loses_power_and_catches_up() {
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            fault_disks: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let mut cluster = on_fault_disks().await;
     let acked: Acked = Arc::default();
     let leader = cluster.leader().await;
     let follower = (leader + 1) % 3;
