@@ -45,6 +45,45 @@ fn code(error: &Error) -> Option<Code> {
     }
 }
 
+/// A raise in `payroll` that no service asked for, under `event_id`.
+fn forged_event(event_id: &str) -> veritrail_core::Event {
+    veritrail_core::Event {
+        source: "payroll".into(),
+        event_id: event_id.into(),
+        actor: "mallory".into(),
+        action: "salary.raise".into(),
+        resource: "employee/7".into(),
+        outcome: "success".into(),
+        ..veritrail_core::Event::default()
+    }
+}
+
+/// A TLS cluster of three holding one entry; its leader and the leader's
+/// status then.
+async fn cluster_with_one_entry() -> (Cluster, usize, veritrail_proto::v1::StatusResponse) {
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    cluster
+        .sdk()
+        .append(sdk_event("tests", "before"))
+        .await
+        .expect("append");
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status");
+    (cluster, leader, before)
+}
+
+/// A TLS cluster of three whose nodes read the CA's revocation list.
+async fn with_revocation_list() -> Cluster {
+    Cluster::start(
+        3,
+        ClusterOptions {
+            crl: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+}
+
 async fn tree_size(cluster: &Cluster) -> u64 {
     let leader = cluster.leader().await;
     cluster.status(leader).await.expect("status").tree_size
@@ -164,15 +203,7 @@ async fn only_nodes_speak_raft_and_the_principal_comes_from_the_certificate() {
     assert_eq!(vote.code(), Code::PermissionDenied, "{vote:?}");
     // Forwarding is how a follower passes on a principal: a client must not
     // be able to use it to write in another service's name.
-    let events = vec![veritrail_core::Event {
-        source: "payroll".into(),
-        event_id: "forged-1".into(),
-        actor: "mallory".into(),
-        action: "salary.raise".into(),
-        resource: "employee/7".into(),
-        outcome: "success".into(),
-        ..veritrail_core::Event::default()
-    }];
+    let events = vec![forged_event("forged-1")];
     let forged = peer
         .forward_append(ForwardAppendRequest {
             principal: "spiffe://veritrail.test/service/payroll".into(),
@@ -626,27 +657,12 @@ async fn a_node_refuses_to_start_without_tls_unless_a_loopback_development_node(
 async fn a_node_certificate_of_a_non_member_cannot_act_as_a_member() {
     use veritrail_proto::raft::{ReadIndexRequest, SignCheckpointRequest, StartElectionRequest};
 
-    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let (cluster, leader, before) = cluster_with_one_entry().await;
     let pki = cluster.pki.as_ref().expect("TLS");
-    cluster
-        .sdk()
-        .append(sdk_event("tests", "before"))
-        .await
-        .expect("append");
-    let leader = cluster.leader().await;
-    let before = cluster.status(leader).await.expect("status");
     let (cert, key) = pki.node(9, "127.0.0.1");
     let mut stranger = RaftPeerClient::new(cluster.channel_as(leader, Some((&cert, &key))).await);
 
-    let events = vec![veritrail_core::Event {
-        source: "payroll".into(),
-        event_id: "forged-by-9".into(),
-        actor: "mallory".into(),
-        action: "salary.raise".into(),
-        resource: "employee/7".into(),
-        outcome: "success".into(),
-        ..veritrail_core::Event::default()
-    }];
+    let events = vec![forged_event("forged-by-9")];
     let refused = [
         stranger
             .forward_append(ForwardAppendRequest {
@@ -701,15 +717,8 @@ async fn a_node_certificate_of_another_cluster_is_nobody_here() {
     use veritrail_proto::raft::StartElectionRequest;
     use veritrail_store::TypeConfig;
 
-    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let (cluster, leader, before) = cluster_with_one_entry().await;
     let pki = cluster.pki.as_ref().expect("TLS");
-    cluster
-        .sdk()
-        .append(sdk_event("tests", "before"))
-        .await
-        .expect("append");
-    let leader = cluster.leader().await;
-    let before = cluster.status(leader).await.expect("status");
     let member = cluster.nodes[(leader + 1) % cluster.nodes.len()].id;
     let strangers = [
         pki.node_of("other.veritrail.test/log", member, "127.0.0.1"),
@@ -727,15 +736,7 @@ async fn a_node_certificate_of_another_cluster_is_nobody_here() {
                 0,
             )),
         };
-        let events = vec![veritrail_core::Event {
-            source: "payroll".into(),
-            event_id: "forged-by-a-stranger".into(),
-            actor: "mallory".into(),
-            action: "salary.raise".into(),
-            resource: "employee/7".into(),
-            outcome: "success".into(),
-            ..veritrail_core::Event::default()
-        }];
+        let events = vec![forged_event("forged-by-a-stranger")];
         let refused = [
             peer.append_entries(RaftPayload {
                 postcard: postcard::to_stdvec(&heartbeat).expect("encode"),
@@ -851,15 +852,7 @@ async fn try_to_lead(cluster: &Cluster, i: usize, attacker: u64) {
         proposed_at_ns: 1,
         requests: vec![veritrail_store::AppendRequest {
             principal: "spiffe://veritrail.test/service/ceo".into(),
-            events: vec![veritrail_core::Event {
-                source: "payroll".into(),
-                event_id: format!("forged-by-{attacker}"),
-                actor: "mallory".into(),
-                action: "salary.raise".into(),
-                resource: "employee/7".into(),
-                outcome: "success".into(),
-                ..veritrail_core::Event::default()
-            }],
+            events: vec![forged_event(&format!("forged-by-{attacker}"))],
         }],
     });
     let take_over = AppendEntriesRequest::<TypeConfig> {
@@ -1283,14 +1276,7 @@ async fn served_certificate(cluster: &Cluster, i: usize) -> Option<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_certificates_fail_the_handshake_once_the_list_is_read() {
     use veritrail_proto::raft::IdentifyRequest;
-    let cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            crl: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let cluster = with_revocation_list().await;
     let pki = cluster.pki.as_ref().expect("TLS");
     sdk_as(&cluster, "mallory")
         .append(sdk_event("tests", "before-revocation"))
@@ -1413,14 +1399,7 @@ async fn revoked_certificates_fail_the_handshake_once_the_list_is_read() {
 /// node receives nothing more, and the two others go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_member_is_cut_off_both_ways() {
-    let cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            crl: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let cluster = with_revocation_list().await;
     let pki = cluster.pki.as_ref().expect("TLS");
     let leader = cluster.leader().await;
     let revoked = (leader + 1) % cluster.nodes.len();
