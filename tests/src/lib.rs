@@ -20,6 +20,7 @@ use veritrail_proto::v1::audit_log_client::AuditLogClient;
 use veritrail_proto::v1::{Event, StatusRequest, StatusResponse};
 
 pub mod chaos;
+pub mod load;
 pub mod netns;
 
 pub const ORIGIN: &str = "it.veritrail.test/log";
@@ -146,9 +147,14 @@ impl NodeProcess {
     /// True when the process has exited by itself (a node that refused to
     /// start, or stopped).
     pub fn has_exited(&mut self) -> bool {
+        self.exit_status().is_some()
+    }
+
+    /// How the process ended, once it has exited by itself.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child
             .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 }
 
@@ -955,6 +961,17 @@ impl Drop for Cluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
+        // VERITRAIL_TEST_KEEP_LOGS=DIR keeps the nodes' logs of a failed test
+        // there, as node-<id>.log (the temporary directory goes).
+        if std::thread::panicking()
+            && let Some(dir) = std::env::var_os("VERITRAIL_TEST_KEEP_LOGS")
+        {
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::create_dir_all(&dir);
+            for node in &self.nodes {
+                let _ = std::fs::copy(&node.log_path, dir.join(format!("node-{}.log", node.id)));
+            }
+        }
         // Before the temporary directory goes, which holds the mount points.
         for node in &mut self.nodes {
             drop(node.fault_disk.take());
@@ -1057,6 +1074,28 @@ pub fn sdk_event(source: &str, event_id: &str) -> veritrail_client::Event {
         payload: b"{\"amount\":42}".to_vec(),
         ..veritrail_client::Event::default()
     }
+}
+
+/// Damages the WAL of a stopped node's data directory before its last synced
+/// write, as a disk that flips bits does (not a power cut): a byte in every
+/// 4 KiB of the second eighth of its largest WAL file, which holds synced
+/// Raft appends with more after them. The node refuses to open it, or with
+/// `repair.auto` repairs.
+pub fn damage_wal(data_dir: &Path) {
+    let db = data_dir.join("db");
+    let wal = std::fs::read_dir(&db)
+        .expect("db")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .expect("a WAL");
+    let mut bytes = std::fs::read(&wal).expect("read the WAL");
+    assert!(bytes.len() > 64 * 1024, "a WAL of {} bytes", bytes.len());
+    for at in (bytes.len() / 8..bytes.len() / 4).step_by(4096) {
+        bytes[at] ^= 0x5a;
+    }
+    std::fs::write(&wal, bytes).expect("damage the WAL");
 }
 
 /// A valid event, as the wire carries it.

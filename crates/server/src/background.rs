@@ -213,3 +213,56 @@ pub async fn run_gauges(node: Arc<Node>) {
         }
     }
 }
+
+/// Exit status of a node whose Raft stopped on a storage error (EX_IOERR).
+pub const EXIT_STORAGE_FAILED: i32 = 74;
+/// Exit status of a node whose Raft stopped on a panic (EX_SOFTWARE).
+pub const EXIT_RAFT_PANICKED: i32 = 70;
+
+/// Stops the process once Raft has stopped on a fatal error.
+///
+/// openraft stops its core on a failed storage write (a failed fsync among
+/// them) and never retries it; a process that went on running would answer
+/// reads from a state machine that may hold more than the disk does, and
+/// stand as a member that can no longer vote or take entries. So the node
+/// stops, with a status that tells a supervisor it failed: on restart it
+/// recovers from what the disk holds, which is at least every write it
+/// acknowledged. A disk that still fails stops it again at start. An
+/// orderly shutdown (`Fatal::Stopped`) is not a failure and is left to the
+/// caller.
+pub async fn run_fatal_watch(node: Arc<Node>) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        let fatal = match &metrics.borrow_and_update().running_state {
+            Ok(()) => None,
+            Err(openraft::error::Fatal::Stopped) => return,
+            Err(fatal) => Some(fatal.clone()),
+        };
+        if let Some(fatal) = fatal {
+            let status = match fatal {
+                openraft::error::Fatal::StorageError(_) => EXIT_STORAGE_FAILED,
+                _ => EXIT_RAFT_PANICKED,
+            };
+            tracing::error!(
+                error = %fatal,
+                exit_status = status,
+                "raft stopped on a fatal error; the node stops rather than serve a state the \
+                 disk may not hold. Nothing it acknowledged is lost: on restart it recovers \
+                 from what was synced. If the disk still fails, it stops again at start"
+            );
+            std::process::exit(status);
+        }
+        if metrics.changed().await.is_err() {
+            // The core is gone without a word: it panicked (an orderly
+            // shutdown says `Stopped` first, and starts with the drain).
+            if node.drain.is_draining() {
+                return;
+            }
+            tracing::error!(
+                exit_status = EXIT_RAFT_PANICKED,
+                "raft stopped on a fatal error (its core panicked); the node stops"
+            );
+            std::process::exit(EXIT_RAFT_PANICKED);
+        }
+    }
+}

@@ -44,6 +44,19 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub disk: DiskConfig,
+    pub repair: RepairConfig,
+}
+
+/// What a node does with data that fails its checks on open (`repair.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepairConfig {
+    /// Repair by itself: move the damaged state aside (never deleting it),
+    /// start empty under the same identity, take no part in elections until
+    /// it holds its leader's log again. Off: refuse to start, as before, for
+    /// an operator (`veritraild repair` does the same by hand). The
+    /// deployment examples turn it on.
+    pub auto: bool,
 }
 
 /// The disk under the data directory (`disk.rs`).
@@ -51,8 +64,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DiskConfig {
     /// Free bytes the data directory's file system keeps in reserve: below
-    /// it, the leader refuses new appends (`RESOURCE_EXHAUSTED`, naming the
-    /// disk) so that the disk never fills under Raft, which cannot recover
+    /// it, the node takes no new entries: as leader it refuses new appends
+    /// (`RESOURCE_EXHAUSTED`, naming the disk), as follower the leader's
+    /// entries, so that the disk never fills under Raft, which cannot recover
     /// from a failed write. Replication, checkpoints and snapshots go on in
     /// the reserve. 0 turns the check off.
     pub reserve_bytes: u64,
@@ -300,6 +314,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             disk: DiskConfig::default(),
+            repair: RepairConfig::default(),
         }
     }
 }

@@ -1,19 +1,28 @@
 //! The disk under the data directory: a reserve of free space below which the
-//! leader takes no new appends (issue #18, item 3).
+//! node takes no new entries (issue #18, item 3).
 //!
 //! Raft cannot survive a write that fails: openraft stops the node on a storage
-//! error, and a leader whose disk fills in the middle of a batch would stop
-//! with it. So the leader stops taking appends while it still has room: when
-//! the free space of the data directory's file system is below
-//! `disk.reserve_bytes`, new appends get `RESOURCE_EXHAUSTED` with a message
-//! that names the disk, and nothing of them is written. What is already
-//! proposed, replication to this node, checkpoints and snapshots go on in the
-//! reserve. Once space is freed the node takes appends again by itself.
+//! error (and the node then stops its process, `background::run_fatal_watch`),
+//! and a node whose disk fills in the middle of a batch would stop with it. So
+//! a node stops taking entries while it still has room: when the free space of
+//! the data directory's file system is below `disk.reserve_bytes`,
 //!
-//! A follower's own disk is not checked at its door: it forwards appends to
-//! the leader, whose disk decides. The free space is measured every second;
-//! status (`Status.disk`) and the metric `veritrail_disk_reserve_reached` show
-//! it, and the transitions are logged.
+//! - as leader, new appends get `RESOURCE_EXHAUSTED` with a message that names
+//!   the disk, and nothing of them is written (appends forwarded by a follower
+//!   too: the leader's disk decides);
+//! - as follower, the leader's `AppendEntries` carrying entries and its
+//!   snapshots are refused, `RESOURCE_EXHAUSTED`; the leader backs off and
+//!   retries (network.rs), and commits on the members that have room. Empty
+//!   `AppendEntries` (heartbeats, commit index) still pass: the node keeps
+//!   its leader and applies what it holds. It stands for no election while
+//!   short (`Node::refresh_elections`): it misses heartbeats while the leader
+//!   backs off, and would otherwise raise its term for nothing.
+//!
+//! What is already in the log, applying it, checkpoints and snapshots of this
+//! node's own go on in the reserve. Once space is freed the node takes entries
+//! again by itself, and a follower catches up. The free space is measured
+//! every second; status (`Status.disk`) and the metric
+//! `veritrail_disk_reserve_reached` show it, and the transitions are logged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +56,7 @@ impl DiskRoom {
         (self.reserve > 0 && free < self.reserve).then(|| {
             format!(
                 "the data directory's disk has {} MiB free, below the reserve of {} MiB \
-                 (disk.reserve_bytes): appends are refused until space is freed",
+                 (disk.reserve_bytes): this node takes no new entries until space is freed",
                 free >> 20,
                 self.reserve >> 20
             )
@@ -90,10 +99,13 @@ pub async fn run_disk_watch(node: Arc<Node>) {
         node.metrics
             .disk_reserve_reached
             .set(i64::from(short.is_some()));
+        if short.is_some() != was_short {
+            node.refresh_elections();
+        }
         match (&short, was_short) {
             (Some(why), false) => tracing::error!("disk: {why}"),
             (None, true) => {
-                tracing::info!("disk: free space is above the reserve again; appends are taken")
+                tracing::info!("disk: free space is above the reserve again; entries are taken")
             }
             _ => {}
         }
@@ -102,7 +114,8 @@ pub async fn run_disk_watch(node: Arc<Node>) {
 }
 
 impl Node {
-    /// Refuses a new append while the disk is below its reserve.
+    /// Refuses new entries (an append, or the leader's entries for this
+    /// follower) while the disk is below its reserve.
     pub(crate) fn disk_room(&self) -> NodeResult<()> {
         match self.disk.short() {
             Some(why) => Err(NodeError::ResourceExhausted(why)),

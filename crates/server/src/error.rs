@@ -102,12 +102,19 @@ impl From<NodeError> for Status {
     }
 }
 
+/// Storage failures answered to a caller (`INTERNAL`, "storage: ..."): a
+/// read the disk failed, a damaged record. The node answers the error and
+/// never a guess in its place (metric `veritrail_storage_errors_total`).
+pub static STORAGE_ERRORS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 impl From<StoreError> for NodeError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::OutOfRange(m) => NodeError::OutOfRange(m),
             StoreError::InvalidArgument(m) => NodeError::InvalidArgument(m),
             other => {
+                STORAGE_ERRORS.inc();
                 tracing::error!(error = %other, "storage error");
                 NodeError::Internal(format!("storage: {other}"))
             }

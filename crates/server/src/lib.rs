@@ -39,6 +39,7 @@ pub mod peers;
 pub mod policy;
 pub mod quota;
 pub mod reload;
+pub mod repair;
 pub mod replication;
 pub mod routing;
 pub mod senders;

@@ -33,6 +33,16 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Repair a stopped node whose data is damaged (`fsck` flags it): move its
+    /// database and snapshots aside into DATA_DIR/damaged-<time>/ (nothing is
+    /// deleted) and mark it repairing. Started again, the node receives the
+    /// log from the others under its own identity, and votes only once it
+    /// holds its leader's log. `repair.auto` does the same by itself.
+    Repair {
+        /// The data directory of the stopped node.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Restore a backup (`veritrail cluster backup`) into this node's empty
     /// data directory; the node's settings come from the usual config file,
     /// environment and flags. Start the node afterwards as usual. Restore the
@@ -287,6 +297,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Some(Command::Fsck { data_dir }) => fsck(&data_dir),
+        Some(Command::Repair { data_dir }) => repair(&data_dir),
         Some(Command::Restore { backup, run }) => restore(&backup, &run),
         Some(Command::Status {
             probe: p,
@@ -325,6 +336,38 @@ fn run(args: RunArgs) -> ExitCode {
             tracing::error!("{e}");
             eprintln!("veritraild: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn repair(data_dir: &std::path::Path) -> ExitCode {
+    if in_use_by_a_node(data_dir) {
+        eprintln!(
+            "veritraild repair: a node is running on {} (it holds the database's lock); stop \
+             it first",
+            data_dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    if !data_dir.join("db").exists() {
+        eprintln!(
+            "veritraild repair: {} holds no database: nothing to repair",
+            data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    match veritrail_server::repair::begin(data_dir, "veritraild repair, run by hand") {
+        Ok(aside) => {
+            println!("moved the node's data aside into {}", aside.display());
+            println!(
+                "start the node: it receives the log again from the others and votes once it \
+                 holds its leader's log (metric veritrail_repairing, log \"repair done\")"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veritraild repair: {e}");
+            ExitCode::from(1)
         }
     }
 }

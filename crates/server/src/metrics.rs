@@ -58,6 +58,8 @@ pub struct Metrics {
     pub data_dir_free_bytes: Gauge,
     /// 1 while the free space is below `disk.reserve_bytes` (`disk.rs`).
     pub disk_reserve_reached: Gauge,
+    /// 1 while the node repairs its data and does not vote (`repair.rs`).
+    pub repairing: Gauge,
     /// Per member, labelled `member`: the leader's view of its replication.
     pub replication_lag_entries: Family<Vec<(String, String)>, Gauge>,
     pub replication_lag_bytes: Family<Vec<(String, String)>, Gauge>,
@@ -105,6 +107,7 @@ impl Metrics {
             data_dir_bytes: Gauge::default(),
             data_dir_free_bytes: Gauge::default(),
             disk_reserve_reached: Gauge::default(),
+            repairing: Gauge::default(),
             replication_lag_entries: Family::default(),
             replication_lag_bytes: Family::default(),
             replication_lag_seconds: Family::default(),
@@ -143,8 +146,18 @@ impl Metrics {
         );
         registry.register(
             "disk_reserve_reached",
-            "1 while the data directory's free space is below disk.reserve_bytes: the leader refuses new appends",
+            "1 while the data directory's free space is below disk.reserve_bytes: the node takes no new entries (appends, and entries from the leader)",
             m.disk_reserve_reached.clone(),
+        );
+        registry.register(
+            "repairing",
+            "1 while the node repairs data that failed its checks on open: it receives the log again and does not vote until it holds its leader's",
+            m.repairing.clone(),
+        );
+        registry.register(
+            "storage_errors",
+            "Storage failures answered to a caller as INTERNAL (a read the disk failed, a damaged record): the node answers the error, never a guess",
+            crate::error::STORAGE_ERRORS.clone(),
         );
         registry.register(
             "data_dir_free_bytes",

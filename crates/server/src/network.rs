@@ -21,7 +21,9 @@
 //! - each target's byte budget adapts: a message slower than a heartbeat
 //!   halves it (down to one entry per message), a quick one doubles it back up
 //!   to the configured bound. A longer request is cut to the budget and
-//!   answered `PartialSuccess`, so openraft sends the rest next.
+//!   answered `PartialSuccess`, so openraft sends the rest next;
+//! - a heartbeat from another point than the message in flight travels on its
+//!   own instead of aborting it (a follower whose log went back, repair.rs).
 //!
 //! The per-target state of all this is shared with the replication monitor
 //! ([`ReplicationHealth`]), which reports lag and stuck members.
@@ -184,7 +186,11 @@ type RpcResult<T, E> = Result<T, RPCError<u64, NodeInfo, E>>;
 fn transport_error<E: std::error::Error>(status: tonic::Status) -> RPCError<u64, NodeInfo, E> {
     let io = std::io::Error::other(format!("{}: {}", status.code(), status.message()));
     match status.code() {
-        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&io)),
+        // A member short of disk (disk.rs) refuses entries until space is
+        // freed: openraft backs off as from one it cannot reach.
+        tonic::Code::Unavailable | tonic::Code::ResourceExhausted => {
+            RPCError::Unreachable(Unreachable::new(&io))
+        }
         _ => RPCError::Network(NetworkError::new(&io)),
     }
 }
@@ -275,7 +281,8 @@ impl PeerNetwork {
         })
     }
 
-    /// A Vote or InstallSnapshot call, within openraft's deadline for it.
+    /// A Vote, InstallSnapshot or lone heartbeat call, within openraft's
+    /// deadline for it.
     async fn call<Req, Resp, E>(
         &mut self,
         kind: Rpc,
@@ -379,6 +386,20 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, RaftError<u64>> {
         let heartbeat = option.hard_ttl();
+        // A heartbeat that does not leave from the in-flight message's point
+        // travels on its own. openraft's heartbeats carry the last matching
+        // log id it recorded, which stays behind while replication probes a
+        // follower whose log went back (a member repairing, repair.rs):
+        // aborting the probe for the heartbeat, as for any other message
+        // from another point, kept such a follower from ever catching up.
+        if rpc.entries.is_empty()
+            && self
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.vote == rpc.vote && f.prev_log_id != rpc.prev_log_id)
+        {
+            return self.call(Rpc::AppendEntries, &rpc, heartbeat).await;
+        }
         let asked = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         // A message from an earlier attempt answers this one only if it left
         // from the same point under the same leader; otherwise replication

@@ -56,6 +56,8 @@ pub struct Node {
     pub quotas: crate::quota::Quotas,
     /// Whether the data directory's disk has room for new appends.
     pub disk: crate::disk::DiskRoom,
+    /// Whether the node is repairing, and may not vote or stand (`repair.rs`).
+    pub repair: crate::repair::Repair,
 }
 
 impl std::fmt::Debug for Node {
@@ -68,6 +70,17 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
+    /// Lets openraft stand this node for election unless it repairs
+    /// (repair.rs) or its disk is below the reserve (disk.rs): either way it
+    /// could not hold the log a leader needs. (A follower that refuses the
+    /// leader's entries for want of disk misses heartbeats while the leader
+    /// backs off; standing, it would raise its term for nothing and depose
+    /// the leader once it took entries again.)
+    pub(crate) fn refresh_elections(&self) {
+        let may = !self.repair.active() && self.disk.short().is_none();
+        self.raft.runtime_config().elect(may);
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.config.grpc.request_timeout_ms)
     }

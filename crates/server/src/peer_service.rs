@@ -143,6 +143,12 @@ impl RaftPeer for PeerService {
         self.node
             .senders
             .led(rpc.leader_commit.map(|l| l.index), applied);
+        // Below the disk's reserve, no new entries (disk.rs); heartbeats and
+        // commits of entries already held still pass, so the leader keeps
+        // its lease and this node applies what it has.
+        if !rpc.entries.is_empty() {
+            self.node.disk_room()?;
+        }
         encode(&self.node.raft.append_entries(rpc).await)
     }
 
@@ -154,6 +160,15 @@ impl RaftPeer for PeerService {
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         if caller.is_some_and(|id| !self.node.may_stand(id)) {
             return encode(&self.node.decline_vote(&rpc));
+        }
+        if self.node.repair.active() {
+            tracing::info!(
+                candidate = rpc.vote.leader_id().voted_for(),
+                term = rpc.vote.leader_id().term,
+                "declined a vote: this node is repairing and votes only once it holds its \
+                 leader's log (repair.rs)"
+            );
+            return encode(&self.node.vote_not_granted());
         }
         encode(&self.node.raft.vote(rpc).await)
     }
@@ -169,6 +184,7 @@ impl RaftPeer for PeerService {
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         self.may_lead(caller).await?;
         self.node.senders.led(None, None);
+        self.node.disk_room()?;
         encode(&self.node.raft.install_snapshot(rpc).await)
     }
 
@@ -222,12 +238,15 @@ impl RaftPeer for PeerService {
         request: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
         self.admit_node(&request)?;
-        let initialized = self
-            .node
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+        // A node repairing belongs to a cluster even before it holds a log:
+        // no first member may take it for a reason to start a second one.
+        let initialized = self.node.repair.active()
+            || self
+                .node
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
         let metrics = self.node.raft_metrics();
         let membership = metrics.membership_config.membership();
         Ok(Response::new(IdentifyResponse {
@@ -245,6 +264,14 @@ impl RaftPeer for PeerService {
         request: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
         self.admit_member(&request)?;
+        if self.node.repair.active() {
+            return Err(NodeError::FailedPrecondition(
+                "this node is repairing: it holds too little of the log to lead, and takes no \
+                 leadership until its repair is done"
+                    .into(),
+            )
+            .into());
+        }
         self.node
             .raft
             .trigger()

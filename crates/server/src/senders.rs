@@ -271,6 +271,12 @@ impl Node {
             candidate = request.vote.leader_id().voted_for(),
             "declined a vote request from a node that is not a voter of this node's membership"
         );
+        self.vote_not_granted()
+    }
+
+    /// A vote not granted, this node's vote (its term) left as it is: the
+    /// answer of rule 4, and of a node that repairs (`repair.rs`).
+    pub(crate) fn vote_not_granted(&self) -> VoteResponse<u64> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         VoteResponse {

@@ -82,6 +82,37 @@ fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Opens the node's store. Data that fails its checks is refused, or with
+/// `repair.auto` moved aside for a repair (repair.rs), and the store opened
+/// empty.
+fn open_store(config: &Config) -> Result<Store, String> {
+    let dir = &config.data_dir;
+    let failed = match Store::open(dir, &config.store_config()) {
+        Ok(store) => return Ok(store),
+        Err(e) if config.repair.auto && e.is_damage() => e,
+        Err(e) => {
+            let hint = if e.is_damage() {
+                " (with repair.auto, or `veritraild repair`, the node moves it aside and \
+                 receives the log again from the others: docs/OPERATIONS.md section 8)"
+            } else {
+                ""
+            };
+            return Err(format!("opening {}: {e}{hint}", dir.display()));
+        }
+    };
+    tracing::error!(
+        error = %failed,
+        "the data directory failed its checks on open; repairing (repair.auto)"
+    );
+    let aside = crate::repair::begin(dir, &failed.to_string())?;
+    tracing::warn!(
+        moved_to = %aside.display(),
+        "repair: the damaged data was moved aside (nothing was deleted); starting empty"
+    );
+    Store::open(dir, &config.store_config())
+        .map_err(|e| format!("opening {} after moving its data aside: {e}", dir.display()))
+}
+
 /// Runs a node until it is asked to stop.
 pub async fn run(config: Config) -> Result<(), String> {
     // TLS, the policy and the tokens first: a node refused for them leaves
@@ -90,8 +121,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     let auth = crate::auth::Auth::new(&config, tls.as_ref().map(|t| t.cluster.clone()))?;
     private_data_dir(&config.data_dir)?;
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
-    let store = Store::open(&config.data_dir, &config.store_config())
-        .map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
+    let store = open_store(&config)?;
+    let repair = crate::repair::Repair::load(&config.data_dir);
+    if repair.active() {
+        tracing::warn!(
+            "repairing: this node's data was moved aside; it receives the log again from the \
+             others and does not vote until it holds its leader's log"
+        );
+    }
     let metrics = Metrics::new();
     let synced = metrics.store_sync_seconds.clone();
     store.observe_synced_writes(Box::new(move |took| synced.observe(took.as_secs_f64())));
@@ -110,9 +147,13 @@ pub async fn run(config: Config) -> Result<(), String> {
             .transpose()?,
     );
     let replication_health = ReplicationHealth::default();
+    let mut raft_settings = raft_config(&config)?;
+    // A node that repairs stands for no election until it holds its
+    // leader's log (repair.rs); the repair watch turns elections back on.
+    raft_settings.enable_elect = !repair.active();
     let raft = openraft::Raft::new(
         config.node_id,
-        Arc::new(raft_config(&config)?),
+        Arc::new(raft_settings),
         Network {
             peers: peers.clone(),
             message_max_bytes: config.grpc.message_max_bytes,
@@ -146,6 +187,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         drain: Drain::default(),
         senders: Default::default(),
         disk: crate::disk::DiskRoom::new(config.disk.reserve_bytes),
+        repair,
         quotas: crate::quota::Quotas::new(
             config.grpc.principal_max_streams,
             config.grpc.principal_max_reads,
@@ -170,9 +212,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(run_gauges(Arc::clone(&node)));
     tokio::spawn(crate::background::run_disk_gauges(Arc::clone(&node)));
     tokio::spawn(crate::disk::run_disk_watch(Arc::clone(&node)));
+    tokio::spawn(crate::background::run_fatal_watch(Arc::clone(&node)));
     tokio::spawn(run_snapshot_trigger(Arc::clone(&node)));
+    tokio::spawn(crate::repair::run_repair_watch(Arc::clone(&node)));
     let members = config.parse_initial_members().map_err(|e| e.to_string())?;
-    if !members.is_empty() {
+    // A node that repairs belongs to a cluster already: it never starts one.
+    if !members.is_empty() && !node.repair.active() {
         tokio::spawn(run_bootstrap(Arc::clone(&node), members));
     }
     if let Some(addr) = config.metrics_addr {

@@ -45,11 +45,13 @@
 //! 14. `async_reader`: the same reads for async callers, on tokio's blocking pool.
 //! 15. `fsck`: the offline check of a stopped node's directory.
 //! 16. `restore`: a backup into an empty directory (state machine and vote).
+//! 17. `aside`: a damaged directory's state moved aside, for a repair.
 //!
 //! `golden` (tests only) pins the formats of every layer from above them all,
 //! and this file assembles the handles.
 
 mod apply;
+mod aside;
 mod async_reader;
 mod db;
 mod error;
@@ -71,6 +73,7 @@ mod types;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use aside::{SetAside, set_aside};
 pub use async_reader::AsyncReader;
 pub use db::{DATA_FORMAT_VERSION, DbTuning, SyncObserver};
 pub use error::{Result, StoreError};

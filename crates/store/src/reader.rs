@@ -190,7 +190,7 @@ impl AuditReader {
         let seqs = if filters.is_empty() {
             (lo..hi).take(limit.saturating_add(1)).collect()
         } else {
-            self.leapfrog(&filters, lo, hi, limit.saturating_add(1))
+            self.leapfrog(&filters, lo, hi, limit.saturating_add(1))?
         };
         let next_seq = if seqs.len() > limit {
             Some(seqs[limit])
@@ -238,7 +238,7 @@ impl AuditReader {
             let seqs: Vec<u64> = if filters.is_empty() {
                 (from..hi).take(want).collect()
             } else {
-                self.leapfrog(filters, from, hi, want)
+                self.leapfrog(filters, from, hi, want)?
             };
             let Some(&last) = seqs.last() else {
                 break;
@@ -269,7 +269,9 @@ impl AuditReader {
     }
 
     /// Seqs in `[lo, hi)` present under every prefix, at most `max` of them.
-    fn leapfrog(&self, prefixes: &[Vec<u8>], lo: u64, hi: u64, max: usize) -> Vec<u64> {
+    /// An iterator that stops on a read error is an error, never the end of
+    /// the index: a scan must not answer a shorter list than the log holds.
+    fn leapfrog(&self, prefixes: &[Vec<u8>], lo: u64, hi: u64, max: usize) -> Result<Vec<u64>> {
         let db = self.shared.db.raw();
         let cf = self.shared.db.cf(CF_BY_FIELD);
         let mut iters: Vec<DBRawIteratorWithThreadMode<'_, DB>> =
@@ -286,7 +288,10 @@ impl AuditReader {
                     Some(k) if k.len() == prefix.len() + 8 && k.starts_with(prefix) => {
                         u64::from_be_bytes(k[prefix.len()..].try_into().unwrap_or([0xff; 8]))
                     }
-                    _ => break 'search,
+                    _ => {
+                        it.status()?;
+                        break 'search;
+                    }
                 };
                 highest = highest.max(seq);
             }
@@ -297,7 +302,7 @@ impl AuditReader {
                 candidate = highest;
             }
         }
-        found
+        Ok(found)
     }
 
     /// The first seq whose timestamp is at least `t`, or `size` if none is.
