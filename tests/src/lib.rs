@@ -961,12 +961,17 @@ impl Drop for Cluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
-        // VERITRAIL_TEST_KEEP_LOGS=DIR keeps the nodes' logs of a failed test
-        // there, as node-<id>.log (the temporary directory goes).
-        if std::thread::panicking()
+        // VERITRAIL_TEST_KEEP_LOGS=DIR keeps the nodes' logs of a test that
+        // failed while its cluster was up (of every test, with
+        // VERITRAIL_TEST_KEEP_ALL_LOGS set too) in DIR/<pid>-<ns>/node-<id>.log:
+        // the temporary directory goes.
+        if (std::thread::panicking() || std::env::var_os("VERITRAIL_TEST_KEEP_ALL_LOGS").is_some())
             && let Some(dir) = std::env::var_os("VERITRAIL_TEST_KEEP_LOGS")
         {
-            let dir = PathBuf::from(dir);
+            let ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir = PathBuf::from(dir).join(format!("{}-{ns}", std::process::id()));
             let _ = std::fs::create_dir_all(&dir);
             for node in &self.nodes {
                 let _ = std::fs::copy(&node.log_path, dir.join(format!("node-{}.log", node.id)));

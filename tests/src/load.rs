@@ -173,3 +173,24 @@ pub async fn on_fault_disks() -> Cluster {
     )
     .await
 }
+
+/// How many events have been acknowledged so far.
+pub fn acked_count(acked: &Acked) -> usize {
+    acked.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+/// Waits until `more` events beyond those acknowledged now are acknowledged.
+pub async fn appends_go_on(cluster: &Cluster, acked: &Acked, more: usize, what: &str) {
+    let from = acked_count(acked);
+    if crate::wait_for_opt(Duration::from_secs(60), || async {
+        (acked_count(acked) >= from + more).then_some(())
+    })
+    .await
+    .is_none()
+    {
+        panic!(
+            "{what}: {more} appends not acknowledged within 60 s\n{}",
+            cluster.describe().await
+        );
+    }
+}

@@ -44,13 +44,22 @@ pub fn load_or_create(data_dir: &Path, origin: &str, node_id: u64) -> Result<Not
 }
 
 /// Writes a new key file so that a power cut leaves either no key file or the
-/// whole one: the bytes go to a temporary file that is synced, then renamed
-/// into place, and the directory is synced so that the name lasts too. (A
-/// key file lost to a power cut while the membership already names its
-/// public key would leave the node signing with a key nobody trusts.)
+/// whole one (a key file lost to a power cut while the membership already
+/// names its public key would leave the node signing with a key nobody
+/// trusts).
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    write_durably(path, &format!("{text}\n"))
+}
+
+/// Writes `text` to `path`, readable by this user only, so that a power cut
+/// leaves either the file before or the whole new one: the bytes go to a
+/// temporary file that is synced, then renamed into place, and the directory
+/// is synced so that the name lasts too.
+pub fn write_durably(path: &Path, text: &str) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("key.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     // Left by a start that lost power before the rename: never used.
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
@@ -60,7 +69,6 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .open(&tmp)
         .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     file.write_all(text.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("creating {}: {e}", path.display()))?;

@@ -191,6 +191,15 @@ impl Node {
 
     /// Makes `members` the first voters. `FailedPrecondition` if already done.
     pub async fn initialize(&self, members: &[(u64, String)]) -> NodeResult<()> {
+        // A node that repairs belongs to a cluster whose log it is receiving
+        // again; initializing it would start a second history (repair.rs).
+        if self.repair.active() {
+            return Err(NodeError::FailedPrecondition(
+                "this node is repairing: it belongs to a cluster already and is receiving its \
+                 log again; it initializes no cluster"
+                    .into(),
+            ));
+        }
         let mut nodes = BTreeMap::new();
         for (id, addr) in members {
             if *id == self.id {

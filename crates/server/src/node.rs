@@ -77,8 +77,20 @@ impl Node {
     /// backs off; standing, it would raise its term for nothing and depose
     /// the leader once it took entries again.)
     pub(crate) fn refresh_elections(&self) {
-        let may = !self.repair.active() && self.disk.short().is_none();
-        self.raft.runtime_config().elect(may);
+        let _one_at_a_time = self
+            .repair
+            .elections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.raft
+            .runtime_config()
+            .elect(self.may_stand_for_election());
+    }
+
+    /// Whether this node could lead: not repairing, and its disk above the
+    /// reserve.
+    pub(crate) fn may_stand_for_election(&self) -> bool {
+        !self.repair.active() && self.disk.short().is_none()
     }
 
     pub fn timeout(&self) -> Duration {

@@ -264,10 +264,11 @@ impl RaftPeer for PeerService {
         request: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
         self.admit_member(&request)?;
-        if self.node.repair.active() {
+        if !self.node.may_stand_for_election() {
             return Err(NodeError::FailedPrecondition(
-                "this node is repairing: it holds too little of the log to lead, and takes no \
-                 leadership until its repair is done"
+                "this node takes no leadership now: it is repairing (it holds too little of the \
+                 log to lead), or its disk is below its reserve (it could not take the log a \
+                 leader writes)"
                     .into(),
             )
             .into());

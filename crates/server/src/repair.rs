@@ -2,29 +2,36 @@
 //! open moves it aside, rejoins empty under its own identity, and receives the
 //! log again from the others, while the cluster keeps its quorum.
 //!
-//! # Why the repaired node must not vote until it holds its leader's log
+//! # What the repaired node keeps, and why it must not vote until it holds
+//! # its leader's log
 //!
-//! A voter that lost its log and its vote is not the voter it was. Say entry
-//! `e` was committed on {A, C} of {A, B, C} while B lagged, and C then lost
-//! its data. If C, empty, voted for B while A was down, B would lead without
-//! `e`, and `e`, acknowledged, would be gone; a vote C had cast before in the
-//! same term could be cast again. So while it repairs, the node
+//! It keeps its vote: the store writes every vote a second time outside the
+//! database (`veritrail_store`'s `vote_file`), and the emptied database takes
+//! it back on open. A repair without that copy is refused (`begin`): a node
+//! that forgot its vote could vote twice in a term, or take entries from the
+//! leader of a term it had already left (say it had voted in term 7, and the
+//! leader of term 6, cut off, reached it first), and let that leader commit
+//! what term 7's leader overwrites.
+//!
+//! It loses its log. Say entry `e` was committed on {A, C} of {A, B, C}
+//! while B lagged, and C then lost its data. If C, empty, voted for B while
+//! A was down, B would lead without `e`, and `e`, acknowledged, would be
+//! gone. So while it repairs, the node
 //!
 //! - grants no vote (`peer_service` declines every request), stands for no
-//!   election (openraft's `enable_elect` off), and takes no leadership
-//!   transfer;
+//!   election (openraft's `enable_elect` off), takes no leadership transfer,
+//!   and initializes no cluster;
 //! - accepts a leader's entries (rule 2 of `senders.rs`: a node that holds no
-//!   log takes the first leader that replicates to it), which are real: it
-//!   syncs them before acknowledging them, as any follower does.
+//!   log takes the first leader that replicates to it, under the vote it
+//!   kept), which are real: it syncs them before acknowledging them, as any
+//!   follower does.
 //!
 //! It is done once it has applied an entry of its leader's current term. A
 //! leader's first entry in its term commits only after every entry before it,
-//! and a leader's log holds every committed entry (Raft's leader completeness,
-//! which needed no vote of this node's since it lost its data): so the node
-//! then holds every entry it could have acknowledged before, and its stored
-//! vote names the leader's term, which no earlier vote of its can exceed
-//! unless that vote was cast in an election the cluster has not finished in
-//! all the time the repair took. Then it removes the marker and votes again.
+//! and a leader's log holds every committed entry (Raft's leader
+//! completeness, which needed no vote of this node's since it lost its
+//! data): so the node then holds every entry it could have acknowledged
+//! before. Then it removes the marker and votes again.
 //!
 //! A marker file, `repairing` in the data directory, is written and synced
 //! before anything is moved and removed only when the repair is done: a node
@@ -48,14 +55,24 @@ pub const MARKER: &str = "repairing";
 #[derive(Debug, Default)]
 pub struct Repair {
     active: AtomicBool,
+    /// Serializes `Node::refresh_elections`, so that the last caller's
+    /// verdict, made from the latest state, is the one in force.
+    pub(crate) elections: std::sync::Mutex<()>,
 }
 
 impl Repair {
-    /// The state the data directory's marker says.
-    pub fn load(data_dir: &Path) -> Self {
-        Repair {
-            active: AtomicBool::new(data_dir.join(MARKER).exists()),
-        }
+    /// The state the data directory's marker says. A marker that cannot be
+    /// looked for (an I/O error) is an error: taking it for absent would let
+    /// a node vote from a log it does not know is empty.
+    pub fn load(data_dir: &Path) -> Result<Self, String> {
+        let marker = data_dir.join(MARKER);
+        let active = marker
+            .try_exists()
+            .map_err(|e| format!("looking for {}: {e}", marker.display()))?;
+        Ok(Repair {
+            active: AtomicBool::new(active),
+            elections: std::sync::Mutex::new(()),
+        })
     }
 
     /// True while the node may not vote or stand for election.
@@ -64,26 +81,36 @@ impl Repair {
     }
 }
 
-/// Starts a repair of the stopped node's data directory `data_dir`: writes
-/// and syncs the marker with `reason`, then moves the state aside
-/// (`veritrail_store::set_aside`). Returns where it went.
+/// Starts a repair of the stopped node's data directory `data_dir`: checks
+/// that the node's vote can be carried over (`veritrail_store` keeps it in a
+/// file of its own), writes and syncs the marker with `reason`, then moves
+/// the state aside (`veritrail_store::set_aside`). Returns where it went.
 pub fn begin(data_dir: &Path, reason: &str) -> Result<PathBuf, String> {
-    let marker = data_dir.join(MARKER);
-    let tmp = data_dir.join(format!("{MARKER}.tmp"));
-    let text = format!(
-        "This node's data failed its checks and was moved aside; the node takes no part in \
-         elections until it holds its leader's log again (docs/OPERATIONS.md section 8).\n\
-         reason: {reason}\n"
-    );
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            use std::io::Write as _;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, &marker))
-        .map_err(|e| format!("writing {}: {e}", marker.display()))?;
-    crate::keys::sync_dir(data_dir)?;
+    match veritrail_store::saved_vote(data_dir) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(format!(
+                "not repairing: {} holds no copy of this node's Raft vote (a node that never \
+                 voted on this release); an empty node under its old id could vote twice. \
+                 Replace it under a new id (docs/OPERATIONS.md section 4)",
+                data_dir.display()
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "not repairing: {e}; an empty node under its old id could vote twice. Replace \
+                 it under a new id (docs/OPERATIONS.md section 4)"
+            ));
+        }
+    }
+    crate::keys::write_durably(
+        &data_dir.join(MARKER),
+        &format!(
+            "This node's data failed its checks and was moved aside; the node takes no part \
+             in elections until it holds its leader's log again (docs/OPERATIONS.md section \
+             8).\nreason: {reason}\n"
+        ),
+    )?;
     let aside = veritrail_store::set_aside(data_dir, reason)
         .map_err(|e| format!("moving the damaged data aside: {e}"))?;
     Ok(aside.dir)

@@ -122,7 +122,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     private_data_dir(&config.data_dir)?;
     let signer = crate::keys::load_or_create(&config.data_dir, &config.origin, config.node_id)?;
     let store = open_store(&config)?;
-    let repair = crate::repair::Repair::load(&config.data_dir);
+    let repair = crate::repair::Repair::load(&config.data_dir)?;
     if repair.active() {
         tracing::warn!(
             "repairing: this node's data was moved aside; it receives the log again from the \

@@ -4,7 +4,8 @@
 //! identity and receive the log again from the others. What it held is never
 //! deleted: the database and the snapshots move, by rename within the data
 //! directory, into `damaged-<unix seconds>/`, where `fsck` and a post-mortem
-//! can still read them. The node key and earlier `damaged-*` and
+//! can still read them. The node key, the vote's copy (`vote_file`, which
+//! the emptied database takes back on open) and earlier `damaged-*` and
 //! `wal-damaged-*` directories stay where they are.
 //!
 //! Whether an empty node may rejoin as the voter it was is not this module's
@@ -59,7 +60,11 @@ pub fn set_aside(dir: &Path, reason: &str) -> Result<SetAside> {
     std::fs::write(&why, format!("{reason}\n"))
         .map_err(io(format!("writing {}", why.display())))?;
     let mut moved = Vec::new();
-    for name in [DB_DIR, SNAPSHOT_DIR] {
+    // The snapshots first: a node stopped between the two renames finds its
+    // database and no snapshot, which its checks refuse (and a repair moves
+    // on), where the other order left an empty database beside snapshots
+    // that opening it would have deleted as stale.
+    for name in [SNAPSHOT_DIR, DB_DIR] {
         let from = dir.join(name);
         if from.exists() {
             std::fs::rename(&from, aside.join(name))
@@ -88,7 +93,7 @@ mod tests {
         std::fs::create_dir_all(d.join("snapshots")).expect("snapshots");
         std::fs::write(d.join("node.key"), "key").expect("key");
         let first = set_aside(d, "checksum mismatch").expect("set aside");
-        assert_eq!(first.moved, ["db", "snapshots"]);
+        assert_eq!(first.moved, ["snapshots", "db"]);
         assert_eq!(
             std::fs::read_to_string(first.dir.join("db/CURRENT")).expect("moved"),
             "x"

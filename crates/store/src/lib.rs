@@ -29,23 +29,24 @@
 //! this list against the code.
 //!
 //! 1. `error`: the crate's one error type.
-//! 2. `db`: RocksDB itself, the column families and the key layout.
-//! 3. `types`: what a Raft entry carries and what applying it answers; plain data.
-//! 4. `log_ledger`: size and arrival time of each held Raft entry, in memory.
-//! 5. `stored`: stored entries and the Merkle nodes over them (`DbNodes`).
-//! 6. `tail`: the state machine's position, checked against `stored` on open.
-//! 7. `shared`: the open database, the data directory and the applied position.
-//! 8. `apply`: deterministic apply, into one write batch per call.
-//! 9. `snapshot/`: the snapshot point, the file format, openraft's snapshot
-//!    data, install and backup.
-//! 10. `type_config`: openraft's type configuration, which names the snapshot data.
-//! 11. `log_store`: the Raft log, and the vote (written nowhere else).
-//! 12. `state_machine`: the state machine and its snapshot builder, for openraft.
-//! 13. `reader`: reads and proofs.
-//! 14. `async_reader`: the same reads for async callers, on tokio's blocking pool.
-//! 15. `fsck`: the offline check of a stopped node's directory.
-//! 16. `restore`: a backup into an empty directory (state machine and vote).
-//! 17. `aside`: a damaged directory's state moved aside, for a repair.
+//! 2. `vote_file`: the vote's copy outside the database, which a repair keeps.
+//! 3. `db`: RocksDB itself, the column families and the key layout.
+//! 4. `types`: what a Raft entry carries and what applying it answers; plain data.
+//! 5. `log_ledger`: size and arrival time of each held Raft entry, in memory.
+//! 6. `stored`: stored entries and the Merkle nodes over them (`DbNodes`).
+//! 7. `tail`: the state machine's position, checked against `stored` on open.
+//! 8. `shared`: the open database, the data directory and the applied position.
+//! 9. `apply`: deterministic apply, into one write batch per call.
+//! 10. `snapshot/`: the snapshot point, the file format, openraft's snapshot
+//!     data, install and backup.
+//! 11. `type_config`: openraft's type configuration, which names the snapshot data.
+//! 12. `log_store`: the Raft log, and the vote (written nowhere else; it keeps the copy).
+//! 13. `state_machine`: the state machine and its snapshot builder, for openraft.
+//! 14. `reader`: reads and proofs.
+//! 15. `async_reader`: the same reads for async callers, on tokio's blocking pool.
+//! 16. `fsck`: the offline check of a stopped node's directory.
+//! 17. `restore`: a backup into an empty directory (state machine and vote).
+//! 18. `aside`: a damaged directory's state moved aside, for a repair.
 //!
 //! `golden` (tests only) pins the formats of every layer from above them all,
 //! and this file assembles the handles.
@@ -69,6 +70,7 @@ mod stored;
 mod tail;
 mod type_config;
 mod types;
+mod vote_file;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,6 +96,7 @@ pub use types::{
     AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,
     Rejection, RejectionKind, RequestOutcome,
 };
+pub use vote_file::{VOTE_FILE, read as saved_vote};
 
 use shared::Shared;
 use snapshot::Snapshots;
@@ -113,6 +116,7 @@ impl Store {
     /// disagrees with its entries and Merkle nodes; the error says where.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store> {
         let shared = Arc::new(Shared::open(dir, config)?);
+        LogStore::reconcile_vote(&shared)?;
         let snapshots = Arc::new(Snapshots::open(Arc::clone(&shared))?);
         Ok(Store {
             log: LogStore {

@@ -25,6 +25,7 @@ use crate::error::{Result, StoreError};
 use crate::log_ledger::LogLedger;
 use crate::shared::{Shared, blocking};
 use crate::type_config::TypeConfig;
+use crate::vote_file;
 
 /// The Raft log store. Cheap to clone; clones share the database.
 #[derive(Debug, Clone)]
@@ -93,8 +94,30 @@ impl LogStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(shared.db.cf(CF_RAFT_META), KEY_VOTE, to_postcard(vote));
         // The vote is one value under one key, synced before we answer: a
-        // node that forgets its vote could vote twice in one term.
-        shared.db.write_synced(batch)
+        // node that forgets its vote could vote twice in one term. Its copy
+        // outside the database outlives a database set aside (`vote_file`).
+        shared.db.write_synced(batch)?;
+        vote_file::write(&shared.dir, vote)
+    }
+
+    /// Brings the database's vote and its copy (`vote_file`) to the later of
+    /// the two, on open: an emptied database (a repair) takes the vote the
+    /// node had; a copy that is missing (a directory of an earlier release),
+    /// damaged, or behind (a stop between the two writes) is written again.
+    pub(crate) fn reconcile_vote(shared: &Shared) -> Result<()> {
+        let stored = Self::stored_vote(shared)?;
+        let copy = vote_file::read(&shared.dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the vote's copy is written again from the database");
+            None
+        });
+        match (copy, stored) {
+            (Some(copy), stored) if vote_file::later(&copy, stored.as_ref()) => {
+                tracing::info!(vote = %copy, "the database takes the vote of its copy");
+                Self::write_vote(shared, &copy)
+            }
+            (copy, Some(stored)) if copy != Some(stored) => vote_file::write(&shared.dir, &stored),
+            _ => Ok(()),
+        }
     }
 
     fn log_state(shared: &Shared) -> Result<LogState<TypeConfig>> {
