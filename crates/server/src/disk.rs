@@ -13,9 +13,11 @@
 //! - as follower, the leader's `AppendEntries` carrying entries and its
 //!   snapshots are refused, `RESOURCE_EXHAUSTED`; the leader backs off and
 //!   retries (network.rs), and commits on the members that have room. Empty
-//!   `AppendEntries` (heartbeats, commit index) still pass: the node keeps
-//!   its leader and applies what it holds. It stands for no election while
-//!   short (`Node::refresh_elections`): it misses heartbeats while the leader
+//!   `AppendEntries` (heartbeats, commit index) are not refused, but openraft
+//!   sends none to a member while it backs off from it, so they arrive only
+//!   between refusals: the node applies what it holds as the commit index
+//!   reaches it. It stands for no election while short
+//!   (`Node::refresh_elections`): it misses heartbeats while the leader
 //!   backs off, and would otherwise raise its term for nothing.
 //!
 //! What is already in the log, applying it, checkpoints and snapshots of this
