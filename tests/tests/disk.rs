@@ -289,9 +289,10 @@ async fn a_failed_table_read_is_an_error_never_a_wrong_answer() {
 
     let mut errors = 0;
     let mut answered = 0;
+    let mut codes = std::collections::BTreeSet::new();
     // A node that stopped (a failed read in a compaction stops its writes,
     // and Raft's next write stops the node) answers UNAVAILABLE; a running
-    // one, INTERNAL.
+    // one, INTERNAL (checked below, once it is known which).
     let refused =
         |code: tonic::Code| matches!(code, tonic::Code::Internal | tonic::Code::Unavailable);
     for (what, request, want) in [
@@ -306,7 +307,10 @@ async fn a_failed_table_read_is_an_error_never_a_wrong_answer() {
         );
         // Both read table blocks no cache holds: each must fail, saying so.
         match failed {
-            Some(code) => assert!(refused(code), "{what}: {code:?}"),
+            Some(code) => {
+                assert!(refused(code), "{what}: {code:?}");
+                codes.insert(format!("{code:?}"));
+            }
             None => panic!(
                 "{what}: ended after {} of {} entries without an error",
                 got.len(),
@@ -334,6 +338,7 @@ async fn a_failed_table_read_is_an_error_never_a_wrong_answer() {
             }
             Err(status) => {
                 assert!(refused(status.code()), "entry {seq}: {status}");
+                codes.insert(format!("{:?}", status.code()));
                 errors += 1;
             }
         }
@@ -347,6 +352,13 @@ async fn a_failed_table_read_is_an_error_never_a_wrong_answer() {
         }
     );
     assert!(errors > 0, "no read met the fault: the test tested nothing");
+    if !cluster.nodes[follower].has_exited() {
+        assert_eq!(
+            codes.into_iter().collect::<Vec<_>>(),
+            ["Internal"],
+            "a running node refuses a read its disk failed with INTERNAL"
+        );
+    }
     assert!(
         answered > 0,
         "the entries in the block cache were not answered"
