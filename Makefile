@@ -50,7 +50,7 @@ test-deploy: ## static checks of deploy/ (k8s schemas, compose, systemd unit)
 	deploy/check
 
 test-format: ## verify the golden vectors with the independent Python verifier
-	$(PYTHON) tests/format/verify_vectors.py crates/core/testdata/vectors.json
+	$(PYTHON) tests/format/verify_vectors.py crates/core/testdata/vectors.json crates/core/testdata/vectors-signed.json
 
 lint: deps rocksdb ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Independent verifier for Veritrail's byte formats, written from docs/FORMAT.md alone.
 
-Usage: python3 tests/format/verify_vectors.py crates/core/testdata/vectors.json
+Usage: python3 tests/format/verify_vectors.py crates/core/testdata/vectors.json \
+           [crates/core/testdata/vectors-signed.json]
 
 It re-derives every value in the golden vectors (entry encodings, hashes, Merkle roots,
 frontiers, proofs, keys, checkpoints, signatures, key sets, the evidence bundle) and checks that
-tampered inputs are rejected. Section numbers below refer to docs/FORMAT.md.
-Dependencies: Python 3.11 standard library and the `cryptography` package (Ed25519).
+tampered inputs are rejected. With the second file it also checks signed events: version 2
+entries, event statements and signatures, and signer lists (sections 1.1, 2.4, 3, 7 step 5, 9).
+Section numbers below refer to docs/FORMAT.md.
+Dependencies: Python 3.11 standard library (tomllib) and the `cryptography` package (Ed25519).
 """
-import base64, binascii, functools, hashlib, json, re, sys, unicodedata
+import base64, binascii, functools, hashlib, json, re, sys, tomllib, unicodedata
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -76,13 +79,28 @@ def hex_hash(s):
 MAX_ENTRY, MAX_STRING, MAX_ATTRS, MAX_PAYLOAD = 4 << 20, 4096, 256, 1 << 20
 STRING_FIELDS = ("principal", "source", "event_id", "actor", "action", "resource", "outcome")
 
+def string_bytes(s):
+    b = s.encode("utf-8")
+    return u32(len(b)) + b
+
+ED25519_ALG = 0x01  # section 2.4, field 16: the only signature algorithm
+
 def encode_entry(e):
-    """Section 2.1. `e` is a dict; attributes is a list of (key, value) pairs (sorted here)."""
-    out = bytearray(b"\x01" + u64(e["seq"]) + u64(e["timestamp_ns"]) + e["prev_hash"])
+    """Sections 2.1 and 2.4. `e` is a dict; attributes is a list of (key, value) pairs (sorted here);
+    `signature` is None (version 1) or (32-byte public key, 64-byte signature) (version 2)."""
+    sig = e.get("signature")
+    out = bytes([1 if sig is None else 2]) + u64(e["seq"]) + u64(e["timestamp_ns"]) + e["prev_hash"]
+    out += string_bytes(e["principal"]) + encode_event_fields(e)
+    if sig is not None:  # fields 16-18
+        out += bytes([ED25519_ALG]) + sig[0] + sig[1]
+    return out
+
+def encode_event_fields(e):
+    """Fields 6 to 15 of section 2.1 (source through payload): what an event statement holds (1.1)."""
+    out = bytearray()
     def string(s):
-        b = s.encode("utf-8")
-        out.extend(u32(len(b)) + b)
-    for f in STRING_FIELDS:
+        out.extend(string_bytes(s))
+    for f in STRING_FIELDS[1:]:
         string(e[f])
     out += b"\x00" if e["event_time_ns"] is None else b"\x01" + u64(e["event_time_ns"])
     if e["trace_id"] is None:
@@ -123,11 +141,14 @@ class Reader:
         return tag == 1
 
 def decode_entry(data):
-    """Section 2.2: structural decoding only (character rules and policy limits are not checked)."""
+    """Section 2.2, both versions: structural decoding only (character rules and policy limits are
+    not checked, nor whether a version 2 signature verifies, 2.4). `signature` is None for
+    version 1 and (public key, signature) for version 2."""
     if len(data) > MAX_ENTRY:
         raise Reject("input longer than 4 MiB")
     r = Reader(data)
-    if r.int(1, "version") != 0x01:
+    version = r.int(1, "version")
+    if version not in (0x01, 0x02):
         raise Reject("unknown version byte")
     e = {"seq": r.int(8, "seq"), "timestamp_ns": r.int(8, "timestamp_ns"), "prev_hash": r.take(32, "prev_hash")}
     for f in STRING_FIELDS:
@@ -145,31 +166,56 @@ def decode_entry(data):
         last_key = k.encode()
         e["attributes"].append((k, v))
     e["payload"] = r.blob(MAX_PAYLOAD, "payload")
+    if version == 0x01:
+        if r.pos != len(data):
+            raise Reject("bytes remain after the payload")
+        e["signature"] = None
+        return e
+    if r.int(1, "signature algorithm") != ED25519_ALG:  # section 2.4: missing, cut short, other algorithm
+        raise Reject("unknown signature algorithm")
+    e["signature"] = (r.take(32, "signature public key"), r.take(64, "signature"))
     if r.pos != len(data):
-        raise Reject("bytes remain after the payload")
+        raise Reject("bytes remain after the signature")
     return e
 
 def entry_from_vector(v):
     """Build the structured entry from a vector's top-level fields and its `event`
-    (FORMAT.md appendix: absent optional fields are null; attribute member order means nothing)."""
-    ev = v["event"]
+    (FORMAT.md appendix: absent optional fields are null; attribute member order means nothing).
+    `signature` only in vectors-signed.json: null, or public_key_hex and signature_hex."""
+    ev, sig = v["event"], v.get("signature")
     e = {"seq": v["seq"], "timestamp_ns": v["timestamp_ns"], "prev_hash": hex_hash(v["prev_hash"]),
          "principal": v["principal"], "event_time_ns": ev["event_time_ns"], "trace_id": ev["trace_id"],
          "attributes": sorted((ev["attributes"] or {}).items(), key=lambda kv: kv[0].encode()),
-         "payload": bytes.fromhex(ev["payload_hex"] or "")}
+         "payload": bytes.fromhex(ev["payload_hex"] or ""),
+         "signature": None if sig is None else (bytes.fromhex(sig["public_key_hex"]), bytes.fromhex(sig["signature_hex"]))}
     for f in STRING_FIELDS[1:]:
         e[f] = ev[f]
     return e
+
+
+# ---------------------------------------------------------------- section 1.1: event statement
+STATEMENT_PREFIX = b"veritrail/event-signature/v1\n"  # 29 ASCII bytes
+
+def statement(origin, e):
+    """Section 1.1: prefix || string(origin) || fields 6 to 15 of the entry encoding."""
+    return STATEMENT_PREFIX + string_bytes(origin) + encode_event_fields(e)
+
+def event_signature_verifies(origin, e):
+    """Section 1.1: a version 2 entry's signature verifies for `origin` (strict, section 6)."""
+    pub, sig = e["signature"]
+    return ed25519_verify_strict(pub, statement(origin, e), sig)
 
 
 # ---------------------------------------------------------------- section 3: hashes and chain
 def entry_hash(canonical): return sha256(b"\x00" + canonical)
 def genesis_hash(origin): return sha256(b"veritrail/genesis/v1\n" + origin.encode("utf-8"))
 
-def check_chain(raw_entries, start, genesis):
-    """Section 3: canonical entries must decode and form a valid chain from seq `start`.
-    `genesis` is the expected prev_hash of entry 0, checked only when start == 0.
-    Returns (decoded entries, entry hashes). Raises Reject naming the seq concerned."""
+def check_chain(raw_entries, start, origin, signers=None):
+    """Section 3 (and section 7 step 5): canonical entries must decode and form a valid chain of
+    log `origin` from seq `start`; entry 0's prev_hash must be the genesis hash (when start == 0),
+    every version 2 signature must verify for `origin`, and, given a signer list (section 9),
+    every entry must satisfy it. Returns (decoded entries, entry hashes). Raises Reject naming
+    the seq concerned."""
     entries, hashes = [], []
     for i, raw in enumerate(raw_entries):
         seq = start + i
@@ -179,7 +225,16 @@ def check_chain(raw_entries, start, genesis):
             raise Reject(f"seq {seq}: {err}")
         if e["seq"] != seq:
             raise Reject(f"seq {seq}: entry carries seq {e['seq']}")
-        if i == 0 and seq == 0 and e["prev_hash"] != genesis:
+        # Order of section 7 step 5 (signature and signer list before the link); section 3 lists the
+        # signature last. Which failure is reported first for one entry differs between the two.
+        if e["signature"] is not None and not event_signature_verifies(origin, e):
+            raise Reject(f"seq {seq}: bad event signature")
+        if signers is not None:
+            try:
+                check_signer_list(signers, e)
+            except Reject as err:
+                raise Reject(f"seq {seq}: {err}")
+        if i == 0 and seq == 0 and e["prev_hash"] != genesis_hash(origin):
             raise Reject("seq 0: prev_hash is not the genesis hash")
         if i > 0 and e["prev_hash"] != hashes[-1]:
             raise Reject(f"seq {seq}: prev_hash does not link to entry {seq - 1}")
@@ -534,9 +589,10 @@ def json_u64(s):  # FORMAT.md conventions, §7: exact integers in [0, 2^64 - 1]
 def json_not_integer(s):  # FORMAT.md conventions: fractions and exponents are errors (and NaN, Infinity)
     raise Reject(f"bundle header: number {s!r} is not an integer")
 
-def verify_bundle(text, keys, quorum, origin):
+def verify_bundle(text, keys, quorum, origin, signers=None):
     """Section 7, steps 1 to 7. `keys` are the trusted keys; if there are none, the bundle's own keys are
-    used (FORMAT.md §7). Returns (start, count, N, whether the bundle's own keys were used)."""
+    used (FORMAT.md §7). `signers`: a parsed signer list (section 9), if the verifier was given one.
+    Returns (start, count, N, whether the bundle's own keys were used)."""
     if not text.endswith("\n"):
         raise Reject("bundle: last line does not end in a newline")
     lines = text[:-1].split("\n")
@@ -577,7 +633,7 @@ def verify_bundle(text, keys, quorum, origin):
             raws.append(b64_strict(line))
         except Reject as e:
             raise Reject(f"seq {start + i}: {e}")
-    entries, hashes = check_chain(raws, start, genesis_hash(origin))
+    entries, hashes = check_chain(raws, start, origin, signers)  # step 5, with check_chain's order
     frontier, size = left, start
     for h in hashes:
         frontier, size = frontier_append(frontier, size, h), size + 1
@@ -587,6 +643,60 @@ def verify_bundle(text, keys, quorum, origin):
                                        != cp["timestamp_ns"]):  # step 7
         raise Reject(f"seq {size - 1}: last entry does not match the checkpoint head")
     return start, count, n_cp, own_keys
+
+
+# ---------------------------------------------------------------- section 9: signer list
+SIGNER_MEMBERS = {"principal": str, "keys": list, "required": bool}
+
+def parse_signer_list(text):
+    """Section 9: TOML, one [[signer]] table per principal; other tables are ignored.
+    Returns {principal: (required, set of 32-byte public keys)}."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise Reject(f"signer list: not TOML ({e})")
+    tables = doc.get("signer", [])  # a file without `signer` tables is an empty list
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise Reject("signer list: `signer` is not an array of tables")
+    out = {}
+    for t in tables:
+        # §9: unknown members and wrong types are errors; a missing principal or keys is refused
+        # below as an empty one.
+        if set(t) - set(SIGNER_MEMBERS):
+            raise Reject(f"signer list: unknown member {sorted(set(t) - set(SIGNER_MEMBERS))}")
+        if any(not isinstance(t[k], ty) for k, ty in SIGNER_MEMBERS.items() if k in t):
+            raise Reject("signer list: a member of the wrong type")
+        principal, keys, required = t.get("principal", ""), t.get("keys", []), t.get("required", True)
+        if principal == "" or "*" in principal:
+            raise Reject("signer list: empty principal or one holding '*'")
+        if not keys:
+            raise Reject(f"signer list: no keys for {principal}")
+        if not all(isinstance(k, str) for k in keys):
+            raise Reject("signer list: a key that is not a string")
+        try:
+            pubs = {parse_verifier_key(k)[2] for k in keys}
+        except Reject as e:
+            raise Reject(f"signer list: {e}")
+        if principal in out:
+            raise Reject(f"signer list: two tables for {principal}")
+        out[principal] = (required, pubs)
+    return out
+
+def check_signer_list(signers, e):
+    """Section 9: raises Reject unless entry `e` satisfies the parsed signer list. Only the
+    32-byte public key is compared, never a key name."""
+    listed, sig = signers.get(e["principal"]), e["signature"]
+    if listed is None:
+        if sig is not None:
+            raise Reject(f"unlisted signer: signed by {sig[0].hex()}, but {e['principal']} is not in the signer list")
+        return
+    required, pubs = listed
+    if sig is None:
+        if required:
+            raise Reject(f"unsigned: {e['principal']} must sign its events")
+        return
+    if sig[0] not in pubs:
+        raise Reject(f"unregistered key: signed by {sig[0].hex()}, not a key of {e['principal']} in the signer list")
 
 
 # ---------------------------------------------------------------- the checks
@@ -605,7 +715,10 @@ def check_entries(vec):
         except Reject as e:
             check(f"entry {v['seq']} decodes", False, str(e))
     # Each invalid entry must be rejected for the reason its words give (first keyword that matches).
-    expected = [("truncated inside the principal", "input ends inside principal"),
+    # vectors.json's 'unknown version byte 2' predates version 2 (FORMAT.md, appendix): under §2.2 as it is
+    # now, this input (a version 1 body behind 0x02) is rejected because its signature block is missing.
+    expected = [("version byte 2", "input ends inside signature algorithm"),
+                ("truncated inside the principal", "input ends inside principal"),
                 ("payload runs past", "input ends inside payload"), ("empty input", "input ends inside version"),
                 ("trailing", "bytes remain"), ("version", "unknown version"), ("presence tag", "presence tag"),
                 ("ascending", "attribute keys not strictly"), ("same attribute key", "attribute keys not strictly"),
@@ -637,7 +750,7 @@ def check_hashes(vec):
     for v, h in zip(vec["entries"], leaves):
         check_eq(f"entry {v['seq']} entry_hash and leaf_hash", (v["entry_hash"], v["leaf_hash"]), (h.hex(), h.hex()))
     try:
-        check_eq("chain 0..9", check_chain(canon, 0, genesis_hash(vec["origin"]))[1], leaves)
+        check_eq("chain 0..9", check_chain(canon, 0, vec["origin"])[1], leaves)
     except Reject as e:
         check("chain 0..9 is valid", False, str(e))
     group_done("chain: entry hashes, genesis, prev_hash links, timestamps (3)")
@@ -896,7 +1009,211 @@ def check_key_sets(vec, keys):
     check_rejects("a key set read as a checkpoint", parse_checkpoint, first)
     group_done("key sets: bodies, signatures, each vouched for by the keys before it (6.1)")
 
-def main(path):
+# ---------------------------------------------------------------- vectors-signed.json
+def check_signed_keys(vs, vec):
+    """Appendix `vectors-signed.json`: vectors.json's origin; the services' keys (section 6).
+    Returns the seeds by key name."""
+    check_eq("signed: entry_format_versions", vs["entry_format_versions"], [1, 2])
+    check_eq("signed: origin is vectors.json's", vs["origin"], vec["origin"])
+    check_eq("signed: genesis hash", genesis_hash(vs["origin"]).hex(), vs["genesis_hash"])
+    seeds = {}
+    for k in vs["signing_keys"]:
+        name, seed = k["name"], bytes.fromhex(k["seed_hex"])
+        pub, tag = public_key(seed), f"signing key {k['name']}"
+        check_eq(f"{tag}: public key, verifier key, signer key", (pub.hex(), verifier_key(name, pub), signer_key(name, seed, pub)),
+                 (k["public_key_hex"], k["verifier_key"], k["signer_key"]))
+        try:
+            check_eq(f"{tag}: verifier key parses", parse_verifier_key(k["verifier_key"]), (name, key_id(name, pub), pub))
+            check_eq(f"{tag}: signer key parses", parse_signer_key(k["signer_key"]), (name, key_id(name, pub), seed))
+        except Reject as e:
+            check(f"{tag}: key strings parse", False, str(e))
+        seeds[name] = seed
+    group_done("signed: origin, genesis, the services' keys (3.1, 6)")
+    return seeds
+
+def check_signed_entries(vs, seeds):
+    """Sections 1.1, 2.2, 2.4: both versions encoded from their fields and decoded; statements and
+    signatures re-derived; invalid inputs rejected. Returns the canonical bytes of the entries."""
+    origin, raws = vs["origin"], []
+    for v in vs["entries"]:
+        tag, sig = f"signed entry {v['seq']}", v["signature"]
+        fields, raw = entry_from_vector(v), bytes.fromhex(v["canonical_hex"])
+        raws.append(raw)
+        check_eq(f"{tag} version (2 exactly when signed)", (v["version"], raw[:1]),
+                 (1 if sig is None else 2, bytes([1 if sig is None else 2])))
+        check_eq(f"{tag} encoding", encode_entry(fields).hex(), v["canonical_hex"])
+        try:
+            check_eq(f"{tag} decoding", decode_entry(raw), fields)
+        except Reject as e:
+            check(f"{tag} decodes", False, str(e))
+        st = statement(origin, fields)
+        check_eq(f"{tag} statement", st.hex(), v["statement_hex"])
+        start = 1 + 8 + 8 + 32 + len(string_bytes(fields["principal"]))  # field 6, where the statement's fields begin
+        end = len(raw) - (0 if sig is None else 97)
+        check_eq(f"{tag} statement ends with the entry's fields 6 to 15", st[-(end - start):], raw[start:end])
+        if sig is None:
+            check_rejects(f"{tag} followed by a signature block", decode_entry, raw + bytes([1]) + bytes(96),
+                          reason="bytes remain after the payload")
+            check_rejects(f"{tag} labelled version 2", decode_entry, b"\x02" + raw[1:], reason="input ends inside signature algorithm")
+            continue
+        seed = seeds.get(sig["key_name"])
+        check(f"{tag} key_name names a signing key", seed is not None, sig["key_name"])
+        if seed is not None:
+            check_eq(f"{tag} public key is {sig['key_name']}'s", sig["public_key_hex"], public_key(seed).hex())
+            check_eq(f"{tag} signature re-made from the seed (Ed25519 is deterministic)",
+                     Ed25519PrivateKey.from_private_bytes(seed).sign(st).hex(), sig["signature_hex"])
+        check(f"{tag} signature verifies for the origin (strict)", event_signature_verifies(origin, fields))
+        check(f"{tag} signature does not verify for another origin", not event_signature_verifies(origin + "x", fields))
+        check(f"{tag} signature does not verify over the statement without its prefix",
+              not ed25519_verify_strict(fields["signature"][0], st[len(STATEMENT_PREFIX):], fields["signature"][1]))
+        check_rejects(f"{tag} without its signature block", decode_entry, raw[:-97], reason="input ends inside signature algorithm")
+        check_rejects(f"{tag} labelled version 1", decode_entry, b"\x01" + raw[1:], reason="bytes remain after the payload")
+        check_rejects(f"{tag} with algorithm 0x00", decode_entry, raw[:-97] + b"\x00" + raw[-96:], reason="unknown signature algorithm")
+        check_rejects(f"{tag} cut inside the public key", decode_entry, raw[:-70], reason="input ends inside signature public key")
+    expected = [("without its signature block", "input ends inside signature algorithm"),
+                ("labelled version 2", "input ends inside signature algorithm"),
+                ("byte after the signature", "bytes remain after the signature"),
+                ("followed by a signature block", "bytes remain after the payload"),
+                ("algorithm 0x", "unknown signature algorithm"),
+                ("signature one byte short", "input ends inside signature"),
+                ("version 3", "unknown version")]
+    for bad in vs["invalid_entries"]:
+        want = next((r for words, r in expected if words in bad["reason"]), None)
+        check_rejects(f"signed invalid entry '{bad['reason']}'", decode_entry, bytes.fromhex(bad["hex"]), reason=want)
+    group_done("signed entries: versions 1 and 2, statements, signatures (1.1, 2.2, 2.4)")
+    return raws
+
+def check_signed_chain(vs, raws):
+    """Section 3 with signatures, section 4: entry hashes, the chain from genesis, the root."""
+    origin = vs["origin"]
+    leaves = [entry_hash(r) for r in raws]
+    for v, h in zip(vs["entries"], leaves):
+        check_eq(f"signed entry {v['seq']} entry_hash", v["entry_hash"], h.hex())
+    try:
+        check_eq(f"signed chain 0..{len(raws) - 1}", check_chain(raws, 0, origin)[1], leaves)
+    except Reject as e:
+        check(f"signed chain 0..{len(raws) - 1} is valid", False, str(e))
+    check_eq("signed: Merkle root of all entries", mth(leaves).hex(), vs["root"])
+    first_signed = next(i for i, r in enumerate(raws) if i > 0 and r[0] == 2)
+    check_rejects("signed chain from seq 1 read as another log's", check_chain, raws[1:], 1, origin + "x",
+                  reason=f"seq {first_signed}: bad event signature")
+    for i, raw in enumerate(raws):  # every byte an event signature covers, and the signature block
+        if raw[0] != 2:
+            continue
+        e = decode_entry(raw)
+        start = 1 + 8 + 8 + 32 + len(string_bytes(e["principal"]))
+        caught = sum(1 for j in range(start, len(raw)) if rejected(check_chain, raws[:i] + [flip(raw, j)], 0, origin,
+                                                                    prefix=f"seq {i}: "))
+        check_eq(f"signed entry {i}: chain rejects each flipped byte from source to signature", caught, len(raw) - start)
+    group_done("signed chain: entry hashes, links, timestamps, signatures, root (3, 4)")
+    return leaves
+
+def rejected(fn, *args, prefix=""):
+    try:
+        fn(*args)
+    except Reject as e:
+        return str(e).startswith(prefix)
+    return False
+
+def check_bad_signatures(vs):
+    """Section 1.1: each bad signature decodes (2.4), but does not verify for the origin (strict, 6)."""
+    origin = vs["origin"]
+    for b in vs["bad_signatures"]:
+        tag, raw = f"bad signature '{b['reason']}'", bytes.fromhex(b["canonical_hex"])
+        try:
+            e = decode_entry(raw)
+        except Reject as err:
+            check(f"{tag} decodes", False, str(err))
+            continue
+        check(f"{tag} is version 2", raw[0] == 2 and e["signature"] is not None)
+        check(f"{tag} does not verify", not event_signature_verifies(origin, e))
+        check_rejects(f"{tag} fails a chain", check_chain, [raw], e["seq"], origin, reason=f"seq {e['seq']}: bad event signature")
+        if "S + L" in b["reason"] or "group order" in b["reason"]:
+            pub, sig = e["signature"]
+            s_val = int.from_bytes(sig[32:], "little")
+            reduced = sig[:32] + (s_val % L).to_bytes(32, "little")
+            check(f"{tag}: S >= L", s_val >= L)
+            check(f"{tag}: with S mod L it verifies (only the S < L rule refuses it)",
+                  ed25519_verify_strict(pub, statement(origin, e), reduced))
+    group_done("bad signatures: decode, never verify (1.1, 6)")
+
+def check_signer_lists(vs, vec, keys, raws, leaves, seeds):
+    """Section 9, and section 7 step 5 with a signer list."""
+    origin, sl = vs["origin"], vs["signer_list"]
+    entries = [decode_entry(r) for r in raws]
+    try:
+        signers = parse_signer_list(sl["toml"])
+    except Reject as e:
+        check("signer list parses", False, str(e))
+        group_done("signer list (9)")
+        return
+    pub = {name: public_key(seed) for name, seed in seeds.items()}
+    check_eq("signer list read (required defaults to true)", signers,
+             {"spiffe://example.org/ns/prod/sa/billing": (True, {pub["billing"]}),
+              "spiffe://example.org/ns/prod/sa/iam": (False, {pub["iam"]})})
+    unsatisfied = {u["seq"]: u["reason"] for u in sl["unsatisfied"]}
+    check_eq("signer list: satisfied and unsatisfied name every entry once",
+             sorted(sl["satisfied"] + list(unsatisfied)), list(range(len(entries))))
+    expected = [("carries no signature", "unsigned"), ("registers no key", "unlisted signer"),
+                ("does not register", "unregistered key")]
+    for seq, e in enumerate(entries):
+        if seq in sl["satisfied"]:
+            try:
+                check_signer_list(signers, e)
+                check(f"seq {seq} satisfies the signer list", True)
+            except Reject as err:
+                check(f"seq {seq} satisfies the signer list", False, str(err))
+        if seq in unsatisfied:
+            want = next((r for words, r in expected if words in unsatisfied[seq]), None)
+            check_rejects(f"seq {seq} does not satisfy the signer list ('{unsatisfied[seq]}')", check_signer_list, signers, e,
+                          reason=want)
+    # The list's own rules, on variants of the vectors' list.
+    text = sl["toml"]
+    billing_p, billing_vk = "spiffe://example.org/ns/prod/sa/billing", verifier_key("billing", pub["billing"])
+    grant = '\n[[grant]]\nprincipal = "*"\nmethods = ["Append"]\n'
+    check_eq("signer list with a [[grant]] table (ignored)", parse_signer_list(text + grant), signers)
+    renamed = text.replace(billing_vk, verifier_key("someone-else", pub["billing"]))
+    check_eq("signer list with another key name (names do not matter)", parse_signer_list(renamed), signers)
+    for what, bad in [("an empty principal", text.replace(f'"{billing_p}"', '""')),
+                      ("a '*' principal", text.replace(f'"{billing_p}"', '"spiffe://example.org/ns/prod/sa/*"')),
+                      ("no keys", text.replace(f'["{billing_vk}"]', "[]")),
+                      ("a key with a wrong id", text.replace(billing_vk, "+".join(
+                          ["billing", f"{key_id('billing', pub['billing']) ^ 1:08x}", billing_vk.split("+", 2)[2]]))),
+                      ("a key that is not a verifier key", text.replace(billing_vk, "billing")),
+                      ("one principal twice", text + f'\n[[signer]]\nprincipal = "{billing_p}"\nkeys = ["{billing_vk}"]\n'),
+                      ("required as a string", text.replace("required = false", 'required = "false"')),
+                      ("not TOML", text + "[[signer\n")]:
+        check_rejects(f"signer list with {what}", parse_signer_list, bad, reason="signer list")
+    # Section 7 step 5: a bundle of the signed entries against a checkpoint the vectors' nodes sign here.
+    n, node_seeds = len(raws), {k["name"]: bytes.fromhex(k["seed_hex"]) for k in vec["keys"]}
+    body = checkpoint_body(origin, n, mth(leaves), leaves[-1], entries[-1]["timestamp_ns"])
+    note = body + "\n" + "".join(sign_line(k["name"], node_seeds[k["name"]], body) for k in vec["keys"][:vec["quorum"]])
+    def bundle(lines):
+        hdr = {"format": "veritrail-evidence-bundle/1", "origin": origin, "start": 0, "count": len(lines), "checkpoint": note,
+               "keys": [k["verifier_key"] for k in vec["keys"]], "quorum": vec["quorum"], "left_frontier": [],
+               "consistency_proof": [h.hex() for h in consistency_proof(len(lines), leaves) if len(lines) < n]}
+        return json.dumps(hdr, separators=(",", ":")) + "\n" + "".join(b64(r) + "\n" for r in lines)
+    def result(text, signers=None):
+        try:
+            return verify_bundle(text, keys, vec["quorum"], origin, signers)
+        except Reject as e:
+            return f"rejected: {e}"
+    check_eq("bundle of the signed entries verifies", result(bundle(raws)), (0, n, n, False))
+    first_bad = min(unsatisfied)
+    check(f"bundle of the signed entries with the signer list fails at seq {first_bad}",
+          result(bundle(raws), signers).startswith(f"rejected: seq {first_bad}: "), result(bundle(raws), signers))
+    check_eq(f"bundle of the signed entries [0, {first_bad}) with the signer list verifies",
+             result(bundle(raws[:first_bad]), signers), (0, first_bad, n, False))
+    lenient = text.replace(f'["{billing_vk}"]', f'["{billing_vk}", "{verifier_key("iam", pub["iam"])}"]\nrequired = false')
+    lenient += f'\n[[signer]]\nprincipal = "spiffe://example.org/ns/prod/sa/storage"\nkeys = ["{verifier_key("stranger", pub["stranger"])}"]\nrequired = false\n'
+    check_eq("bundle of the signed entries with a list they all satisfy verifies", result(bundle(raws), parse_signer_list(lenient)),
+             (0, n, n, False))
+    bad0 = bytes.fromhex(vs["bad_signatures"][0]["canonical_hex"])
+    check(f"bundle with a bad signature at seq 0 fails there",
+          result(bundle([bad0] + raws[1:])).startswith("rejected: seq 0: bad event signature"), result(bundle([bad0] + raws[1:])))
+    group_done("signer list: section 9 rules, satisfied and unsatisfied seqs, bundles (7 step 5, 9)")
+
+def main(path, signed_path=None):
     with open(path, encoding="utf-8") as f:
         vec = json.load(f)
     check_entries(vec)
@@ -905,6 +1222,14 @@ def main(path):
     keys = check_notes(vec, leaves, roots)
     check_key_sets(vec, keys)
     check_bundle(vec, keys, leaves)
+    if signed_path is not None:
+        with open(signed_path, encoding="utf-8") as f:
+            vs = json.load(f)
+        seeds = check_signed_keys(vs, vec)
+        raws = check_signed_entries(vs, seeds)
+        signed_leaves = check_signed_chain(vs, raws)
+        check_bad_signatures(vs)
+        check_signer_lists(vs, vec, keys, raws, signed_leaves, seeds)
     if FAILURES:
         print(f"format check: FAILED ({FAILURES} mismatches)")
         return 1
@@ -913,6 +1238,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: verify_vectors.py <vectors.json>")
-    sys.exit(main(sys.argv[1]))
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: verify_vectors.py <vectors.json> [<vectors-signed.json>]")
+    sys.exit(main(*sys.argv[1:]))

@@ -1358,3 +1358,169 @@ async fn a_named_context_holds_the_endpoints_and_credentials() {
         explain(&out)
     );
 }
+
+/// A service signs its events from the CLI, and an auditor holds them to its
+/// signer list offline: `keygen` makes the key (owner-only, never over
+/// another file), the policy registers it, `append` signs one event and a
+/// stream of them, and `verify` and `verify-bundle --signers` check every
+/// entry's signature and key, refusing a bundle under a list that names
+/// another key (issue #17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_signs_its_events_and_an_auditor_checks_them_against_its_signer_list() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::TempDir::new().expect("dir");
+    let key = dir.path().join("tester.key");
+    let key_arg = key.to_str().expect("utf-8 path");
+    let offline = CliEnv(Vec::new());
+    let out = run(
+        &offline,
+        &["keygen", "--name", "tester", "-o", key_arg],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    let verifier_key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    NoteKey::parse(&verifier_key).expect("a verifier key on stdout");
+    let mode = std::fs::metadata(&key)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the secret is the owner's alone");
+    let again = run(
+        &offline,
+        &["keygen", "--name", "tester", "-o", key_arg],
+        None,
+    )
+    .await;
+    assert_ne!(again.status.code(), Some(0), "{}", explain(&again));
+    assert!(
+        explain(&again).contains("exists"),
+        "a key file is never overwritten: {}",
+        explain(&again)
+    );
+
+    let principal = veritrail_tests::TEST_PRINCIPAL;
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[grant]]\nprincipals = [\"{principal}\"]\nappend = [\"*\"]\nread = true\nproofs = true\nadmin = true\n\
+             [[signer]]\nprincipal = \"{principal}\"\nkeys = [\"{verifier_key}\"]\n"
+        ),
+    )
+    .expect("policy");
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_toml: format!("[auth]\npolicy_file = \"{}\"\n", policy.display()),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let env = cluster.cli_env();
+    let flags = [
+        "append",
+        "--source",
+        "tests",
+        "--actor",
+        "alice",
+        "--action",
+        "invoice.refund",
+        "--resource",
+        "invoice/1",
+        "--outcome",
+        "success",
+    ];
+    let unsigned = run(&env, &flags, None).await;
+    assert_exit(&unsigned, 5);
+    assert!(
+        explain(&unsigned).contains("must sign"),
+        "{}",
+        explain(&unsigned)
+    );
+    let signing = ["--signing-key", key_arg, "--origin", ORIGIN];
+    let one = run(&env, &[&flags[..], &signing[..]].concat(), None).await;
+    assert_exit(&one, 0);
+    let lines: String = (0..3)
+        .map(|i| {
+            format!(
+                "{{\"source\":\"tests\",\"actor\":\"bob\",\"action\":\"login\",\"resource\":\"session/{i}\",\"outcome\":\"success\"}}\n"
+            )
+        })
+        .collect();
+    let many = run(
+        &env,
+        &[&["append", "--stdin"][..], &signing[..]].concat(),
+        Some(lines),
+    )
+    .await;
+    assert_exit(&many, 0);
+
+    let status = wait_for(
+        std::time::Duration::from_secs(30),
+        "a checkpoint over the four entries",
+        || async {
+            let leader = cluster.leader().await;
+            let s = cluster.status(leader).await?;
+            (s.tree_size == 4 && s.checkpoint_size == Some(4)).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(status.tree_size, 4);
+    let policy_arg = policy.to_str().expect("utf-8 path");
+    let verify = run(
+        &env,
+        &["--output", "json", "verify", "--signers", policy_arg],
+        None,
+    )
+    .await;
+    assert_exit(&verify, 0);
+    assert_eq!(lines_of(&verify)[0]["signed_entries"], 4);
+
+    let bundle = dir.path().join("signed.vtb");
+    let bundle_arg = bundle.to_str().expect("utf-8 path");
+    assert_exit(&run(&env, &["export", "-o", bundle_arg], None).await, 0);
+    let checked = run(
+        &offline,
+        &["verify-bundle", bundle_arg, "--signers", policy_arg],
+        None,
+    )
+    .await;
+    assert_exit(&checked, 0);
+    assert!(
+        explain(&checked).contains("4 entries carry their service's signature"),
+        "{}",
+        explain(&checked)
+    );
+    // An auditor whose list names another key for the principal refuses it.
+    let other = NoteSigner::from_seed("tester", &[42; 32]).expect("key");
+    let wrong_list = dir.path().join("signers.toml");
+    std::fs::write(
+        &wrong_list,
+        format!(
+            "[[signer]]\nprincipal = \"{principal}\"\nkeys = [\"{}\"]\n",
+            other.public()
+        ),
+    )
+    .expect("list");
+    let refused = run(
+        &offline,
+        &[
+            "--output",
+            "json",
+            "verify-bundle",
+            bundle_arg,
+            "--signers",
+            wrong_list.to_str().expect("utf-8 path"),
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&refused, 1);
+    assert!(
+        explain(&refused).contains("does not register"),
+        "{}",
+        explain(&refused)
+    );
+}

@@ -825,8 +825,10 @@ async fn try_to_lead(cluster: &Cluster, i: usize, attacker: u64) {
         .vote(payload(postcard::to_stdvec(&ask).expect("encode")))
         .await
         .expect("a vote request is answered");
-    let reply: VoteResponse<u64> =
+    // A node answers openraft's own result, as its peers read it.
+    let reply: Result<VoteResponse<u64>, openraft::error::RaftError<u64>> =
         postcard::from_bytes(&reply.into_inner().postcard).expect("decode");
+    let reply = reply.expect("a vote answer");
     assert!(
         !reply.vote_granted,
         "node {target} granted node {attacker} its vote"
@@ -1473,5 +1475,329 @@ async fn a_revoked_member_is_cut_off_both_ways() {
     assert!(
         status.tree_size < caught_up + 10,
         "the revoked node received what was appended after its revocation"
+    );
+}
+
+/// A service's deterministic test key, as a signer.
+fn service_key(name: &str, seed: u8) -> veritrail_core::note::NoteSigner {
+    veritrail_core::note::NoteSigner::from_seed(name, &[seed; 32]).expect("key")
+}
+
+/// An SDK client presenting service `name`'s certificate and signing every
+/// event with `signer`, without retries.
+fn sdk_signing(cluster: &Cluster, name: &str, signer: &veritrail_core::note::NoteSigner) -> Client {
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.client(name);
+    let mut config = client_with(cluster, pki, (&cert, &key)).config().clone();
+    config.signing =
+        Some(veritrail_client::EventSigning::new(&signer.to_signer_string(), ORIGIN).expect("key"));
+    Client::with_config(config).expect("client")
+}
+
+/// A TLS cluster whose policy has `billing` sign its events with key
+/// `service_key("billing", 1)`.
+async fn cluster_where_billing_signs() -> (Cluster, tempfile::TempDir) {
+    let config_dir = tempfile::TempDir::new().expect("dir");
+    let policy = write(
+        config_dir.path(),
+        "policy.toml",
+        &format!(
+            "[[grant]]\nprincipals = [\"spiffe://veritrail.test/service/*\"]\nappend = [\"{{name}}\"]\n\
+             [[grant]]\nprincipals = [\"{TEST_PRINCIPAL}\"]\nappend = [\"*\"]\nread = true\nproofs = true\nadmin = true\n\
+             [[signer]]\nprincipal = \"spiffe://veritrail.test/service/billing\"\nkeys = [\"{}\"]\n",
+            service_key("billing", 1).public()
+        ),
+    );
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_toml: format!("[auth]\npolicy_file = \"{policy}\"\n"),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    (cluster, config_dir)
+}
+
+/// A service the policy has sign its events gets them stored signed (entry
+/// format 2) and cannot append unsigned or with a key not its own; and a
+/// member, which may forward appends in any principal's name, cannot forward
+/// one in the signing service's name that it did not sign, nor change a
+/// signed event on the way: the leader refuses the first, every node's apply
+/// the second, and nothing is written (issue #17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_services_events_cannot_be_forged_or_altered_by_a_member() {
+    let (cluster, _config) = cluster_where_billing_signs().await;
+    let billing_key = service_key("billing", 1);
+    let other_key = service_key("billing", 2);
+    let before = tree_size(&cluster).await;
+
+    let signing = sdk_signing(&cluster, "billing", &billing_key);
+    let receipt = signing
+        .append(sdk_event("billing", "signed-1"))
+        .await
+        .expect("a signed append");
+    let stored = cluster.sdk().get(receipt.seq).await.expect("entry");
+    assert_eq!(stored.canonical[0], 2, "stored as format version 2");
+    let signature = stored.entry.signature.expect("the signature is stored");
+    assert!(signature.is_by(billing_key.public()));
+    stored.entry.verify_signature(ORIGIN).expect("it verifies");
+    // A retry is the same append: the same signature, the same entry.
+    let mut again = sdk_event("billing", "signed-1");
+    again.event_id = "signed-1".into();
+    let retried = signing.append(again).await.expect("a retry");
+    assert!(
+        retried.duplicate && retried.seq == receipt.seq,
+        "{retried:?}"
+    );
+
+    let unsigned = sdk_as(&cluster, "billing")
+        .append(sdk_event("billing", "unsigned-1"))
+        .await
+        .expect_err("billing must sign");
+    assert_eq!(
+        code(&unsigned),
+        Some(Code::PermissionDenied),
+        "{unsigned:?}"
+    );
+    assert!(
+        unsigned.to_string().contains("must sign its events"),
+        "{unsigned}"
+    );
+    let foreign = sdk_signing(&cluster, "billing", &other_key)
+        .append(sdk_event("billing", "foreign-1"))
+        .await
+        .expect_err("a key the policy does not register");
+    assert_eq!(code(&foreign), Some(Code::PermissionDenied), "{foreign:?}");
+    assert!(
+        foreign.to_string().contains("does not register"),
+        "{foreign}"
+    );
+    let unregistered = sdk_signing(&cluster, "payroll", &other_key)
+        .append(sdk_event("payroll", "keyless-1"))
+        .await
+        .expect_err("a key bound to no principal");
+    assert_eq!(code(&unregistered), Some(Code::PermissionDenied));
+    assert!(
+        unregistered.to_string().contains("registers no key"),
+        "{unregistered}"
+    );
+
+    // A member forwards to the leader in billing's name.
+    let leader = cluster.leader().await;
+    let member = cluster.nodes[(leader + 1) % 3].id;
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.node(member, "127.0.0.1");
+    let mut peer = RaftPeerClient::new(cluster.channel_as(leader, Some((&cert, &key))).await);
+    let billing = "spiffe://veritrail.test/service/billing".to_owned();
+    let mut event = sdk_event("billing", "forged-1");
+    event.event_id = "forged-1".into();
+    let refused = peer
+        .forward_append(ForwardAppendRequest {
+            principal: billing.clone(),
+            events: postcard::to_stdvec(&vec![event.clone()]).expect("encode"),
+            format: 1,
+        })
+        .await
+        .expect_err("unsigned, in a signing service's name");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("must sign"), "{refused:?}");
+    // Signed by billing, then changed: the signature no longer verifies.
+    let mut altered = veritrail_core::SubmittedEvent::signed(&billing_key, ORIGIN, event);
+    altered.event.outcome = "denied".into();
+    let refused = peer
+        .forward_append(ForwardAppendRequest {
+            principal: billing,
+            events: postcard::to_stdvec(&vec![altered]).expect("encode"),
+            format: 2,
+        })
+        .await
+        .expect("the leader answers with the outcome of applying it");
+    // The leader cannot tell: the key is billing's. Apply checks the
+    // signature, on every node alike, and refuses the whole request.
+    let outcome: veritrail_store::RequestOutcome =
+        postcard::from_bytes(&refused.into_inner().outcome).expect("an outcome");
+    match outcome {
+        veritrail_store::RequestOutcome::Rejected(r) => {
+            assert_eq!(r.kind, veritrail_store::RejectionKind::Invalid, "{r:?}");
+            assert!(r.message.contains("does not verify"), "{r:?}");
+        }
+        other => panic!("an altered signed event was accepted: {other:?}"),
+    }
+
+    assert_eq!(
+        tree_size(&cluster).await,
+        before + 1,
+        "only the signed append was written"
+    );
+}
+
+/// The running nodes' status once they are idle and in step: the same log,
+/// all applied, covered by a checkpoint.
+async fn settled(cluster: &Cluster) -> Option<veritrail_proto::v1::StatusResponse> {
+    let mut statuses = Vec::new();
+    for i in (0..cluster.nodes.len()).filter(|&i| cluster.nodes[i].is_running()) {
+        statuses.push(cluster.status(i).await?);
+    }
+    let first = statuses.first()?.clone();
+    statuses
+        .iter()
+        .all(|s| {
+            s.last_log_index == first.last_log_index
+                && s.applied_index == s.last_log_index
+                && s.checkpoint_size == Some(s.tree_size)
+                && s.tree_size == first.tree_size
+        })
+        .then_some(first)
+}
+
+/// What a member can still do, and what catches it. A member's certificate is
+/// trusted with Raft: stolen, it can lead the others and commit an entry in
+/// any principal's name, unsigned. It cannot sign as a service, and it cannot
+/// make the nodes apply a signed event it changed (every node refuses that at
+/// apply). Its unsigned entry in a signing service's name lands, chain-valid
+/// and co-signed, and the auditor's signer list refuses it by seq: without
+/// the list `veritrail verify` passes, with it it fails (issue #17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_writing_in_a_signing_services_name_is_caught_by_the_auditor() {
+    use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    use veritrail_store::{
+        AppendRequest as RaftAppend, Command, Proposal, SignedProposal, SignedRequest, TypeConfig,
+    };
+
+    let (mut cluster, config) = cluster_where_billing_signs().await;
+    let billing_key = service_key("billing", 1);
+    sdk_signing(&cluster, "billing", &billing_key)
+        .append(sdk_event("billing", "genuine-1"))
+        .await
+        .expect("a signed append");
+    // Idle and in step: every node holds the same log, applied, and the
+    // checkpoint covers it, so that the forged entries land at the same
+    // index everywhere.
+    let before = wait_for(Duration::from_secs(30), "the cluster to settle", || {
+        settled(&cluster)
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let thief = (leader + 1) % 3;
+    let attacker = cluster.nodes[thief].id;
+    cluster.kill(thief);
+
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.node(attacker, "127.0.0.1");
+    let term = before.term + 100;
+    let at = |index: u64| LogId::new(CommittedLeaderId::new(term, attacker), index);
+    let billing = "spiffe://veritrail.test/service/billing".to_owned();
+    let mut unsigned = sdk_event("billing", "forged-unsigned");
+    unsigned.outcome = "approved".into();
+    let mut altered = veritrail_core::SubmittedEvent::signed(
+        &billing_key,
+        ORIGIN,
+        sdk_event("billing", "forged-altered"),
+    );
+    altered.event.resource = "invoice/someone-else".into();
+    for i in (0..3).filter(|&i| i != thief) {
+        let target = cluster.nodes[i].id;
+        let mut peer = RaftPeerClient::new(cluster.channel_as(i, Some((&cert, &key))).await);
+        let payload = |postcard: Vec<u8>, format: u32| RaftPayload {
+            postcard,
+            to_node_id: target,
+            format,
+        };
+        let ask = VoteRequest::<u64>::new(Vote::new(term, attacker), Some(at(1 << 40)));
+        let reply = peer
+            .vote(payload(postcard::to_stdvec(&ask).expect("encode"), 1))
+            .await
+            .expect("a member's vote request is answered");
+        let reply: Result<VoteResponse<u64>, openraft::error::RaftError<u64>> =
+            postcard::from_bytes(&reply.into_inner().postcard).expect("decode");
+        let reply = reply.expect("a vote answer");
+        // Granted or not (a node that hears its leader keeps its vote),
+        // the answer names the node's last log id: where to append.
+        let last = reply.last_log_id;
+        let next = last.map_or(0, |l| l.index + 1);
+        let forged = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(term, attacker),
+            prev_log_id: last,
+            entries: vec![
+                Entry {
+                    log_id: at(next),
+                    payload: EntryPayload::Normal(Command::Append(Proposal {
+                        proposed_at_ns: 1,
+                        requests: vec![RaftAppend {
+                            principal: billing.clone(),
+                            events: vec![unsigned.clone()],
+                        }],
+                    })),
+                },
+                Entry {
+                    log_id: at(next + 1),
+                    payload: EntryPayload::Normal(Command::AppendSigned(SignedProposal {
+                        proposed_at_ns: 1,
+                        requests: vec![SignedRequest {
+                            principal: billing.clone(),
+                            events: vec![altered.clone()],
+                        }],
+                    })),
+                },
+            ],
+            leader_commit: Some(at(next + 1)),
+        };
+        peer.append_entries(payload(postcard::to_stdvec(&forged).expect("encode"), 2))
+            .await
+            .expect("a member's entries are taken");
+    }
+    // Both remaining nodes applied the unsigned entry, and refused the
+    // altered one; they elect a leader of their own and co-sign a checkpoint
+    // over it.
+    let after = wait_for(
+        Duration::from_secs(60),
+        "a checkpoint over the forgery",
+        || settled(&cluster),
+    )
+    .await;
+    assert_eq!(
+        after.tree_size,
+        before.tree_size + 1,
+        "the unsigned forgery lands; the altered signed event does not"
+    );
+    let forged_seq = before.tree_size;
+    let stored = cluster
+        .sdk()
+        .get(forged_seq)
+        .await
+        .expect("the forged entry");
+    assert_eq!(stored.entry.event.event_id, "forged-unsigned");
+    assert!(stored.entry.signature.is_none());
+
+    let policy = config.path().join("policy.toml");
+    let verify = |signers: bool| {
+        let mut command = std::process::Command::new(veritrail_tests::veritrail());
+        command
+            .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
+            .envs(cluster.cli_env().0.iter().map(|(k, v)| (k, v)))
+            .args(["verify", "--output", "json"]);
+        if signers {
+            command.arg("--signers").arg(&policy);
+        }
+        command.output().expect("veritrail verify")
+    };
+    let trusting = verify(false);
+    assert!(
+        trusting.status.success(),
+        "without a signer list the forgery is a valid entry: {}",
+        String::from_utf8_lossy(&trusting.stderr)
+    );
+    let auditing = verify(true);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&auditing.stdout),
+        String::from_utf8_lossy(&auditing.stderr)
+    );
+    assert_eq!(auditing.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("seq {forged_seq}")) && said.contains("must sign"),
+        "{said}"
     );
 }

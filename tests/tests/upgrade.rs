@@ -259,7 +259,7 @@ async fn a_v1_data_directory_passes_fsck_serves_its_history_and_appends() {
     drop(admin);
 }
 
-/// A peer message in a format newer than this node reads (a peer of a later
+/// A peer message in a format newer than this node reads (3: a peer of a later
 /// version that has not waited for the whole cluster to upgrade) is refused
 /// with FAILED_PRECONDITION naming both formats, before its bytes are decoded,
 /// and changes nothing. Untagged messages, as version 0.1.0 sent them, are
@@ -290,7 +290,7 @@ async fn a_peer_message_of_a_newer_format_is_refused_by_name() {
         peer.vote(RaftPayload {
             postcard: vec![0xff; 8],
             to_node_id: cluster.nodes[leader].id,
-            format: 2,
+            format: 3,
         })
         .await
         .map(|_| ())
@@ -298,7 +298,7 @@ async fn a_peer_message_of_a_newer_format_is_refused_by_name() {
         peer.append_entries(RaftPayload {
             postcard: vec![0xff; 8],
             to_node_id: cluster.nodes[leader].id,
-            format: 2,
+            format: 3,
         })
         .await
         .map(|_| ())
@@ -306,7 +306,7 @@ async fn a_peer_message_of_a_newer_format_is_refused_by_name() {
         peer.forward_append(ForwardAppendRequest {
             principal: "spiffe://veritrail.test/service/tests".into(),
             events: postcard::to_stdvec(&vec![event]).expect("encode"),
-            format: 2,
+            format: 3,
         })
         .await
         .map(|_| ())
@@ -315,7 +315,7 @@ async fn a_peer_message_of_a_newer_format_is_refused_by_name() {
     for status in refused {
         assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
         assert!(
-            status.message().contains("format 2") && status.message().contains("up to 1"),
+            status.message().contains("format 3") && status.message().contains("up to 2"),
             "{status:?}"
         );
     }

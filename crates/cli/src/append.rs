@@ -8,7 +8,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
 use serde::Deserialize;
-use veritrail_client::{Client, Event, PendingReceipt, Producer, ProducerConfig, Receipt};
+use veritrail_client::{
+    Client, Event, EventSigning, PendingReceipt, Producer, ProducerConfig, Receipt,
+};
 
 use crate::output::{self, CmdResult, Format};
 
@@ -56,6 +58,20 @@ pub struct AppendArgs {
     /// Payload, as UTF-8 text.
     #[arg(long)]
     payload: Option<String>,
+    /// Sign every event with this service key (a file `veritrail keygen`
+    /// wrote), for the log --origin names. The policy registers its verifier
+    /// key for the principal the CLI authenticates as.
+    #[arg(
+        long,
+        env = "VERITRAIL_SIGNING_KEY",
+        requires = "origin",
+        value_name = "FILE"
+    )]
+    signing_key: Option<std::path::PathBuf>,
+    /// The log's origin, which signatures name (the first line of `veritrail
+    /// checkpoint`).
+    #[arg(long, env = "VERITRAIL_ORIGIN")]
+    origin: Option<String>,
 }
 
 fn parse_attr(text: &str) -> Result<(String, String), String> {
@@ -112,6 +128,16 @@ impl JsonEvent {
 }
 
 pub async fn run(client: &Client, format: Format, args: &AppendArgs) -> CmdResult {
+    let signing_client;
+    let client = match (&args.signing_key, &args.origin) {
+        (Some(path), Some(origin)) => {
+            let mut config = client.config().clone();
+            config.signing = Some(EventSigning::from_file(path, origin)?);
+            signing_client = Client::with_config(config)?;
+            &signing_client
+        }
+        _ => client,
+    };
     if args.stdin {
         return bulk(client, format, args.id_prefix.as_deref()).await;
     }

@@ -13,6 +13,7 @@ use veritrail_client::{Client, ClientConfig, TlsSettings};
 mod append;
 mod cluster;
 mod context;
+mod keygen;
 mod output;
 mod read;
 mod trust;
@@ -106,6 +107,10 @@ enum Command {
     /// Inspect and change the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Make an Ed25519 key for a service to sign its events with: writes the
+    /// secret key to --out (owner-only) and prints the verifier key, which goes
+    /// in the policy's `[[signer]]` table and the auditors' signer list.
+    Keygen(keygen::KeygenArgs),
     /// Print a shell completion script: `source <(veritrail completions bash)`,
     /// or save it where the shell looks (zsh: a `_veritrail` file on $fpath).
     Completions {
@@ -310,6 +315,7 @@ async fn run(cli: Cli) -> output::CmdResult {
     match &cli.command {
         Command::VerifyBundle(args) => return verify::verify_bundle(format, args),
         Command::Bundle(command) => return verify::bundle(format, command),
+        Command::Keygen(args) => return keygen::run(format, args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "veritrail", &mut std::io::stdout());
@@ -334,6 +340,7 @@ async fn run(cli: Cli) -> output::CmdResult {
         Command::Export(args) => verify::export(&client, format, args).await,
         Command::VerifyBundle(_)
         | Command::Bundle(_)
+        | Command::Keygen(_)
         | Command::Completions { .. }
         | Command::Man => Ok(()),
         Command::Cluster(command) => cluster::run(&client, format, command).await,

@@ -169,6 +169,12 @@ pub fn entry_json(entry: &LogEntry) -> serde_json::Value {
             "attributes": e.event.attributes,
             "payload_base64": BASE64.encode(&e.event.payload),
         },
+        // The service's signature (entry format 2), as stored: `veritrail
+        // verify` checks it, and with --signers the key.
+        "signature": e.signature.map(|s| json!({
+            "public_key": hex::encode(s.public_key),
+            "signature": hex::encode(s.signature),
+        })),
         "canonical_base64": BASE64.encode(&entry.canonical),
     })
 }
@@ -218,6 +224,12 @@ pub fn print_entry(format: Format, entry: &LogEntry) {
                     .map(|(k, v)| format!("{k}={}", shown(v)))
                     .collect();
                 line.push_str(&format!("  {}", attrs.join(" ")));
+            }
+            if let Some(signature) = &e.signature {
+                line.push_str(&format!(
+                    "  signed by key {}",
+                    &hex::encode(signature.public_key)[..16]
+                ));
             }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");

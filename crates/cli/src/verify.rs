@@ -35,6 +35,12 @@ pub struct VerifyArgs {
     /// fail if the cluster's history no longer extends it.
     #[arg(long)]
     trusted_state: Option<PathBuf>,
+    /// The auditor's signer list: a TOML file of `[[signer]]` tables (the
+    /// cluster policy's own form; other tables are ignored). Every entry of a
+    /// listed principal must be signed by one of its keys, and no other entry
+    /// may be signed. Without it, signatures are still verified where present.
+    #[arg(long, value_name = "FILE")]
+    signers: Option<PathBuf>,
     #[command(flatten)]
     keys: KeyArgs,
 }
@@ -69,6 +75,25 @@ pub struct VerifyBundleArgs {
     /// How many of the keys must have signed; a majority by default.
     #[arg(long)]
     pub quorum: Option<usize>,
+    /// The auditor's signer list, as for `veritrail verify --signers`.
+    #[arg(long, value_name = "FILE")]
+    pub signers: Option<PathBuf>,
+}
+
+/// The `[[signer]]` tables of a TOML file: an auditor's signer list, or the
+/// cluster's policy file itself.
+pub fn load_signers(path: &Path) -> anyhow::Result<veritrail_core::SignerList> {
+    #[derive(serde::Deserialize)]
+    struct SignerFile {
+        #[serde(default)]
+        signer: Vec<veritrail_core::SignerEntry>,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: SignerFile =
+        toml::from_str(&text).with_context(|| format!("signer list {}", path.display()))?;
+    veritrail_core::SignerList::new(file.signer)
+        .map_err(|e| anyhow::anyhow!("signer list {}: {e}", path.display()))
 }
 
 fn verification(error: &ClientError) -> Option<Failure> {
@@ -100,6 +125,7 @@ fn chain_failure(error: CoreError) -> Failure {
 }
 
 pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdResult {
+    let signers = args.signers.as_deref().map(load_signers).transpose()?;
     let existing = args.trusted_state.as_deref().filter(|p| p.exists());
     let mut verifier = match existing {
         Some(path) => {
@@ -164,7 +190,8 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
             } else {
                 let frontier = Frontier::from_parts(from, client.frontier(from).await?)
                     .map_err(chain_failure)?;
-                ChainVerifier::resume(from, None, None, Some(frontier)).map_err(chain_failure)?
+                ChainVerifier::resume(&origin, from, None, None, Some(frontier))
+                    .map_err(chain_failure)?
             };
             (chain, from, from == 0)
         }
@@ -172,6 +199,7 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
             let frontier =
                 Frontier::from_parts(state.size, state.frontier.clone()).map_err(chain_failure)?;
             let chain = ChainVerifier::resume(
+                &origin,
                 state.size,
                 Some(state.head),
                 Some(state.last_timestamp_ns),
@@ -184,6 +212,7 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
     };
 
     let bar = output::progress(format, checkpoint.size - start, "verifying");
+    let mut signed = 0u64;
     let mut entries = client.scan(ScanQuery {
         from_seq: start,
         to_seq: Some(checkpoint.size),
@@ -200,7 +229,16 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
             },
             other => other.into(),
         })?;
-        chain.push(&entry.canonical).map_err(chain_failure)?;
+        let pushed = chain.push(&entry.canonical).map_err(chain_failure)?;
+        signed += u64::from(pushed.signature.is_some());
+        if let Some(list) = &signers {
+            list.check_entry(&pushed)
+                .map_err(|reason| Failure::Verification {
+                    reason,
+                    first_bad_seq: Some(pushed.seq),
+                    details: None,
+                })?;
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -273,6 +311,8 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
             "key_set_epoch": verifier.key_set_epoch(),
             "checked_from": start,
             "entries_checked": checked,
+            "signed_entries": signed,
+            "signer_list": signers.is_some(),
         })),
         Format::Text => {
             match verifier.key_set_news() {
@@ -319,6 +359,16 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
             println!(
                 "verified {checked} entries [{start}, {end}): chain links, timestamps and Merkle root {root}"
             );
+            if signed > 0 {
+                println!(
+                    "{signed} of them carry their service's signature, and every one verifies"
+                );
+            }
+            if signers.is_some() {
+                println!(
+                    "every entry of a principal in the signer list is signed by one of its keys"
+                );
+            }
             println!("OK");
         }
     }
@@ -550,6 +600,9 @@ fn check_bundle(format: Format, args: &VerifyBundleArgs, show: bool) -> CmdResul
     let count = header.count;
     let start = header.start;
     let mut check = BundleVerifier::start(header, &trust).map_err(|f| fail(f.seq, f.reason))?;
+    if let Some(path) = &args.signers {
+        check = check.with_signers(load_signers(path)?);
+    }
     let bar = output::progress(format, count, "verifying");
     let mut seq = start;
     while let Some(line) = read_line(

@@ -1,15 +1,17 @@
 //! Appends: one event, or several all together or not at all.
 
-use veritrail_core::{Event, Limits};
+use veritrail_core::{Event, Limits, SubmittedEvent};
 use veritrail_proto::v1;
 
 use crate::client::Client;
+use crate::config::EventSigning;
 use crate::error::{Error, Result};
 use crate::receipt::Receipt;
 
 /// A validated event ready for the wire, with the idempotency key it will keep
-/// through every retry.
-pub(crate) fn prepare(mut event: Event) -> Result<v1::Event> {
+/// through every retry, signed when the client holds a signing key (the same
+/// bytes on every retry: Ed25519 signatures are deterministic).
+pub(crate) fn prepare(mut event: Event, signing: Option<&EventSigning>) -> Result<v1::Event> {
     if event.event_id.is_empty() {
         // UUIDv7: unique without coordination, and time-ordered, which keeps the
         // cluster's idempotency index append-mostly.
@@ -20,7 +22,11 @@ pub(crate) fn prepare(mut event: Event) -> Result<v1::Event> {
     event
         .validate(&Limits::format_maximum())
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    Ok(v1::Event::from(&event))
+    let submitted = match signing {
+        Some(signing) => signing.sign(event),
+        None => SubmittedEvent::unsigned(event),
+    };
+    Ok(v1::Event::from(&submitted))
 }
 
 fn receipts(events: &[v1::Event], wire: Vec<v1::Receipt>) -> Result<Vec<Receipt>> {
@@ -42,7 +48,7 @@ impl Client {
     /// applied. An empty `event_id` is filled with a fresh UUIDv7 that every retry
     /// reuses, so a retried append yields exactly one entry.
     pub async fn append(&self, event: Event) -> Result<Receipt> {
-        let event = prepare(event)?;
+        let event = prepare(event, self.config().signing.as_ref())?;
         let (response, _) = self
             .transport
             .call("Append", |channel| {
@@ -66,7 +72,7 @@ impl Client {
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
-                prepare(e).map_err(|e| match e {
+                prepare(e, self.config().signing.as_ref()).map_err(|e| match e {
                     Error::InvalidRequest(m) => Error::InvalidRequest(format!("event {i}: {m}")),
                     other => other,
                 })

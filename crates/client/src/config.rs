@@ -26,6 +26,62 @@ pub struct ClientConfig {
     /// A bearer token sent with every call, for a client without a
     /// certificate (`veritraild token` makes one). Only sent over TLS.
     pub token: Option<String>,
+    /// The service's event-signing key: every event appended through this
+    /// client is signed with it (docs/SECURITY.md, "Client-signed events").
+    pub signing: Option<EventSigning>,
+}
+
+/// A service's Ed25519 event-signing key and the log it signs for.
+///
+/// The key is a signer-key string (`PRIVATE+KEY+<name>+<id>+<base64>`, the
+/// form `veritrail keygen` writes); its verifier key goes in the cluster
+/// policy's `[[signer]]` table for the service's principal, and in the
+/// auditors' signer list. Signatures name the log's origin, so an event
+/// signed for one log is refused by another.
+#[derive(Clone)]
+pub struct EventSigning {
+    signer: std::sync::Arc<veritrail_core::note::NoteSigner>,
+    origin: String,
+}
+
+impl EventSigning {
+    /// From a signer-key string, for the log named `origin`.
+    pub fn new(signer_key: &str, origin: &str) -> crate::Result<Self> {
+        let signer = veritrail_core::note::NoteSigner::parse(signer_key.trim_end())
+            .map_err(|e| crate::Error::InvalidRequest(format!("signing key: {e}")))?;
+        Ok(EventSigning {
+            signer: std::sync::Arc::new(signer),
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// From a file holding a signer-key string.
+    pub fn from_file(path: &std::path::Path, origin: &str) -> crate::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::Error::InvalidRequest(format!("signing key {}: {e}", path.display()))
+        })?;
+        Self::new(&text, origin)
+    }
+
+    /// The verifier key the policy and auditors register.
+    pub fn verifier_key(&self) -> String {
+        self.signer.public().to_string()
+    }
+
+    /// `event` signed for this log.
+    pub fn sign(&self, event: veritrail_core::Event) -> veritrail_core::SubmittedEvent {
+        veritrail_core::SubmittedEvent::signed(&self.signer, &self.origin, event)
+    }
+}
+
+impl std::fmt::Debug for EventSigning {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSigning")
+            .field("key", &self.verifier_key())
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -40,6 +96,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry", &self.retry)
             .field("tls", &self.tls)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("signing", &self.signing)
             .finish()
     }
 }
@@ -98,6 +155,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             tls: None,
             token: None,
+            signing: None,
         }
     }
 }

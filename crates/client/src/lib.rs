@@ -56,7 +56,7 @@ mod transport;
 mod verifier;
 
 pub use client::Client;
-pub use config::{ClientConfig, RetryPolicy, TlsSettings};
+pub use config::{ClientConfig, EventSigning, RetryPolicy, TlsSettings};
 pub use error::{Error, ForkEvidence, Result};
 pub use producer::{PendingReceipt, Producer, ProducerConfig};
 pub use receipt::Receipt;
@@ -71,7 +71,7 @@ pub use veritrail_core::{
 };
 
 /// The event and entry types, and the offline verification of the core.
-pub use veritrail_core::{self as core, Entry, Event, Hash};
+pub use veritrail_core::{self as core, Entry, Event, Hash, SignerList, SubmittedEvent};
 /// What a scan and a tail read: the core's queries, which the nodes answer.
 pub use veritrail_core::{ScanQuery, TailQuery};
 /// The generated wire types (admin responses are returned as they are).

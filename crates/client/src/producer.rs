@@ -70,6 +70,9 @@ impl Default for ProducerConfig {
 /// method takes `&self`.
 #[derive(Debug)]
 pub struct Producer {
+    /// The client's signing key, if it has one: events are signed as they
+    /// are queued.
+    signing: Option<crate::config::EventSigning>,
     tx: mpsc::Sender<Command>,
     worker: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -120,6 +123,7 @@ impl Producer {
         let worker = Worker::new(client.transport.clone(), config, rx);
         let handle = tokio::spawn(worker.run());
         Ok(Producer {
+            signing: client.config().signing.clone(),
             tx,
             worker: std::sync::Mutex::new(Some(handle)),
         })
@@ -129,7 +133,7 @@ impl Producer {
     /// queuing, when the event breaks a field rule. Await the returned
     /// [`PendingReceipt`] for the receipt.
     pub async fn send(&self, event: Event) -> Result<PendingReceipt> {
-        let event = prepare(event)?;
+        let event = prepare(event, self.signing.as_ref())?;
         let (reply, rx) = oneshot::channel();
         let event_id = event.event_id.clone();
         let item = Item {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use veritrail_core::checkpoint::{CheckpointVerifier, VerifiedCheckpoint};
 use veritrail_core::merkle::verify_consistency;
 use veritrail_core::note::NoteKey;
-use veritrail_core::{Hash, KeySet};
+use veritrail_core::{Hash, KeySet, LogEntry, SignerList};
 
 use crate::client::Client;
 use crate::error::{Error, ForkEvidence, Result};
@@ -108,6 +108,10 @@ pub struct Verifier {
     key_set_epoch: Option<u64>,
     /// What the last [`Verifier::update`] learnt about the key set.
     key_set_news: Option<KeySetChange>,
+    /// The auditor's signer list, when it holds one: which principals sign
+    /// their events, with which keys (docs/FORMAT.md section 9). Not part of
+    /// the trusted state: it is the auditor's, given at every run.
+    signers: Option<SignerList>,
 }
 
 impl Verifier {
@@ -121,7 +125,32 @@ impl Verifier {
             path: None,
             key_set_epoch: None,
             key_set_news: None,
+            signers: None,
         }
+    }
+
+    /// Also holds every entry checked by [`Verifier::verify_entry`] to the
+    /// auditor's signer list.
+    pub fn with_signers(mut self, signers: SignerList) -> Verifier {
+        self.signers = Some(signers);
+        self
+    }
+
+    /// Checks an entry read from the cluster the way an auditor must before
+    /// believing its principal: a signed entry's signature verifies for this
+    /// log's origin, and, with a signer list, a listed principal's entry is
+    /// signed by one of its keys and no other entry is signed. A node, even
+    /// every node, that wrote an entry in a signing service's name without its
+    /// key fails here. Where the entry sits in the log is the business of
+    /// [`Verifier::verify_receipt`] and the chain.
+    pub fn verify_entry(&self, entry: &LogEntry) -> Result<()> {
+        let e = &entry.entry;
+        e.verify_signature(self.trust.origin())
+            .map_err(|err| Error::Verification(format!("seq {}: {err}", e.seq)))?;
+        if let Some(signers) = &self.signers {
+            signers.check_entry(e).map_err(Error::Verification)?;
+        }
+        Ok(())
     }
 
     /// Trusts checkpoints of `origin` signed by a majority of `keys`.
@@ -178,6 +207,7 @@ impl Verifier {
             path: None,
             key_set_epoch: state.key_set_epoch,
             key_set_news: None,
+            signers: None,
         })
     }
 
@@ -595,6 +625,67 @@ mod tests {
 
     fn tree(leaves: u8, salt: u8) -> MemoryTree {
         MemoryTree::from_leaves((0..leaves).map(|i| Hash([i ^ salt; 32])))
+    }
+
+    /// An entry in a signing service's name, unsigned or altered, fails an
+    /// auditor's check; signed as it was, it passes.
+    #[test]
+    fn verify_entry_holds_entries_to_their_signatures_and_the_signer_list() {
+        let billing = NoteSigner::from_seed("billing", &[9; 32]).expect("key");
+        let entry_of = |submitted: veritrail_core::SubmittedEvent| {
+            let entry = veritrail_core::Entry {
+                seq: 4,
+                timestamp_ns: 1,
+                prev_hash: Hash::ZERO,
+                principal: "svc/billing".into(),
+                event: submitted.event,
+                signature: submitted.signature,
+            };
+            let canonical = entry.encode();
+            LogEntry {
+                hash: veritrail_core::entry_hash(&canonical),
+                entry,
+                canonical,
+            }
+        };
+        let event = veritrail_core::Event {
+            source: "billing".into(),
+            event_id: "e".into(),
+            actor: "a".into(),
+            action: "x".into(),
+            resource: "r".into(),
+            outcome: "ok".into(),
+            ..veritrail_core::Event::default()
+        };
+        let signed = veritrail_core::SubmittedEvent::signed(&billing, ORIGIN, event.clone());
+        let mut altered = signed.clone();
+        altered.event.outcome = "denied".into();
+        let unsigned = veritrail_core::SubmittedEvent::unsigned(event);
+
+        let trusting = verifier();
+        trusting
+            .verify_entry(&entry_of(signed.clone()))
+            .expect("signed");
+        trusting
+            .verify_entry(&entry_of(unsigned.clone()))
+            .expect("no signer list: unsigned entries are not judged");
+        let e = trusting
+            .verify_entry(&entry_of(altered))
+            .expect_err("altered after signing");
+        assert!(e.to_string().contains("seq 4"), "{e}");
+
+        let list = SignerList::new(vec![veritrail_core::SignerEntry {
+            principal: "svc/billing".into(),
+            keys: vec![billing.public().to_string()],
+            required: true,
+        }])
+        .expect("list");
+        let auditing = verifier().with_signers(list);
+        auditing.verify_entry(&entry_of(signed)).expect("signed");
+        let e = auditing
+            .verify_entry(&entry_of(unsigned))
+            .expect_err("billing must sign");
+        assert!(e.to_string().contains("must sign"), "{e}");
     }
 
     #[test]

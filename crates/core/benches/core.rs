@@ -33,6 +33,7 @@ fn entry_256() -> Entry {
             outcome: "success".into(),
             ..Event::default()
         },
+        signature: None,
     };
     let short = 256 - entry.encode().len();
     entry.event.payload = vec![b'x'; short];

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{CheckpointVerifier, VerifiedCheckpoint};
 use crate::merkle::{Frontier, verify_consistency};
 use crate::note::NoteKey;
-use crate::{ChainVerifier, Error, Hash};
+use crate::{ChainVerifier, Error, Hash, SignerList};
 
 /// The `format` value of the bundles this build writes and reads.
 pub const BUNDLE_FORMAT: &str = "veritrail-evidence-bundle/1";
@@ -159,6 +159,10 @@ pub struct BundleVerifier {
     verified: VerifiedCheckpoint,
     chain: ChainVerifier,
     checks: Vec<String>,
+    /// The auditor's signer list, when it gave one.
+    signers: Option<SignerList>,
+    /// Entries that carry an event signature (each verified by the chain).
+    signed: u64,
 }
 
 impl BundleVerifier {
@@ -205,14 +209,24 @@ impl BundleVerifier {
             ChainVerifier::from_genesis(&header.origin)
         } else {
             let frontier = Frontier::from_parts(header.start, header.left_frontier.clone())?;
-            ChainVerifier::resume(header.start, None, None, Some(frontier))?
+            ChainVerifier::resume(&header.origin, header.start, None, None, Some(frontier))?
         };
         Ok(BundleVerifier {
             header,
             verified,
             chain,
             checks,
+            signers: None,
+            signed: 0,
         })
+    }
+
+    /// Also checks every entry against the auditor's signer list: each entry
+    /// of a registered principal is signed by one of its keys, and no other
+    /// entry is signed ([`SignerList::check_entry`]).
+    pub fn with_signers(mut self, signers: SignerList) -> Self {
+        self.signers = Some(signers);
+        self
     }
 
     /// Checks the next entry line (with or without its newline).
@@ -227,7 +241,15 @@ impl BundleVerifier {
         let bytes = BASE64
             .decode(line.trim_end_matches('\n'))
             .map_err(|e| BundleFailure::at(seq, format!("entry line is not base64: {e}")))?;
-        self.chain.push(&bytes)?;
+        let entry = self.chain.push(&bytes)?;
+        if entry.signature.is_some() {
+            self.signed += 1;
+        }
+        if let Some(signers) = &self.signers {
+            signers
+                .check(&entry.principal, entry.signature.as_ref())
+                .map_err(|e| BundleFailure::at(seq, e))?;
+        }
         Ok(())
     }
 
@@ -248,6 +270,20 @@ impl BundleVerifier {
                 "{} entries decode, carry dense seqs, chain by prev_hash and never go back in time",
                 self.header.count
             ));
+        }
+        if self.signed > 0 {
+            self.checks.push(format!(
+                "{} entries carry their service's signature, and every one verifies",
+                self.signed
+            ));
+        }
+        if let Some(signers) = &self.signers {
+            self.checks.push(if signers.is_empty() {
+                "the signer list is empty: no entry may be signed, and none is".to_owned()
+            } else {
+                "every entry of a principal in the signer list is signed by one of its keys"
+                    .to_owned()
+            });
         }
         let checkpoint = &self.verified.checkpoint;
         let root = self.chain.root().unwrap_or_else(crate::merkle::empty_root);

@@ -21,6 +21,10 @@ pub enum ChainFault {
     PrevHashMismatch { expected: Hash, found: Hash },
     /// The entry's timestamp is older than the entry before it.
     TimestampBackwards { previous_ns: u64, found_ns: u64 },
+    /// The entry carries an event signature (format version 2) that does not
+    /// verify: the event was changed after its service signed it, or the
+    /// signature was never its service's.
+    BadEventSignature { reason: String },
 }
 
 impl fmt::Display for ChainFault {
@@ -40,15 +44,18 @@ impl fmt::Display for ChainFault {
                 f,
                 "timestamp {found_ns} ns is older than the previous entry's {previous_ns} ns"
             ),
+            ChainFault::BadEventSignature { reason } => write!(f, "{reason}"),
         }
     }
 }
 
 /// Checks entries pushed in sequence order: dense sequence numbers, `prev_hash`
-/// links, timestamps that never go backwards and, when it knows the Merkle frontier
-/// at its starting point, the Merkle root as it goes.
+/// links, timestamps that never go backwards, event signatures that verify for
+/// the log's origin and, when it knows the Merkle frontier at its starting
+/// point, the Merkle root as it goes.
 #[derive(Debug, Clone)]
 pub struct ChainVerifier {
+    origin: String,
     next_seq: u64,
     head: Option<Hash>,
     last_timestamp_ns: Option<u64>,
@@ -59,6 +66,7 @@ impl ChainVerifier {
     /// Starts at the beginning of the log named `origin`.
     pub fn from_genesis(origin: &str) -> Self {
         ChainVerifier {
+            origin: origin.to_owned(),
             next_seq: 0,
             head: Some(genesis_hash(origin)),
             last_timestamp_ns: None,
@@ -66,11 +74,13 @@ impl ChainVerifier {
         }
     }
 
-    /// Starts at `next_seq`, knowing as much about the entries before as the caller
-    /// does: the hash of the entry at `next_seq - 1`, its timestamp, and the Merkle
-    /// frontier of the first `next_seq` leaves. What is `None` is not checked for
-    /// the first entry pushed; everything after it is checked in full.
+    /// Starts at `next_seq` of the log named `origin`, knowing as much about the
+    /// entries before as the caller does: the hash of the entry at `next_seq - 1`,
+    /// its timestamp, and the Merkle frontier of the first `next_seq` leaves. What
+    /// is `None` is not checked for the first entry pushed; everything after it is
+    /// checked in full.
     pub fn resume(
+        origin: &str,
         next_seq: u64,
         head: Option<Hash>,
         last_timestamp_ns: Option<u64>,
@@ -86,6 +96,7 @@ impl ChainVerifier {
             });
         }
         Ok(ChainVerifier {
+            origin: origin.to_owned(),
             next_seq,
             head,
             last_timestamp_ns,
@@ -135,6 +146,14 @@ impl ChainVerifier {
                 fault: ChainFault::TimestampBackwards {
                     previous_ns,
                     found_ns: entry.timestamp_ns,
+                },
+            });
+        }
+        if let Err(e) = entry.verify_signature(&self.origin) {
+            return Err(Error::ChainBroken {
+                seq,
+                fault: ChainFault::BadEventSignature {
+                    reason: e.to_string(),
                 },
             });
         }
@@ -200,6 +219,7 @@ mod tests {
                         outcome: "ok".into(),
                         ..Event::default()
                     },
+                    signature: None,
                 };
                 let bytes = entry.encode();
                 prev = entry_hash(&bytes);
@@ -231,11 +251,12 @@ mod tests {
             prev_hash: Hash::ZERO,
             principal: "svc".into(),
             event: Event::default(),
+            signature: None,
         };
         let bytes = entry.encode();
         let full = Frontier::from_parts(u64::MAX, vec![Hash::ZERO; 64]).expect("frontier");
         for frontier in [None, Some(full)] {
-            let mut v = ChainVerifier::resume(u64::MAX, Some(Hash::ZERO), Some(0), frontier)
+            let mut v = ChainVerifier::resume("log", u64::MAX, Some(Hash::ZERO), Some(0), frontier)
                 .expect("resume");
             let before = v.root();
             assert_eq!(
@@ -249,6 +270,43 @@ mod tests {
             assert_eq!(v.head(), Some(Hash::ZERO));
             assert_eq!(v.root(), before);
         }
+    }
+
+    #[test]
+    fn a_signed_entry_whose_event_was_changed_breaks_the_chain_at_its_seq() {
+        let signer = crate::note::NoteSigner::from_seed("svc", &[5; 32]).expect("key");
+        let event = Event {
+            source: "s".into(),
+            event_id: "e0".into(),
+            actor: "a".into(),
+            action: "x".into(),
+            resource: "r".into(),
+            outcome: "ok".into(),
+            ..Event::default()
+        };
+        let signed = Entry {
+            seq: 0,
+            timestamp_ns: 1,
+            prev_hash: genesis_hash("log"),
+            principal: "svc".into(),
+            signature: Some(crate::EventSignature::sign(&signer, "log", &event)),
+            event,
+        };
+        ChainVerifier::from_genesis("log")
+            .push(&signed.encode())
+            .expect("signed entry verifies");
+        let mut forged = signed;
+        forged.event.outcome = "denied".into();
+        let err = ChainVerifier::from_genesis("log")
+            .push(&forged.encode())
+            .expect_err("changed after signing");
+        assert!(matches!(
+            err,
+            Error::ChainBroken {
+                seq: 0,
+                fault: ChainFault::BadEventSignature { .. }
+            }
+        ));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::limits::{
     FORMAT_ATTRIBUTES_MAX_COUNT, FORMAT_ENTRY_MAX_BYTES, FORMAT_FIELD_MAX_BYTES,
     FORMAT_PAYLOAD_MAX_BYTES,
 };
-use crate::{Error, Event, Hash, merkle};
+use crate::signature::EVENT_SIGNATURE_ALG_ED25519;
+use crate::{Error, Event, EventSignature, Hash, merkle};
 
 /// An event as the log stores it: placed at a dense sequence number, stamped with
 /// the cluster's timestamp and the authenticated principal, and chained to the
@@ -29,6 +30,9 @@ pub struct Entry {
     pub principal: String,
     /// The event as the service submitted it.
     pub event: Event,
+    /// The service's signature over the event, when it signed it: the entry is
+    /// then written in format version 2.
+    pub signature: Option<EventSignature>,
 }
 
 /// What the log answers an append with: where the event landed, and the hash that
@@ -41,8 +45,10 @@ pub struct Receipt {
 }
 
 impl Entry {
-    /// The version byte this build writes and reads.
+    /// The version byte of an entry without an event signature.
     pub const FORMAT_VERSION: u8 = 1;
+    /// The version byte of an entry that carries an event signature.
+    pub const FORMAT_VERSION_SIGNED: u8 = 2;
 
     /// The canonical bytes of this entry.
     pub fn encode(&self) -> Vec<u8> {
@@ -51,43 +57,42 @@ impl Entry {
         buf
     }
 
-    /// Appends the canonical bytes of this entry to `buf`.
+    /// Appends the canonical bytes of this entry to `buf`: version 1 for an
+    /// unsigned event, version 2 (version 1's fields, then the signature) for a
+    /// signed one.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
-        let event = &self.event;
         let mut w = Writer::new(buf);
-        w.u8(Self::FORMAT_VERSION);
+        w.u8(self.version());
         w.u64(self.seq);
         w.u64(self.timestamp_ns);
         w.raw(self.prev_hash.as_bytes());
         w.bytes(self.principal.as_bytes());
-        w.bytes(event.source.as_bytes());
-        w.bytes(event.event_id.as_bytes());
-        w.bytes(event.actor.as_bytes());
-        w.bytes(event.action.as_bytes());
-        w.bytes(event.resource.as_bytes());
-        w.bytes(event.outcome.as_bytes());
-        match event.event_time_ns {
-            Some(t) => {
-                w.u8(1);
-                w.u64(t);
-            }
-            None => w.u8(0),
+        encode_event_fields(&mut w, &self.event);
+        if let Some(signature) = &self.signature {
+            w.u8(EVENT_SIGNATURE_ALG_ED25519);
+            w.raw(&signature.public_key);
+            w.raw(&signature.signature);
         }
-        match &event.trace_id {
-            Some(id) => {
-                w.u8(1);
-                w.bytes(id.as_bytes());
-            }
-            None => w.u8(0),
+    }
+
+    /// The format version of this entry's encoding: 2 when it carries an event
+    /// signature, 1 otherwise.
+    pub fn version(&self) -> u8 {
+        if self.signature.is_some() {
+            Self::FORMAT_VERSION_SIGNED
+        } else {
+            Self::FORMAT_VERSION
         }
-        // A BTreeMap iterates in ascending key order, which for `String` is
-        // ascending UTF-8 byte order: exactly the order the format requires.
-        w.u32(event.attributes.len() as u32);
-        for (key, value) in &event.attributes {
-            w.bytes(key.as_bytes());
-            w.bytes(value.as_bytes());
+    }
+
+    /// Checks the event signature, if the entry carries one, for the log named
+    /// `origin`. An unsigned (version 1) entry passes: whether its principal
+    /// had to sign is the signer list's question, not the format's.
+    pub fn verify_signature(&self, origin: &str) -> Result<(), Error> {
+        match &self.signature {
+            Some(signature) => signature.verify(origin, &self.event),
+            None => Ok(()),
         }
-        w.bytes(&event.payload);
     }
 
     /// Decodes canonical bytes. Total: any input either decodes to the one entry
@@ -101,10 +106,10 @@ impl Entry {
         }
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != Self::FORMAT_VERSION {
+        if version != Self::FORMAT_VERSION && version != Self::FORMAT_VERSION_SIGNED {
             return Err(Error::UnsupportedVersion {
                 version,
-                supported: Self::FORMAT_VERSION,
+                supported: Self::FORMAT_VERSION_SIGNED,
             });
         }
         let seq = r.u64()?;
@@ -146,6 +151,24 @@ impl Entry {
             attributes.insert(key, value);
         }
         let payload = r.bytes(FORMAT_PAYLOAD_MAX_BYTES)?.to_vec();
+        let signature = if version == Self::FORMAT_VERSION_SIGNED {
+            if r.u8()? != EVENT_SIGNATURE_ALG_ED25519 {
+                return Err(Error::Decode {
+                    offset_bytes: r.offset_bytes() - 1,
+                    reason: "signature algorithm must be 0x01 (Ed25519)",
+                });
+            }
+            let public_key = r.array32()?;
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&r.array32()?);
+            signature[32..].copy_from_slice(&r.array32()?);
+            Some(EventSignature {
+                public_key,
+                signature,
+            })
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Entry {
             seq,
@@ -164,6 +187,7 @@ impl Entry {
                 attributes,
                 payload,
             },
+            signature,
         })
     }
 
@@ -209,7 +233,41 @@ impl Entry {
             + e.trace_id.as_ref().map_or(0, String::len)
             + attributes
             + e.payload.len()
+            + self.signature.map_or(0, |_| 1 + 32 + 64)
     }
+}
+
+/// Fields 6 to 15 of the entry encoding: the event as submitted. An event
+/// statement (what a service signs) is these bytes after its prefix.
+pub(crate) fn encode_event_fields(w: &mut Writer<'_>, event: &Event) {
+    w.bytes(event.source.as_bytes());
+    w.bytes(event.event_id.as_bytes());
+    w.bytes(event.actor.as_bytes());
+    w.bytes(event.action.as_bytes());
+    w.bytes(event.resource.as_bytes());
+    w.bytes(event.outcome.as_bytes());
+    match event.event_time_ns {
+        Some(t) => {
+            w.u8(1);
+            w.u64(t);
+        }
+        None => w.u8(0),
+    }
+    match &event.trace_id {
+        Some(id) => {
+            w.u8(1);
+            w.bytes(id.as_bytes());
+        }
+        None => w.u8(0),
+    }
+    // A BTreeMap iterates in ascending key order, which for `String` is
+    // ascending UTF-8 byte order: exactly the order the format requires.
+    w.u32(event.attributes.len() as u32);
+    for (key, value) in &event.attributes {
+        w.bytes(key.as_bytes());
+        w.bytes(value.as_bytes());
+    }
+    w.bytes(&event.payload);
 }
 
 /// The hash of an entry given its canonical bytes: `SHA-256(0x00 || bytes)`.
@@ -243,7 +301,54 @@ mod tests {
             prev_hash: Hash([0xab; 32]),
             principal: "spiffe://example.org/billing".into(),
             event,
+            signature: None,
         }
+    }
+
+    fn signed_sample() -> Entry {
+        let entry = sample();
+        let signer = crate::note::NoteSigner::from_seed("billing", &[9; 32]).expect("key");
+        Entry {
+            signature: Some(EventSignature::sign(&signer, "log.example", &entry.event)),
+            ..entry
+        }
+    }
+
+    #[test]
+    fn a_signed_entry_is_version_2_and_round_trips() {
+        let entry = signed_sample();
+        let bytes = entry.encode();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes.len(), sample().encode().len() + 97);
+        assert_eq!(bytes.len(), entry.encoded_len_hint());
+        // Version 2 is version 1's bytes, then the signature.
+        assert_eq!(&bytes[1..bytes.len() - 97], &sample().encode()[1..]);
+        assert_eq!(Entry::decode(&bytes), Ok(entry.clone()));
+        entry.verify_signature("log.example").expect("verifies");
+        assert!(entry.verify_signature("log.other").is_err());
+        sample()
+            .verify_signature("log.example")
+            .expect("unsigned passes");
+        for len in 0..bytes.len() {
+            assert!(Entry::decode(&bytes[..len]).is_err(), "prefix of {len}");
+        }
+        let mut bad_alg = bytes.clone();
+        bad_alg[bytes.len() - 97] = 2;
+        assert!(matches!(
+            Entry::decode(&bad_alg),
+            Err(Error::Decode {
+                reason: "signature algorithm must be 0x01 (Ed25519)",
+                ..
+            })
+        ));
+        // A version 1 entry relabelled 2 lacks its signature, and the reverse
+        // leaves 97 trailing bytes.
+        let mut relabelled = sample().encode();
+        relabelled[0] = 2;
+        assert!(Entry::decode(&relabelled).is_err());
+        let mut unsigned = bytes;
+        unsigned[0] = 1;
+        assert!(Entry::decode(&unsigned).is_err());
     }
 
     #[test]
@@ -271,12 +376,12 @@ mod tests {
     #[test]
     fn rejects_unknown_version() {
         let mut bytes = sample().encode();
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(
             Entry::decode(&bytes),
             Err(Error::UnsupportedVersion {
-                version: 2,
-                supported: 1
+                version: 3,
+                supported: 2
             })
         );
     }
@@ -371,10 +476,18 @@ mod tests {
             trace_id in proptest::option::of(arb_text()),
             attributes in proptest::collection::btree_map(arb_text(), arb_text(), 0..5),
             payload in proptest::collection::vec(any::<u8>(), 0..64),
+            signature in proptest::option::of((any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 32]>())),
         ) -> Entry {
+            // Decoding checks structure only, so any 96 bytes make a signature here.
+            let signature = signature.map(|(public_key, r, s)| {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&r);
+                signature[32..].copy_from_slice(&s);
+                EventSignature { public_key, signature }
+            });
             Entry { seq, timestamp_ns: ts, prev_hash: Hash(prev), principal, event: Event {
                 source, event_id, actor, action, resource, outcome, event_time_ns, trace_id,
-                attributes, payload } }
+                attributes, payload }, signature }
         }
     }
 

@@ -57,7 +57,9 @@ pub enum Error {
     },
 
     /// The bytes start with a format version this code does not know.
-    #[error("unsupported entry format version {version} (this build reads version {supported})")]
+    #[error(
+        "unsupported entry format version {version} (this build reads versions 1 to {supported})"
+    )]
     UnsupportedVersion { version: u8, supported: u8 },
 
     // ---- Merkle tree ----------------------------------------------------------------
@@ -72,6 +74,10 @@ pub enum Error {
     /// A proof failed to verify.
     #[error("proof does not verify: {0}")]
     ProofInvalid(&'static str),
+
+    /// An event signature (entry format version 2) that does not verify.
+    #[error("event signature: {0}")]
+    EventSignature(String),
 
     /// A frontier did not have the shape its size requires.
     #[error("frontier for size {size} must hold {expected} hashes, found {found}")]

@@ -27,6 +27,8 @@ pub mod merkle;
 pub mod note;
 mod query;
 mod served;
+pub mod signature;
+pub mod signers;
 
 pub use chain::ChainVerifier;
 pub use checkpoint::Checkpoint;
@@ -41,3 +43,5 @@ pub use limits::{
 };
 pub use query::{ScanQuery, TailQuery};
 pub use served::{ConsistencyProof, InclusionProof, LogEntry, RangeReport, SignedCheckpoint};
+pub use signature::{EventSignature, SubmittedEvent, event_statement};
+pub use signers::{SignerEntry, SignerList};

@@ -219,6 +219,12 @@ impl NoteSigner {
         &self.public
     }
 
+    /// Signs arbitrary bytes: an event statement ([`crate::signature`]), never
+    /// a note text (use [`NoteSigner::sign`], which checks it is one).
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.secret.sign(message).to_bytes()
+    }
+
     /// Signs a note text (which must be a valid note text).
     pub fn sign(&self, text: &str) -> Result<NoteSignature, Error> {
         validate_text(text)?;

@@ -37,6 +37,7 @@ impl Log {
                     payload: vec![seq as u8; (seq % 7) as usize],
                     ..Event::default()
                 },
+                signature: None,
             };
             prev = entry.hash();
             entries.push(entry.encode());

@@ -79,6 +79,7 @@ fn entries() -> Vec<Entry> {
                 prev_hash: prev,
                 principal: format!("spiffe://example.org/ns/prod/sa/{}", event(seq).source),
                 event: event(seq),
+                signature: None,
             };
             prev = entry.hash();
             entry

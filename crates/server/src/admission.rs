@@ -3,16 +3,19 @@
 //!
 //! Validation happens once, here, at the door. What passes becomes an
 //! [`Admitted`] request, and the rest of the write path (routing, forwarding,
-//! the batcher) trusts it. Apply checks the format maxima again on every
-//! replica: that check is the replicated one, and it stays.
+//! the batcher) trusts it. Apply checks the format maxima and event
+//! signatures again on every replica: those checks are the replicated ones,
+//! and they stay. The one check the leader repeats is the signer list's
+//! (`Node::append_forwarded`): a member must not be able to forward, in a
+//! signing service's name, an event that service did not sign.
 
 use std::sync::Arc;
 
-use veritrail_core::Event;
-use veritrail_store::{AppendReceipt, AppendRequest};
+use veritrail_core::{Event, SubmittedEvent};
+use veritrail_store::{AppendReceipt, SignedRequest};
 
 use crate::auth::Caller;
-use crate::batcher::event_size;
+use crate::batcher::submitted_size;
 use crate::error::{NodeError, NodeResult};
 use crate::node::Node;
 use crate::policy::Action;
@@ -25,24 +28,29 @@ pub const SECURITY_SOURCE: &str = "veritrail.security";
 /// Built only by [`Node::admit_append`], by the node for its own records, and
 /// on the leader for a request a member forwarded after admitting it.
 #[derive(Debug, Clone)]
-pub struct Admitted(AppendRequest);
+pub struct Admitted(SignedRequest);
 
 impl Admitted {
     /// A request a member of this cluster admitted at its own door and
-    /// forwarded to this node, the leader.
-    pub(crate) fn forwarded(principal: String, events: Vec<Event>) -> Admitted {
-        Admitted(AppendRequest { principal, events })
+    /// forwarded to this node, the leader, which checks it against its own
+    /// signer list before it proposes it (`Node::append_forwarded`).
+    pub(crate) fn forwarded(principal: String, events: Vec<SubmittedEvent>) -> Admitted {
+        Admitted(SignedRequest { principal, events })
     }
 
     pub fn principal(&self) -> &str {
         &self.0.principal
     }
 
-    pub fn events(&self) -> &[Event] {
+    pub fn events(&self) -> &[SubmittedEvent] {
         &self.0.events
     }
 
-    pub(crate) fn into_request(self) -> AppendRequest {
+    pub(crate) fn request(&self) -> &SignedRequest {
+        &self.0
+    }
+
+    pub(crate) fn into_request(self) -> SignedRequest {
         self.0
     }
 }
@@ -55,17 +63,17 @@ impl Node {
     pub fn admit_append(
         self: &Arc<Self>,
         caller: &Caller,
-        events: Vec<Event>,
+        events: Vec<SubmittedEvent>,
     ) -> NodeResult<Admitted> {
         let admitted = self.validate_append(caller.principal.clone(), events)?;
         let events = admitted.events();
-        if caller.node_id.is_none() && events.iter().any(|e| e.source == SECURITY_SOURCE) {
+        if caller.node_id.is_none() && events.iter().any(|e| e.event.source == SECURITY_SOURCE) {
             self.metrics.denied.inc();
             return Err(NodeError::PermissionDenied(format!(
                 "source {SECURITY_SOURCE:?} is reserved for the nodes' own records"
             )));
         }
-        let mut sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+        let mut sources: Vec<&str> = events.iter().map(|e| e.event.source.as_str()).collect();
         sources.sort_unstable();
         sources.dedup();
         for source in sources {
@@ -74,6 +82,9 @@ impl Node {
                 return Err(e);
             }
         }
+        self.auth
+            .check_signatures(&caller.principal, events)
+            .inspect_err(|e| self.count(e))?;
         self.auth
             .charge_events(caller, events.len())
             .inspect_err(|e| self.count(e))?;
@@ -84,7 +95,7 @@ impl Node {
     pub async fn append_as(
         self: &Arc<Self>,
         caller: &Caller,
-        events: Vec<Event>,
+        events: Vec<SubmittedEvent>,
     ) -> NodeResult<Vec<AppendReceipt>> {
         let admitted = self.admit_append(caller, events)?;
         self.append(admitted).await
@@ -95,7 +106,7 @@ impl Node {
     pub async fn append_streamed(
         self: &Arc<Self>,
         caller: &Caller,
-        events: Vec<Event>,
+        events: Vec<SubmittedEvent>,
     ) -> NodeResult<Vec<AppendReceipt>> {
         self.auth
             .charge_request(caller)
@@ -131,7 +142,7 @@ impl Node {
             .into(),
             ..Event::default()
         };
-        let admitted = match self.validate_append(self.principal.clone(), vec![event]) {
+        let admitted = match self.validate_append(self.principal.clone(), vec![event.into()]) {
             Ok(admitted) => admitted,
             Err(e) => {
                 tracing::warn!(error = %e, "the record of a denied append is itself invalid");
@@ -146,9 +157,13 @@ impl Node {
         });
     }
 
-    /// Checks events against this node's limits. Nothing that fails here
-    /// reaches Raft.
-    fn validate_append(&self, principal: String, events: Vec<Event>) -> NodeResult<Admitted> {
+    /// Checks events against this node's limits, and their signatures, if
+    /// signed, against this log's origin. Nothing that fails here reaches Raft.
+    fn validate_append(
+        &self,
+        principal: String,
+        events: Vec<SubmittedEvent>,
+    ) -> NodeResult<Admitted> {
         if events.is_empty() {
             return Err(NodeError::InvalidArgument(
                 "an append needs at least one event".into(),
@@ -161,19 +176,26 @@ impl Node {
                 events.len()
             )));
         }
-        for (i, event) in events.iter().enumerate() {
-            event.validate_new(&self.limits).map_err(|e| {
-                if events.len() == 1 {
-                    NodeError::InvalidArgument(e.to_string())
-                } else {
-                    NodeError::InvalidArgument(format!("event {i}: {e}"))
-                }
-            })?;
+        for (i, submitted) in events.iter().enumerate() {
+            let event = &submitted.event;
+            event
+                .validate_new(&self.limits)
+                .and_then(|()| match &submitted.signature {
+                    Some(s) => s.verify(&self.config.origin, event),
+                    None => Ok(()),
+                })
+                .map_err(|e| {
+                    if events.len() == 1 {
+                        NodeError::InvalidArgument(e.to_string())
+                    } else {
+                        NodeError::InvalidArgument(format!("event {i}: {e}"))
+                    }
+                })?;
         }
         // A request is appended all or nothing, so it travels in one Raft
         // entry, and a Raft entry must fit one message to a follower: a larger
         // one could never replicate (issue #22).
-        let bytes = events.iter().map(event_size).sum::<usize>() + principal.len();
+        let bytes = events.iter().map(submitted_size).sum::<usize>() + principal.len();
         let max = self.config.batch.entry_max_bytes;
         if bytes > max {
             return Err(NodeError::InvalidArgument(format!(
@@ -182,7 +204,7 @@ impl Node {
                 events.len()
             )));
         }
-        Ok(Admitted(AppendRequest { principal, events }))
+        Ok(Admitted(SignedRequest { principal, events }))
     }
 }
 

@@ -8,7 +8,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use veritrail_core::{ConsistencyProof, Event, TailQuery};
+use veritrail_core::{ConsistencyProof, SubmittedEvent, TailQuery};
+use veritrail_proto::v1;
 use veritrail_proto::v1::audit_log_server::AuditLog;
 use veritrail_proto::v1::get_entry_request::Key;
 use veritrail_proto::v1::{
@@ -167,6 +168,25 @@ impl AuditService {
     }
 }
 
+/// Events from the wire, with their signatures; a signature of the wrong
+/// shape is `INVALID_ARGUMENT`, naming the event.
+fn submitted(events: Vec<v1::Event>) -> NodeResult<Vec<SubmittedEvent>> {
+    let many = events.len() > 1;
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            SubmittedEvent::try_from(e).map_err(|e| {
+                NodeError::InvalidArgument(if many {
+                    format!("event {i}: {e}")
+                } else {
+                    e.to_string()
+                })
+            })
+        })
+        .collect()
+}
+
 #[tonic::async_trait]
 impl AuditLog for AuditService {
     #[tracing::instrument(skip_all)]
@@ -181,7 +201,7 @@ impl AuditLog for AuditService {
             .ok_or_else(|| NodeError::InvalidArgument("field `event` is required".into()))?;
         let mut out = self
             .node
-            .append_as(&caller, vec![Event::from(event)])
+            .append_as(&caller, submitted(vec![event])?)
             .await?;
         let receipt = out
             .pop()
@@ -197,12 +217,7 @@ impl AuditLog for AuditService {
         request: Request<AppendBatchRequest>,
     ) -> Result<Response<AppendBatchResponse>, Status> {
         let caller = self.node.caller(&request)?;
-        let events = request
-            .into_inner()
-            .events
-            .into_iter()
-            .map(Event::from)
-            .collect();
+        let events = submitted(request.into_inner().events)?;
         let out = self.node.append_as(&caller, events).await?;
         Ok(Response::new(AppendBatchResponse {
             receipts: receipts(&out),
@@ -257,8 +272,11 @@ impl AuditLog for AuditService {
                 };
                 let (node, tx, caller) = (Arc::clone(&node), tx.clone(), caller.clone());
                 tokio::spawn(async move {
-                    let events = message.events.into_iter().map(Event::from).collect();
-                    let response = match node.append_streamed(&caller, events).await {
+                    let result = match submitted(message.events) {
+                        Ok(events) => node.append_streamed(&caller, events).await,
+                        Err(e) => Err(e),
+                    };
+                    let response = match result {
                         Ok(out) => AppendStreamResponse {
                             request_id: message.request_id,
                             receipts: receipts(&out),

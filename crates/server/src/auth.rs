@@ -297,6 +297,22 @@ impl Auth {
         }
     }
 
+    /// Whether `principal` may append `events` as they are signed, under the
+    /// policy's signer list (`PERMISSION_DENIED` otherwise). Without a policy
+    /// every principal may sign or not.
+    pub fn check_signatures(
+        &self,
+        principal: &str,
+        events: &[veritrail_core::SubmittedEvent],
+    ) -> NodeResult<()> {
+        match &self.grants().policy {
+            Some(policy) => policy
+                .check_signatures(principal, events)
+                .map_err(NodeError::PermissionDenied),
+            None => Ok(()),
+        }
+    }
+
     /// Charges `events` appended events against the caller's rate limit.
     pub fn charge_events(&self, caller: &Caller, events: usize) -> NodeResult<()> {
         let (Some(limiter), Some(n)) = (&self.events, NonZeroU32::new(events as u32)) else {

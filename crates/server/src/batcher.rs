@@ -15,8 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use openraft::Raft;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use veritrail_core::SubmittedEvent;
 use veritrail_store::{
-    AppendRequest, Command, CommandResponse, Proposal, RequestOutcome, TypeConfig,
+    AppendRequest, Command, CommandResponse, Proposal, RequestOutcome, SignedProposal,
+    SignedRequest, TypeConfig,
 };
 
 use crate::config::BatchConfig;
@@ -35,7 +37,7 @@ pub enum BatchError {
 }
 
 struct Pending {
-    request: AppendRequest,
+    request: SignedRequest,
     size_bytes: usize,
     reply: oneshot::Sender<Result<RequestOutcome, BatchError>>,
     /// This request's share of `queue_max_events`, returned when it is proposed.
@@ -82,10 +84,10 @@ impl Batcher {
     /// Queues a request and waits for its outcome.
     pub async fn submit(
         &self,
-        request: AppendRequest,
+        request: SignedRequest,
     ) -> NodeResult<Result<RequestOutcome, BatchError>> {
         let size_bytes =
-            request.events.iter().map(event_size).sum::<usize>() + request.principal.len();
+            request.events.iter().map(submitted_size).sum::<usize>() + request.principal.len();
         let events = u32::try_from(request.events.len()).unwrap_or(u32::MAX);
         let queued = Arc::clone(&self.queued_events)
             .try_acquire_many_owned(events)
@@ -117,6 +119,11 @@ impl Batcher {
             .await
             .map_err(|_| NodeError::unavailable("this node is shutting down", None))
     }
+}
+
+/// [`event_size`], and the 97 bytes a signature adds (algorithm, key, signature).
+pub fn submitted_size(e: &SubmittedEvent) -> usize {
+    event_size(&e.event) + e.signature.map_or(0, |_| 97)
 }
 
 /// A close upper bound of an event's encoded size, for the batch byte limit.
@@ -193,11 +200,21 @@ async fn run(
 async fn propose(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
     let (requests, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-    let proposal = Proposal {
-        proposed_at_ns: now_ns(),
-        requests,
+    let proposed_at_ns = now_ns();
+    // Format 1 unless an event is signed: a cluster whose services do not
+    // sign keeps writing what every earlier release reads.
+    let command = if requests.iter().any(SignedRequest::is_signed) {
+        Command::AppendSigned(SignedProposal {
+            proposed_at_ns,
+            requests,
+        })
+    } else {
+        Command::Append(Proposal {
+            proposed_at_ns,
+            requests: requests.into_iter().map(AppendRequest::from).collect(),
+        })
     };
-    match raft.client_write(Command::Append(proposal)).await {
+    match raft.client_write(command).await {
         Ok(response) => match response.data {
             CommandResponse::Appended(outcomes) if outcomes.len() == replies.len() => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -49,7 +49,7 @@ use veritrail_proto::raft::RaftPayload;
 use veritrail_proto::raft::raft_peer_client::RaftPeerClient;
 use veritrail_store::{NodeInfo, TypeConfig};
 
-use crate::peers::{PEER_FORMAT, Peers, peer_format, with_timeout};
+use crate::peers::{PEER_FORMAT, PEER_FORMAT_UNSIGNED, Peers, peer_format, with_timeout};
 
 /// The smallest byte budget an adapting target goes down to. One entry is
 /// always sent, whatever its size.
@@ -270,14 +270,17 @@ impl PeerNetwork {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `request` in postcard, tagged `format` (`PEER_FORMAT_UNSIGNED` unless
+    /// it carries a signed batch).
     fn payload<Req: Serialize, E: std::error::Error>(
         &self,
         request: &Req,
+        format: u32,
     ) -> RpcResult<RaftPayload, E> {
         Ok(RaftPayload {
             postcard: postcard::to_stdvec(request).map_err(network_error)?,
             to_node_id: self.target,
-            format: PEER_FORMAT,
+            format,
         })
     }
 
@@ -294,7 +297,8 @@ impl PeerNetwork {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = self.payload(request)?;
+        // Votes, snapshots and lone heartbeats carry no entries: format 1.
+        let payload = self.payload(request, PEER_FORMAT_UNSIGNED)?;
         if payload.postcard.len() + FRAMING_BYTES > self.message_max_bytes {
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint(0),
@@ -331,7 +335,18 @@ impl PeerNetwork {
         }
         rpc.entries.truncate(keep);
         let last_log_id = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
-        let payload = self.payload(&rpc)?;
+        let signed = rpc.entries.iter().any(|e| {
+            matches!(
+                e.payload,
+                openraft::EntryPayload::Normal(veritrail_store::Command::AppendSigned(_))
+            )
+        });
+        let format = if signed {
+            PEER_FORMAT
+        } else {
+            PEER_FORMAT_UNSIGNED
+        };
+        let payload = self.payload(&rpc, format)?;
         if payload.postcard.len() + FRAMING_BYTES > self.message_max_bytes {
             // One entry larger than a message: configuration refuses batches
             // that large, so only a changed message limit gets here.

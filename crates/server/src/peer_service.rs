@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
-use veritrail_core::Event;
+use veritrail_core::{Event, SubmittedEvent};
 use veritrail_proto::raft::raft_peer_server::RaftPeer;
 use veritrail_proto::raft::{
     ForwardAppendRequest, ForwardAppendResponse, IdentifyRequest, IdentifyResponse, RaftPayload,
@@ -18,7 +19,7 @@ use veritrail_store::TypeConfig;
 use crate::admission::Admitted;
 use crate::error::NodeError;
 use crate::node::Node;
-use crate::peers::{PEER_FORMAT, peer_format};
+use crate::peers::{PEER_FORMAT_UNSIGNED, peer_format};
 
 #[derive(Debug, Clone)]
 pub struct PeerService {
@@ -36,7 +37,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
     Ok(Response::new(RaftPayload {
         postcard,
         to_node_id: 0,
-        format: PEER_FORMAT,
+        format: PEER_FORMAT_UNSIGNED,
     }))
 }
 
@@ -159,7 +160,7 @@ impl RaftPeer for PeerService {
         let rpc: VoteRequest<u64> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         if caller.is_some_and(|id| !self.node.may_stand(id)) {
-            return encode(&self.node.decline_vote(&rpc));
+            return encode(&Ok::<_, RaftError<u64>>(self.node.decline_vote(&rpc)));
         }
         if self.node.repair.active() {
             tracing::info!(
@@ -168,8 +169,12 @@ impl RaftPeer for PeerService {
                 "declined a vote: this node is repairing and votes only once it holds its \
                  leader's log (repair.rs)"
             );
-            return encode(&self.node.vote_not_granted());
+            return encode(&Ok::<_, RaftError<u64>>(self.node.vote_not_granted()));
         }
+        // The same shape as openraft's own answer, which the candidate's
+        // network layer decodes (`Result<VoteResponse, RaftError>`): the two
+        // declines above once went out bare, and a candidate read them as a
+        // message that does not decode instead of a vote not granted.
         encode(&self.node.raft.vote(rpc).await)
     }
 
@@ -218,10 +223,19 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<ForwardAppendResponse>, Status> {
         self.admit_member(&request)?;
         let request = request.into_inner();
-        peer_format(request.format).map_err(Status::failed_precondition)?;
-        let events: Vec<Event> = postcard::from_bytes(&request.events).map_err(|e| {
+        let format = peer_format(request.format).map_err(Status::failed_precondition)?;
+        let undecodable = |e: postcard::Error| {
             Status::invalid_argument(format!("forwarded events do not decode: {e}"))
-        })?;
+        };
+        let events: Vec<SubmittedEvent> = if format >= 2 {
+            postcard::from_bytes(&request.events).map_err(undecodable)?
+        } else {
+            postcard::from_bytes::<Vec<Event>>(&request.events)
+                .map_err(undecodable)?
+                .into_iter()
+                .map(SubmittedEvent::unsigned)
+                .collect()
+        };
         let outcome = self
             .node
             .append_forwarded(Admitted::forwarded(request.principal, events))
@@ -229,7 +243,7 @@ impl RaftPeer for PeerService {
         let outcome = postcard::to_stdvec(&outcome).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ForwardAppendResponse {
             outcome,
-            format: PEER_FORMAT,
+            format: PEER_FORMAT_UNSIGNED,
         }))
     }
 

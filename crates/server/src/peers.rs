@@ -110,13 +110,22 @@ pub fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 /// During a rolling upgrade a node must still send what its peers read: a new
 /// version is sent only once every member reads it (docs/OPERATIONS.md, "What
 /// an upgrade may rely on").
-pub const PEER_FORMAT: u32 = 1;
+///
+/// Format 2 adds signed events (`Command::AppendSigned` and forwarded
+/// `SubmittedEvent`s); everything else is as in format 1. A node tags a
+/// message 2 only when it carries one of them, so a cluster whose services do
+/// not sign talks format 1, which every earlier release reads.
+pub const PEER_FORMAT: u32 = 2;
+
+/// The format of a message that carries no signed event.
+pub const PEER_FORMAT_UNSIGNED: u32 = 1;
 
 /// The format a peer message names, refused when this node cannot read it.
 /// `0` is version 1: version 0.1.0 did not tag its messages.
 pub fn peer_format(format: u32) -> Result<u32, String> {
     match format {
         0 | 1 => Ok(1),
+        2 => Ok(2),
         newer => Err(format!(
             "the peer sent format {newer}, and this node reads formats up to {PEER_FORMAT}: \
              it runs an older version than the peer; upgrade it (docs/OPERATIONS.md, rolling upgrade)"
@@ -131,9 +140,10 @@ mod tests {
     #[test]
     fn untagged_and_current_formats_are_read_and_newer_ones_refused_by_name() {
         assert_eq!(peer_format(0), Ok(1));
+        assert_eq!(peer_format(PEER_FORMAT_UNSIGNED), Ok(1));
         assert_eq!(peer_format(PEER_FORMAT), Ok(PEER_FORMAT));
         let refused = peer_format(PEER_FORMAT + 1).expect_err("newer");
-        assert!(refused.contains("format 2"), "{refused}");
-        assert!(refused.contains("up to 1"), "{refused}");
+        assert!(refused.contains("format 3"), "{refused}");
+        assert!(refused.contains("up to 2"), "{refused}");
     }
 }

@@ -21,10 +21,25 @@
 //! `append`, `{name}` stands for the principal's name: what the `*` of the
 //! grant's principal pattern matched, or, under an exact pattern, the last
 //! `/`-separated segment of a SPIFFE ID (the whole principal otherwise).
+//!
+//! A `[[signer]]` table registers the keys a service signs its events with
+//! (docs/SECURITY.md, "Client-signed events"):
+//!
+//! ```toml
+//! [[signer]]
+//! principal = "spiffe://veritrail.local/service/billing"
+//! keys = ["billing+6e2d3f1a+AQ...="]   # verifier keys, `veritrail keygen` prints them
+//! required = true                     # the default: unsigned events are refused
+//! ```
+//!
+//! The leader checks every append against it before it proposes, whichever
+//! node received it: a member cannot forward, in a signing service's name, an
+//! event that service did not sign.
 
 use std::path::Path;
 
 use serde::Deserialize;
+use veritrail_core::{SignerEntry, SignerList, SubmittedEvent};
 
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +70,8 @@ impl std::fmt::Display for Action<'_> {
 struct PolicyFile {
     #[serde(default)]
     grant: Vec<Grant>,
+    #[serde(default)]
+    signer: Vec<SignerEntry>,
 }
 
 /// One grant: these principals may do these things.
@@ -77,6 +94,7 @@ pub struct Grant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     grants: Vec<Grant>,
+    signers: SignerList,
 }
 
 fn matches(pattern: &str, value: &str) -> bool {
@@ -107,7 +125,42 @@ pub fn principal_name<'p>(pattern: &str, principal: &'p str) -> &'p str {
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
         let file: PolicyFile = crate::config::load_toml_file("auth.policy_file", path)?;
-        Policy::new(file.grant).map_err(|e| format!("auth.policy_file {}: {e}", path.display()))
+        Policy::new(file.grant)
+            .and_then(|p| p.with_signers(file.signer))
+            .map_err(|e| format!("auth.policy_file {}: {e}", path.display()))
+    }
+
+    /// This policy with `entries` as its signer list.
+    pub fn with_signers(mut self, entries: Vec<SignerEntry>) -> Result<Policy, String> {
+        self.signers = SignerList::new(entries)?;
+        Ok(self)
+    }
+
+    /// Whether `principal` may append `events` as they are signed, under the
+    /// signer list ([`SignerList::check`]); the message names the event.
+    /// Whether each signature verifies is checked before this.
+    pub fn check_signatures(
+        &self,
+        principal: &str,
+        events: &[SubmittedEvent],
+    ) -> Result<(), String> {
+        for (i, submitted) in events.iter().enumerate() {
+            self.signers
+                .check(principal, submitted.signature.as_ref())
+                .map_err(|e| {
+                    let hint = if submitted.signature.is_none() {
+                        "configure the service's signing key in the SDK"
+                    } else {
+                        "register its verifier key in the principal's [[signer]] table"
+                    };
+                    if events.len() == 1 {
+                        format!("{e}; {hint}")
+                    } else {
+                        format!("event {i}: {e}; {hint}")
+                    }
+                })?;
+        }
+        Ok(())
     }
 
     pub fn new(grants: Vec<Grant>) -> Result<Policy, String> {
@@ -129,7 +182,10 @@ impl Policy {
                 return Err(format!("grant {}: grants nothing", i + 1));
             }
         }
-        Ok(Policy { grants })
+        Ok(Policy {
+            grants,
+            signers: SignerList::default(),
+        })
     }
 
     /// Whether any grant lets `principal` do `action`.
@@ -161,7 +217,54 @@ mod tests {
         let file: PolicyFile = Figment::from(Toml::string(toml))
             .extract()
             .map_err(|e| e.to_string())?;
-        Policy::new(file.grant)
+        Policy::new(file.grant)?.with_signers(file.signer)
+    }
+
+    /// The `[[signer]]` tables are the core's `SignerList` (its rules are
+    /// tested there); the policy names the event and says what to do.
+    #[test]
+    fn signer_tables_name_the_event_and_the_remedy() {
+        use veritrail_core::note::NoteSigner;
+        use veritrail_core::{Event, SubmittedEvent};
+        let billing = NoteSigner::from_seed("billing", &[1; 32]).expect("key");
+        let other = NoteSigner::from_seed("other", &[2; 32]).expect("key");
+        let p = policy(&format!(
+            "[[grant]]\nprincipals = [\"svc/*\"]\nappend = [\"{{name}}\"]\n\
+             [[signer]]\nprincipal = \"svc/billing\"\nkeys = [\"{}\"]\n",
+            billing.public()
+        ))
+        .expect("policy");
+        let event = Event {
+            source: "billing".into(),
+            event_id: "e".into(),
+            actor: "a".into(),
+            action: "x".into(),
+            resource: "r".into(),
+            outcome: "ok".into(),
+            ..Event::default()
+        };
+        let signed = SubmittedEvent::signed(&billing, "o", event.clone());
+        let unsigned = SubmittedEvent::unsigned(event.clone());
+        p.check_signatures("svc/billing", std::slice::from_ref(&signed))
+            .expect("its own key");
+        let e = p
+            .check_signatures("svc/billing", &[signed, unsigned])
+            .expect_err("unsigned");
+        assert!(
+            e.starts_with("event 1: ") && e.contains("signing key in the SDK"),
+            "{e}"
+        );
+        let e = p
+            .check_signatures("svc/billing", &[SubmittedEvent::signed(&other, "o", event)])
+            .expect_err("another key");
+        assert!(
+            !e.starts_with("event") && e.contains("[[signer]] table"),
+            "{e}"
+        );
+        assert!(
+            policy("[[grant]]\nprincipals = [\"a\"]\nread = true\n[[signer]]\nprincipal = \"a*\"\nkeys = [\"x\"]\n")
+                .is_err()
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::admission::Admitted;
 use crate::batcher::BatchError;
 use crate::error::{LeaderHint, NodeError, NodeResult};
 use crate::node::Node;
-use crate::peers::{PEER_FORMAT, peer_format, with_timeout};
+use crate::peers::{PEER_FORMAT, PEER_FORMAT_UNSIGNED, peer_format, with_timeout};
 
 impl Node {
     /// Appends an admitted request all together or not at all, from any node:
@@ -80,11 +80,19 @@ impl Node {
             .peers
             .client(&leader.addr)
             .map_err(|e| NodeError::unavailable(e, Some(leader.clone())))?;
+        // Format 1 (bare events) unless one is signed, so that a leader of an
+        // earlier release still reads what a cluster without signing sends.
+        let (events, format) = if admitted.request().is_signed() {
+            (postcard::to_stdvec(admitted.events()), PEER_FORMAT)
+        } else {
+            let bare: Vec<&veritrail_core::Event> =
+                admitted.events().iter().map(|e| &e.event).collect();
+            (postcard::to_stdvec(&bare), PEER_FORMAT_UNSIGNED)
+        };
         let request = ForwardAppendRequest {
             principal: admitted.principal().to_owned(),
-            events: postcard::to_stdvec(admitted.events())
-                .map_err(|e| NodeError::Internal(e.to_string()))?,
-            format: PEER_FORMAT,
+            events: events.map_err(|e| NodeError::Internal(e.to_string()))?,
+            format,
         };
         let left = deadline.saturating_duration_since(Instant::now());
         let response = client
@@ -129,6 +137,10 @@ impl Node {
                 self.leader(),
             ));
         }
+        // The member vouches for the principal, but not for a signing
+        // service's signature: the leader's own signer list decides.
+        self.auth
+            .check_signatures(admitted.principal(), admitted.events())?;
         self.disk_room()?;
         match self.batcher.submit(admitted.into_request()).await? {
             Ok(outcome) => Ok(outcome),

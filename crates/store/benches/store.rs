@@ -29,6 +29,7 @@ fn event(n: u64) -> Event {
         prev_hash: veritrail_core::Hash::ZERO,
         principal: "svc".into(),
         event: e.clone(),
+        signature: None,
     };
     e.payload = vec![b'x'; 256 - entry.encode().len()];
     e

@@ -21,7 +21,8 @@ use rocksdb::WriteBatch;
 use veritrail_core::merkle::{self, NodeId, NodeSource};
 use veritrail_core::note::{NoteKey, SignedNote};
 use veritrail_core::{
-    Checkpoint, Entry, Event, Hash, Limits, Receipt, entry_hash, validate_principal,
+    Checkpoint, Entry, Event, EventSignature, Hash, Limits, Receipt, SubmittedEvent, entry_hash,
+    validate_principal,
 };
 
 use crate::db::{
@@ -33,9 +34,34 @@ use crate::error::{Result, StoreError};
 use crate::stored::{DbNodes, stored_entry};
 use crate::tail::Tail;
 use crate::types::{
-    AppendReceipt, AppendRequest, CheckpointRecord, CommandResponse, NodeInfo, Proposal, Rejection,
-    RejectionKind, RequestOutcome,
+    AppendReceipt, CheckpointRecord, CommandResponse, NodeInfo, Proposal, Rejection, RejectionKind,
+    RequestOutcome, SignedProposal,
 };
+
+/// An event as a request carries it: a proposal of format 1 carries bare
+/// events, one of format 2 events with their signatures.
+pub(crate) trait Submission {
+    fn event(&self) -> &Event;
+    fn signature(&self) -> Option<&EventSignature>;
+}
+
+impl Submission for Event {
+    fn event(&self) -> &Event {
+        self
+    }
+    fn signature(&self) -> Option<&EventSignature> {
+        None
+    }
+}
+
+impl Submission for SubmittedEvent {
+    fn event(&self) -> &Event {
+        &self.event
+    }
+    fn signature(&self) -> Option<&EventSignature> {
+        self.signature.as_ref()
+    }
+}
 
 /// What one request's event will become, decided before anything is written.
 enum Plan {
@@ -123,15 +149,36 @@ impl<'a> Batch<'a> {
         proposal
             .requests
             .iter()
-            .map(|request| self.apply_request(request, timestamp_ns))
+            .map(|r| self.apply_request(&r.principal, &r.events, timestamp_ns))
+            .collect()
+    }
+
+    /// Applies a proposal that carries signed events, as [`Batch::apply_proposal`].
+    pub(crate) fn apply_signed_proposal(
+        &mut self,
+        proposal: &SignedProposal,
+    ) -> Result<Vec<RequestOutcome>> {
+        let timestamp_ns = proposal.proposed_at_ns.max(self.tail.last_timestamp_ns);
+        proposal
+            .requests
+            .iter()
+            .map(|r| self.apply_request(&r.principal, &r.events, timestamp_ns))
             .collect()
     }
 
     /// Applies one all-or-nothing request: decides every event's fate first, and
     /// writes only when none is refused.
-    fn apply_request(
+    ///
+    /// An event that carries a signature is refused unless it verifies for this
+    /// log's origin: the check depends on the entry alone, so every node makes
+    /// it the same way, and a node that proposes a signed event it changed
+    /// writes nothing. Whether a principal had to sign is the policy's
+    /// question, asked by the leader before it proposes (never here: apply reads
+    /// no configuration).
+    fn apply_request<S: Submission>(
         &mut self,
-        request: &AppendRequest,
+        principal: &str,
+        events: &[S],
         timestamp_ns: u64,
     ) -> Result<RequestOutcome> {
         let limits = Limits::format_maximum();
@@ -142,25 +189,29 @@ impl<'a> Batch<'a> {
                 message,
             }))
         };
-        if let Err(e) = validate_principal(&request.principal, &limits) {
+        if let Err(e) = validate_principal(principal, &limits) {
             return reject(0, RejectionKind::Invalid, format!("principal: {e}"));
         }
-        if request.events.is_empty() {
+        if events.is_empty() {
             return reject(
                 0,
                 RejectionKind::Invalid,
                 "a request must carry at least one event".into(),
             );
         }
-        let mut plans = Vec::with_capacity(request.events.len());
+        let mut plans = Vec::with_capacity(events.len());
         let mut first_in_request: HashMap<(&str, &str), usize> = HashMap::new();
-        for (i, event) in request.events.iter().enumerate() {
+        for (i, submitted) in events.iter().enumerate() {
+            let (event, signature) = (submitted.event(), submitted.signature());
             if let Err(e) = event.validate(&limits) {
+                return reject(i, RejectionKind::Invalid, format!("event {i}: {e}"));
+            }
+            if let Some(Err(e)) = signature.map(|s| s.verify(self.origin, event)) {
                 return reject(i, RejectionKind::Invalid, format!("event {i}: {e}"));
             }
             let key = (event.source.as_str(), event.event_id.as_str());
             if let Some(&j) = first_in_request.get(&key) {
-                if request.events[j] != *event {
+                if events[j].event() != event || events[j].signature() != signature {
                     return reject(
                         i,
                         RejectionKind::Conflict,
@@ -175,7 +226,10 @@ impl<'a> Batch<'a> {
             }
             match self.lookup(&event.source, &event.event_id)? {
                 Some((stored, hash)) => {
-                    if stored.principal != request.principal || stored.event != *event {
+                    if stored.principal != principal
+                        || stored.event != *event
+                        || stored.signature.as_ref() != signature
+                    {
                         return reject(
                             i,
                             RejectionKind::Conflict,
@@ -198,10 +252,10 @@ impl<'a> Batch<'a> {
             }
         }
         let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(plans.len());
-        for (event, plan) in request.events.iter().zip(plans) {
+        for (submitted, plan) in events.iter().zip(plans) {
             let receipt = match plan {
                 Plan::New => AppendReceipt {
-                    receipt: self.append_event(&request.principal, event, timestamp_ns)?,
+                    receipt: self.append_event(principal, submitted, timestamp_ns)?,
                     duplicate: false,
                 },
                 Plan::Stored(receipt) => AppendReceipt {
@@ -239,10 +293,10 @@ impl<'a> Batch<'a> {
         Ok(Some((stored.entry, stored.hash)))
     }
 
-    fn append_event(
+    fn append_event<S: Submission>(
         &mut self,
         principal: &str,
-        event: &Event,
+        submitted: &S,
         timestamp_ns: u64,
     ) -> Result<Receipt> {
         let entry = Entry {
@@ -250,7 +304,8 @@ impl<'a> Batch<'a> {
             timestamp_ns,
             prev_hash: self.tail.head,
             principal: principal.to_owned(),
-            event: event.clone(),
+            event: submitted.event().clone(),
+            signature: submitted.signature().copied(),
         };
         let bytes = entry.encode();
         let hash = entry_hash(&bytes);
@@ -509,6 +564,7 @@ mod tests {
                 outcome: "ok".into(),
                 ..Event::default()
             },
+            signature: None,
         }
     }
 

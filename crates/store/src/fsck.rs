@@ -46,6 +46,8 @@ pub enum ProblemKind {
     ChainBroken,
     /// An entry's timestamp is older than the one before it.
     TimestampBackwards,
+    /// An entry's event signature (format version 2) does not verify.
+    EventSignatureInvalid,
     /// The tail record disagrees with the entries.
     TailMismatch,
     /// A stored Merkle node (leaf or interior) differs from the recomputed one.
@@ -187,7 +189,7 @@ pub fn fsck_with_progress(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
                 format!("entries {expected} to {} are missing", seq - 1),
             );
             // Go on from the entry found, without its predecessor's hash.
-            chain = ChainVerifier::resume(seq, None, None, None)?;
+            chain = ChainVerifier::resume(&origin, seq, None, None, None)?;
             frontier = Frontier::new();
             expected = seq;
         }
@@ -199,7 +201,7 @@ pub fn fsck_with_progress(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
             Err(veritrail_core::Error::ChainBroken { seq, fault }) => {
                 found.add(Some(seq), chain_fault_kind(&fault), fault.to_string());
                 // Resume after the bad entry as if it were right, to find more.
-                chain = ChainVerifier::resume(seq + 1, Some(hash), None, None)?;
+                chain = ChainVerifier::resume(&origin, seq + 1, Some(hash), None, None)?;
             }
             Err(other) => return Err(other.into()),
         }
@@ -494,5 +496,6 @@ fn chain_fault_kind(fault: &veritrail_core::chain::ChainFault) -> ProblemKind {
         ChainFault::SeqMismatch { .. } => ProblemKind::SeqMismatch,
         ChainFault::PrevHashMismatch { .. } => ProblemKind::ChainBroken,
         ChainFault::TimestampBackwards { .. } => ProblemKind::TimestampBackwards,
+        ChainFault::BadEventSignature { .. } => ProblemKind::EventSignatureInvalid,
     }
 }

@@ -25,11 +25,11 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, V
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, StoredMembership, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use veritrail_core::{Event, Hash, Receipt};
+use veritrail_core::{Event, Hash, Receipt, SubmittedEvent};
 
 use crate::{
     AppendReceipt, AppendRequest, CheckpointRecord, Command, NodeInfo, Proposal, Rejection,
-    RejectionKind, RequestOutcome, TypeConfig,
+    RejectionKind, RequestOutcome, SignedProposal, SignedRequest, TypeConfig,
 };
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -169,6 +169,27 @@ fn append_entry() -> Entry<TypeConfig> {
     }
 }
 
+/// A signed event, by a deterministic key (seed 0x07...07) for the origin
+/// `golden.example/log`.
+fn signed_event() -> SubmittedEvent {
+    let signer = veritrail_core::note::NoteSigner::from_seed("billing", &[7; 32]).expect("key");
+    SubmittedEvent::signed(&signer, "golden.example/log", full_event())
+}
+
+/// Format 2: a batch with a signed event beside an unsigned one.
+fn append_signed_entry() -> Entry<TypeConfig> {
+    Entry {
+        log_id: log_id(4, 2, 19),
+        payload: EntryPayload::Normal(Command::AppendSigned(SignedProposal {
+            proposed_at_ns: 1_767_225_600_000_000_009,
+            requests: vec![SignedRequest {
+                principal: "spiffe://golden.example/service/billing".into(),
+                events: vec![signed_event(), SubmittedEvent::unsigned(bare_event())],
+            }],
+        })),
+    }
+}
+
 fn checkpoint_entry() -> Entry<TypeConfig> {
     Entry {
         log_id: log_id(4, 2, 18),
@@ -190,7 +211,7 @@ fn a_command_of_a_later_release_is_not_misread() {
     // Postcard writes the variant index first, as a varint.
     assert_eq!(known[0], 1, "Checkpoint is the second command");
     let mut later = known.clone();
-    later[0] = 2;
+    later[0] = 3;
     postcard::from_bytes::<Command>(&later).expect_err("an unknown command");
 }
 
@@ -200,6 +221,7 @@ fn a_command_of_a_later_release_is_not_misread() {
 fn raft_log_entries() {
     golden("raft-entry-append.v1", &append_entry());
     golden("raft-entry-checkpoint.v1", &checkpoint_entry());
+    golden("raft-entry-append-signed.v2", &append_signed_entry());
     golden(
         "raft-entry-membership.v1",
         &Entry::<TypeConfig> {
@@ -276,6 +298,10 @@ fn peer_messages() {
     golden(
         "forward-append-events.v1",
         &vec![full_event(), bare_event()],
+    );
+    golden(
+        "forward-append-events.v2",
+        &vec![signed_event(), SubmittedEvent::unsigned(bare_event())],
     );
     golden(
         "forward-append-outcome-accepted.v1",

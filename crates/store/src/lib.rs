@@ -94,7 +94,7 @@ pub use tail::Tail;
 pub use type_config::TypeConfig;
 pub use types::{
     AppendReceipt, AppendRequest, CheckpointRecord, Command, CommandResponse, NodeInfo, Proposal,
-    Rejection, RejectionKind, RequestOutcome,
+    Rejection, RejectionKind, RequestOutcome, SignedProposal, SignedRequest,
 };
 pub use vote_file::{VOTE_FILE, read as saved_vote};
 

@@ -347,7 +347,13 @@ impl AuditReader {
                 (entry.hash, Some(entry.entry.timestamp_ns))
             }
         };
-        let mut chain = veritrail_core::ChainVerifier::resume(from, Some(head), last_ts, None)?;
+        let mut chain = veritrail_core::ChainVerifier::resume(
+            &self.shared.origin,
+            from,
+            Some(head),
+            last_ts,
+            None,
+        )?;
         let db = self.shared.db.raw();
         let mut it = db.raw_iterator_cf(self.shared.db.cf(CF_ENTRIES));
         it.seek(u64_key(from));

@@ -51,6 +51,9 @@ fn apply_entries(shared: &Shared, entries: Vec<Entry<TypeConfig>>) -> Result<Vec
             EntryPayload::Normal(Command::Append(proposal)) => {
                 CommandResponse::Appended(batch.apply_proposal(&proposal)?)
             }
+            EntryPayload::Normal(Command::AppendSigned(proposal)) => {
+                CommandResponse::Appended(batch.apply_signed_proposal(&proposal)?)
+            }
             EntryPayload::Normal(Command::Checkpoint(record)) => {
                 batch.apply_checkpoint(&record, &membership)?
             }

@@ -7,7 +7,7 @@
 //! makes every replica hold byte-identical entries.
 
 use serde::{Deserialize, Serialize};
-use veritrail_core::{Event, Receipt};
+use veritrail_core::{Event, Receipt, SubmittedEvent};
 
 /// How a cluster member is reached and how it signs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,11 @@ pub enum Command {
     Append(Proposal),
     /// Record a co-signed checkpoint so that every node serves it.
     Checkpoint(CheckpointRecord),
+    /// Append events some of which their services signed (peer format 2).
+    /// The leader proposes [`Command::Append`] when no event of a batch is
+    /// signed, so that a cluster whose services do not sign never sends a
+    /// release before this one a command it cannot read.
+    AppendSigned(SignedProposal),
 }
 
 /// A batch of client requests proposed by the leader.
@@ -51,6 +56,40 @@ pub struct AppendRequest {
     /// The identity the receiving node authenticated for this request.
     pub principal: String,
     pub events: Vec<Event>,
+}
+
+/// A batch of client requests, some carrying signed events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedProposal {
+    /// As [`Proposal::proposed_at_ns`].
+    pub proposed_at_ns: u64,
+    pub requests: Vec<SignedRequest>,
+}
+
+/// One client request whose events may carry their services' signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SignedRequest {
+    /// The identity the receiving node authenticated for this request.
+    pub principal: String,
+    pub events: Vec<SubmittedEvent>,
+}
+
+impl SignedRequest {
+    /// Whether any event of the request is signed.
+    pub fn is_signed(&self) -> bool {
+        self.events.iter().any(|e| e.signature.is_some())
+    }
+}
+
+impl From<SignedRequest> for AppendRequest {
+    /// The request as format 1 carries it: signatures are dropped, so callers
+    /// convert only requests that carry none ([`SignedRequest::is_signed`]).
+    fn from(request: SignedRequest) -> Self {
+        AppendRequest {
+            principal: request.principal,
+            events: request.events.into_iter().map(|e| e.event).collect(),
+        }
+    }
 }
 
 /// A checkpoint note with the signatures gathered so far.

@@ -3,7 +3,8 @@
 //! Decoding must never panic, and whatever decodes must re-encode to exactly the
 //! input (docs/FORMAT.md 2.2: one entry, one encoding). The decoded entry is then
 //! validated and pushed through the chain checker positioned at its own seq, with
-//! and without a Merkle frontier, which must accept it.
+//! and without a Merkle frontier, which must accept it unless it carries an
+//! event signature that does not verify (nearly every signed input here).
 
 #![no_main]
 
@@ -35,8 +36,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = entry.event.validate(&Limits::default());
     let _ = validate_principal(&entry.principal, &Limits::format_maximum());
 
+    const ORIGIN: &str = "fuzz.example/log";
+    let signed_badly = entry.verify_signature(ORIGIN).is_err();
+
     // The chain checker, positioned where this entry belongs, accepts it.
     let mut chain = ChainVerifier::resume(
+        ORIGIN,
         entry.seq,
         Some(entry.prev_hash),
         Some(entry.timestamp_ns),
@@ -51,8 +56,12 @@ fuzz_target!(|data: &[u8]| {
         size: u64::MAX,
     });
     match chain.push(data) {
+        Err(Error::ChainBroken { fault: veritrail_core::chain::ChainFault::BadEventSignature { .. }, .. }) => {
+            assert!(signed_badly, "a signature that verifies was refused");
+        }
         Ok(pushed) => {
             assert!(!last_seq, "entry at seq u64::MAX accepted");
+            assert!(!signed_badly, "a signature that does not verify was accepted");
             assert_eq!(pushed, entry);
             assert_eq!(chain.head(), Some(entry_hash(data)));
             assert_eq!(chain.last_timestamp_ns(), Some(entry.timestamp_ns));
@@ -67,9 +76,10 @@ fuzz_target!(|data: &[u8]| {
     // Same with a Merkle frontier of the right shape for its seq.
     let nodes = vec![Hash([0x11; 32]); entry.seq.count_ones() as usize];
     let frontier = Frontier::from_parts(entry.seq, nodes).expect("frontier of the right shape");
-    let mut chain = ChainVerifier::resume(entry.seq, None, None, Some(frontier))
+    let mut chain = ChainVerifier::resume(ORIGIN, entry.seq, None, None, Some(frontier))
         .expect("resume with a matching frontier");
     match chain.push(data) {
+        Err(Error::ChainBroken { .. }) if signed_badly && !last_seq => {}
         Ok(_) => assert!(!last_seq, "entry at seq u64::MAX accepted"),
         Err(e) => {
             assert!(last_seq, "entry refused after a frontier of its size: {e}");
@@ -78,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // From genesis: accepted exactly when it is the first entry of that log.
-    let mut chain = ChainVerifier::from_genesis("fuzz.example/log");
-    let first = entry.seq == 0 && entry.prev_hash == genesis_hash("fuzz.example/log");
+    let mut chain = ChainVerifier::from_genesis(ORIGIN);
+    let first = entry.seq == 0 && entry.prev_hash == genesis_hash(ORIGIN) && !signed_badly;
     assert_eq!(chain.push(data).is_ok(), first);
 });

@@ -1,13 +1,17 @@
 //! Events, entries and receipts.
 
-use veritrail_core::{Entry, Event, Hash, LogEntry, Receipt, entry_hash};
+use veritrail_core::{
+    Entry, Event, EventSignature, Hash, LogEntry, Receipt, SubmittedEvent, entry_hash,
+};
 
 use super::{WireError, hash_from_wire, hash_to_wire};
 use crate::v1;
 
 impl From<v1::Event> for Event {
     /// Field rules are checked later, by [`Event::validate`], with the limits
-    /// of whoever receives the event: the wire only carries it.
+    /// of whoever receives the event: the wire only carries it. The
+    /// signature, if any, is not part of an [`Event`]: appends read a
+    /// [`SubmittedEvent`], which keeps it.
     fn from(event: v1::Event) -> Event {
         Event {
             source: event.source,
@@ -24,6 +28,47 @@ impl From<v1::Event> for Event {
     }
 }
 
+impl TryFrom<v1::Event> for SubmittedEvent {
+    type Error = WireError;
+
+    /// The event and its signature, which must have the lengths of an Ed25519
+    /// key and signature; whether it verifies is checked by the node.
+    fn try_from(mut wire: v1::Event) -> Result<SubmittedEvent, WireError> {
+        let signature = wire.signature.take().map(signature_from_wire).transpose()?;
+        Ok(SubmittedEvent {
+            event: Event::from(wire),
+            signature,
+        })
+    }
+}
+
+impl From<&SubmittedEvent> for v1::Event {
+    fn from(submitted: &SubmittedEvent) -> v1::Event {
+        v1::Event {
+            signature: submitted.signature.as_ref().map(signature_to_wire),
+            ..v1::Event::from(&submitted.event)
+        }
+    }
+}
+
+fn signature_from_wire(wire: v1::EventSignature) -> Result<EventSignature, WireError> {
+    let bad = || WireError::BadEventSignature {
+        key_len: wire.public_key.len(),
+        sig_len: wire.signature.len(),
+    };
+    Ok(EventSignature {
+        public_key: wire.public_key.as_slice().try_into().map_err(|_| bad())?,
+        signature: wire.signature.as_slice().try_into().map_err(|_| bad())?,
+    })
+}
+
+fn signature_to_wire(signature: &EventSignature) -> v1::EventSignature {
+    v1::EventSignature {
+        public_key: signature.public_key.to_vec(),
+        signature: signature.signature.to_vec(),
+    }
+}
+
 impl From<&Event> for v1::Event {
     fn from(event: &Event) -> v1::Event {
         v1::Event {
@@ -37,6 +82,7 @@ impl From<&Event> for v1::Event {
             trace_id: event.trace_id.clone(),
             attributes: event.attributes.clone(),
             payload: event.payload.clone(),
+            signature: None,
         }
     }
 }
@@ -73,7 +119,10 @@ pub fn entry_to_wire(entry: &Entry, canonical: &[u8], hash: &Hash) -> v1::Entry 
         timestamp_ns: entry.timestamp_ns,
         prev_hash: hash_to_wire(&entry.prev_hash),
         principal: entry.principal.clone(),
-        event: Some(v1::Event::from(&entry.event)),
+        event: Some(v1::Event {
+            signature: entry.signature.as_ref().map(signature_to_wire),
+            ..v1::Event::from(&entry.event)
+        }),
         canonical: canonical.to_vec(),
         entry_hash: hash_to_wire(hash),
     }
@@ -139,6 +188,25 @@ mod tests {
     }
 
     #[test]
+    fn signed_events_round_trip_and_bad_lengths_are_refused() {
+        let signer = veritrail_core::note::NoteSigner::from_seed("s", &[3; 32]).expect("key");
+        let signed = SubmittedEvent::signed(&signer, "o", event());
+        let wire = v1::Event::from(&signed);
+        assert_eq!(SubmittedEvent::try_from(wire.clone()), Ok(signed));
+        let mut short = wire;
+        if let Some(s) = short.signature.as_mut() {
+            s.signature.pop();
+        }
+        assert_eq!(
+            SubmittedEvent::try_from(short),
+            Err(WireError::BadEventSignature {
+                key_len: 32,
+                sig_len: 63
+            })
+        );
+    }
+
+    #[test]
     fn receipts_round_trip() {
         let receipt = Receipt {
             seq: 7,
@@ -159,6 +227,7 @@ mod tests {
             prev_hash: Hash([1; 32]),
             principal: "p".into(),
             event: event(),
+            signature: None,
         };
         let canonical = entry.encode();
         let hash = entry_hash(&canonical);

@@ -40,6 +40,11 @@ pub enum WireError {
     /// An entry's `canonical` bytes carry another seq than its `seq` field.
     #[error("entry sent as seq {sent} carries seq {carried}")]
     EntrySeqMismatch { sent: u64, carried: u64 },
+    /// An event signature whose key or signature has the wrong length.
+    #[error(
+        "event signature: the public key must hold 32 bytes and the signature 64, found {key_len} and {sig_len}"
+    )]
+    BadEventSignature { key_len: usize, sig_len: usize },
 }
 
 /// A hash from a bytes field.
