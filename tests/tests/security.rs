@@ -1657,7 +1657,8 @@ async fn settled(cluster: &Cluster) -> Option<veritrail_proto::v1::StatusRespons
 /// make the nodes apply a signed event it changed (every node refuses that at
 /// apply). Its unsigned entry in a signing service's name lands, chain-valid
 /// and co-signed, and the auditor's signer list refuses it by seq: without
-/// the list `veritrail verify` passes, with it it fails (issue #17).
+/// the list `veritrail verify` passes, with it it fails (issue #17). Nor can
+/// it stop a node with entries shaped as no leader sends them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_writing_in_a_signing_services_name_is_caught_by_the_auditor() {
     use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
@@ -1744,6 +1745,19 @@ async fn a_member_writing_in_a_signing_services_name_is_caught_by_the_auditor() 
             ],
             leader_commit: Some(at(next + 1)),
         };
+        // Entries that do not follow the point they claim to follow once
+        // stopped the node's Raft core (an assertion openraft makes of its
+        // leaders): now they are refused and the node goes on.
+        let mut misplaced = forged.clone();
+        for entry in &mut misplaced.entries {
+            entry.log_id.index += 5;
+        }
+        let refused = peer
+            .append_entries(payload(postcard::to_stdvec(&misplaced).expect("encode"), 2))
+            .await
+            .expect_err("entries after a gap");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("malformed"), "{refused:?}");
         peer.append_entries(payload(postcard::to_stdvec(&forged).expect("encode"), 2))
             .await
             .expect("a member's entries are taken");

@@ -21,6 +21,32 @@ use crate::error::NodeError;
 use crate::node::Node;
 use crate::peers::{PEER_FORMAT_UNSIGNED, peer_format};
 
+/// Whether `rpc` is shaped as a leader's AppendEntries always is: entries at
+/// consecutive indexes right after `prev_log_id`, their terms never above the
+/// sender's and never going down. openraft takes that for granted (a debug
+/// assertion, then its log bookkeeping): a member's certificate that sent
+/// anything else stopped the node's Raft core, so one stolen credential could
+/// stop every node it reached.
+fn well_formed(rpc: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+    let term = rpc.vote.leader_id().term;
+    let first = rpc.prev_log_id.map_or(0, |l| l.index + 1);
+    let mut last_term = rpc.prev_log_id.map_or(0, |l| l.leader_id.term);
+    for (index, entry) in (first..).zip(&rpc.entries) {
+        let id = entry.log_id;
+        if id.index != index {
+            return Err(format!("entry at index {} where {index} is next", id.index));
+        }
+        if id.leader_id.term > term || id.leader_id.term < last_term {
+            return Err(format!(
+                "entry {} of term {}, after term {last_term}, from a leader of term {term}",
+                id.index, id.leader_id.term
+            ));
+        }
+        last_term = id.leader_id.term;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct PeerService {
     pub node: Arc<Node>,
@@ -134,6 +160,9 @@ impl RaftPeer for PeerService {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         self.speaks_for(caller, rpc.vote.leader_id().voted_for())?;
         self.may_lead(caller).await?;
+        well_formed(&rpc).map_err(|why| {
+            Status::invalid_argument(format!("a malformed AppendEntries, refused: {why}"))
+        })?;
         let applied = self
             .node
             .raft
@@ -303,5 +332,53 @@ impl RaftPeer for PeerService {
         self.admit_member(&request)?;
         let index = self.node.read_index().await?;
         Ok(Response::new(ReadIndexResponse { index }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    use super::*;
+
+    fn at(term: u64, index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn rpc(prev: Option<LogId<u64>>, ids: &[LogId<u64>]) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(5, 1),
+            prev_log_id: prev,
+            entries: ids
+                .iter()
+                .map(|&log_id| Entry {
+                    log_id,
+                    payload: EntryPayload::Blank,
+                })
+                .collect(),
+            leader_commit: None,
+        }
+    }
+
+    #[test]
+    fn only_the_shape_a_leader_sends_is_taken() {
+        well_formed(&rpc(None, &[at(1, 0), at(1, 1), at(5, 2)])).expect("from the start");
+        well_formed(&rpc(Some(at(2, 9)), &[at(3, 10)])).expect("after a point");
+        well_formed(&rpc(Some(at(2, 9)), &[])).expect("a heartbeat");
+        let gap = well_formed(&rpc(Some(at(2, 9)), &[at(3, 12)])).expect_err("gap");
+        assert!(gap.contains("index 12 where 10 is next"), "{gap}");
+        assert!(
+            well_formed(&rpc(None, &[at(1, 1)])).is_err(),
+            "index 0 first"
+        );
+        assert!(well_formed(&rpc(Some(at(2, 9)), &[at(3, 10), at(3, 10)])).is_err());
+        assert!(
+            well_formed(&rpc(Some(at(2, 9)), &[at(6, 10)])).is_err(),
+            "above the vote"
+        );
+        assert!(
+            well_formed(&rpc(Some(at(4, 9)), &[at(3, 10)])).is_err(),
+            "term backwards"
+        );
     }
 }
