@@ -128,6 +128,8 @@ pub struct NodeProcess {
     pub log_path: PathBuf,
     /// Where it serves `/metrics`, with [`ClusterOptions::metrics`].
     pub metrics_addr: Option<String>,
+    /// Where it serves tlog-tiles, with [`ClusterOptions::tiles`].
+    pub tiles_addr: Option<String>,
     /// Runs the binary inside the node's network namespace, when it has one.
     exec_prefix: Vec<String>,
     child: Option<Child>,
@@ -174,6 +176,10 @@ pub struct ClusterOptions {
     /// Every node serves `/metrics` on a loopback port of its own
     /// ([`Cluster::scrape`]).
     pub metrics: bool,
+    /// Every node serves tlog-tiles on a loopback port of its own
+    /// ([`NodeProcess::tiles_addr`]); `Some(true)` to anyone, `Some(false)`
+    /// to authenticated callers with the `proofs` grant.
+    pub tiles: Option<bool>,
     /// Every node reads the CA's revocation list (`tls.crl_file`), empty at
     /// the start ([`Pki::revoke`]).
     pub crl: bool,
@@ -500,10 +506,20 @@ impl Cluster {
         let metrics_line = metrics_addr
             .as_ref()
             .map_or(String::new(), |a| format!("metrics_addr = \"{a}\"\n"));
+        let tiles_addr = self
+            .options
+            .tiles
+            .map(|_| format!("127.0.0.1:{}", free_port()));
+        let tiles_table = match (&tiles_addr, self.options.tiles) {
+            (Some(a), Some(anonymous)) => {
+                format!("[tiles]\nlisten_addr = \"{a}\"\nanonymous = {anonymous}\n")
+            }
+            _ => String::new(),
+        };
         let toml = format!(
             "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"{ORIGIN}\"\n{metrics_line}{initial}\n\
              [raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\
-             [checkpoint]\ninterval_ms = 200\n{tls}{}",
+             [checkpoint]\ninterval_ms = 200\n{tls}{tiles_table}{}",
             data_dir.display(),
             self.options.raft_toml,
             self.options.extra_toml
@@ -516,6 +532,7 @@ impl Cluster {
             config_path,
             log_path,
             metrics_addr,
+            tiles_addr,
             exec_prefix,
             child: None,
             own_disk,

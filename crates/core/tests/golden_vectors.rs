@@ -9,6 +9,8 @@
 //! A second test reads the committed file and verifies it through the public API
 //! only, the way an independent verifier would.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -363,24 +365,7 @@ fn duplicate_attribute() -> Vec<u8> {
 
 #[test]
 fn committed_vectors_match_the_generator() {
-    let generated = generate();
-    let path = path();
-    if !path.exists() && std::env::var_os("VERITRAIL_BLESS").is_some() {
-        let mut text = serde_json::to_string_pretty(&generated).expect("json");
-        text.push('\n');
-        std::fs::write(&path, text).expect("write vectors.json");
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}); run with VERITRAIL_BLESS=1 once",
-            path.display()
-        )
-    });
-    let committed: Value = serde_json::from_str(&committed).expect("vectors.json is JSON");
-    assert!(
-        committed == generated,
-        "the formats changed: testdata/vectors.json no longer matches what this code produces"
-    );
+    common::assert_committed(&path(), &generate());
 }
 
 /// Verifies the committed file through the public API, without the generator.

@@ -7,6 +7,8 @@
 //! it only where it does not exist, with `VERITRAIL_BLESS=1`. A second test
 //! reads the committed file through the public API only.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -272,24 +274,7 @@ fn generate() -> Value {
 
 #[test]
 fn committed_signed_vectors_match_the_generator() {
-    let generated = generate();
-    let path = path();
-    if !path.exists() && std::env::var_os("VERITRAIL_BLESS").is_some() {
-        let mut text = serde_json::to_string_pretty(&generated).expect("json");
-        text.push('\n');
-        std::fs::write(&path, text).expect("write vectors-signed.json");
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}); run with VERITRAIL_BLESS=1 once",
-            path.display()
-        )
-    });
-    let committed: Value = serde_json::from_str(&committed).expect("JSON");
-    assert!(
-        committed == generated,
-        "the formats changed: testdata/vectors-signed.json no longer matches this code"
-    );
+    common::assert_committed(&path(), &generate());
 }
 
 /// Reads the committed file through the public API only.

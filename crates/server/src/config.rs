@@ -45,6 +45,20 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub disk: DiskConfig,
     pub repair: RepairConfig,
+    pub tiles: TilesConfig,
+}
+
+/// The C2SP tlog-tiles read path (`tiles.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TilesConfig {
+    /// Where `checkpoint` and `tile/...` are served over HTTP(S), TLS as on
+    /// `listen_addr`; off when absent.
+    pub listen_addr: Option<SocketAddr>,
+    /// Serve to anyone, without a client certificate or token. Tiles hold
+    /// hashes and the checkpoint only; off, a caller needs the policy's
+    /// `proofs` grant.
+    pub anonymous: bool,
 }
 
 /// What a node does with data that fails its checks on open (`repair.rs`).
@@ -315,6 +329,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             disk: DiskConfig::default(),
             repair: RepairConfig::default(),
+            tiles: TilesConfig::default(),
         }
     }
 }
@@ -452,6 +467,8 @@ const SETTINGS: &[&str] = &[
     "auth",
     "rate_limit",
     "disk",
+    "repair",
+    "tiles",
 ];
 
 fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -659,6 +676,7 @@ impl Config {
             let mut addrs = vec![self.advertise()];
             addrs.extend(self.parse_initial_members()?.into_iter().map(|(_, a)| a));
             let remote: Vec<String> = std::iter::once(self.listen_addr)
+                .chain(self.tiles.listen_addr)
                 .filter(|a| !a.ip().is_loopback())
                 .map(|a| a.to_string())
                 .chain(addrs.into_iter().filter(|a| !is_loopback_addr(a)))
@@ -784,6 +802,28 @@ mod tests {
         c.tls.cert_file = Some("node.pem".into());
         c.tls.key_file = Some("node.key".into());
         c.validate().expect("TLS");
+    }
+
+    /// Environment variables reach a section only when it is listed:
+    /// `VERITRAIL_REPAIR__AUTO` was silently ignored while `repair` was not.
+    #[test]
+    fn every_section_can_be_set_from_the_environment() {
+        use figment::Provider as _;
+        let data = Figment::from(Serialized::defaults(Config::default()))
+            .data()
+            .expect("the defaults serialize");
+        let fields: Vec<&String> = data.values().flat_map(|dict| dict.keys()).collect();
+        for field in &fields {
+            assert!(
+                SETTINGS.contains(&field.as_str()),
+                "{field} is not in SETTINGS"
+            );
+        }
+        assert_eq!(
+            fields.len(),
+            SETTINGS.len(),
+            "SETTINGS names a setting that is gone"
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub mod replication;
 pub mod routing;
 pub mod senders;
 pub mod server;
+pub mod tiles;
 pub mod tls;
 
 pub use config::Config;

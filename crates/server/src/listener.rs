@@ -52,6 +52,14 @@ impl CurrentTls {
     fn get(&self) -> TlsAcceptor {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// The same settings, offering HTTP/1.1 as well as HTTP/2 (ALPN), for
+    /// the tiles port (`tiles.rs`): its clients are HTTP clients of any kind.
+    pub fn http_acceptor(&self) -> TlsAcceptor {
+        let mut config = self.get().config().as_ref().clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
 }
 
 impl std::fmt::Debug for CurrentTls {

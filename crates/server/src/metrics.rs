@@ -49,6 +49,8 @@ pub struct Metrics {
     /// New connections dropped before gRPC saw them, labelled `reason`
     /// (`listener.rs`).
     pub connections_dropped: Family<Vec<(String, String)>, Counter>,
+    /// Requests to the tiles port, by HTTP status.
+    pub tiles_requests: Family<Vec<(String, String)>, Counter>,
     /// Reloads of the TLS files, policy and tokens, labelled `outcome`
     /// (`ok`, `refused`).
     pub reloads: Family<Vec<(String, String)>, Counter>,
@@ -103,6 +105,7 @@ impl Metrics {
             denied: Counter::default(),
             rate_limited: Counter::default(),
             connections_dropped: Family::default(),
+            tiles_requests: Family::default(),
             reloads: Family::default(),
             data_dir_bytes: Gauge::default(),
             data_dir_free_bytes: Gauge::default(),
@@ -133,6 +136,11 @@ impl Metrics {
             "connections_dropped",
             "New connections dropped before gRPC saw them, by reason: tls_handshake_failed, tls_handshake_timeout, preface_timeout, not_http2, closed",
             m.connections_dropped.clone(),
+        );
+        registry.register(
+            "tiles_requests",
+            "Requests to the tlog-tiles port (tiles.listen_addr), by HTTP status: 200, 400, 401, 403, 404, ...",
+            m.tiles_requests.clone(),
         );
         registry.register(
             "reloads",

@@ -127,6 +127,11 @@ impl AsyncReader {
         self.read(move |r| r.frontier_at(size)).await
     }
 
+    /// See [`AuditReader::tile_hashes`].
+    pub async fn tile_hashes(&self, level: u8, index: u64, width: u16) -> Result<Vec<Hash>> {
+        self.read(move |r| r.tile_hashes(level, index, width)).await
+    }
+
     /// See [`AuditReader::inclusion_proof`].
     pub async fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.read(move |r| r.inclusion_proof(seq, size)).await

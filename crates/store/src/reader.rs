@@ -422,6 +422,33 @@ impl AuditReader {
         DbNodes::new(&self.shared.db).nodes(&Frontier::node_ids(size))
     }
 
+    /// The hashes of a C2SP tlog-tiles hash tile: `width` perfect nodes of
+    /// height `8 * level` (leaf hashes at level 0), from node `index * 256`
+    /// on, all of them complete in the log this node holds (`OutOfRange`
+    /// otherwise). Tiles are immutable: once served, their bytes never change.
+    pub fn tile_hashes(&self, level: u8, index: u64, width: u16) -> Result<Vec<Hash>> {
+        let height = u32::from(level) * 8;
+        let out_of_range = || {
+            StoreError::OutOfRange(format!(
+                "tile {level}/{index} of width {width} is beyond the log, which holds {} entries",
+                self.tail().size
+            ))
+        };
+        if width == 0 || width > 256 || height > 63 {
+            return Err(out_of_range());
+        }
+        let first = index.checked_mul(256).ok_or_else(out_of_range)?;
+        let end = first
+            .checked_add(u64::from(width))
+            .ok_or_else(out_of_range)?;
+        // Every node must cover leaves the log holds: end << height <= size.
+        if end > (self.tail().size >> height) {
+            return Err(out_of_range());
+        }
+        let ids: Vec<NodeId> = (first..end).map(|i| NodeId::new(height as u8, i)).collect();
+        DbNodes::new(&self.shared.db).nodes(&ids)
+    }
+
     /// The inclusion proof of entry `seq` in the tree of `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.check_size(size)?;

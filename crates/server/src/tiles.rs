@@ -1,0 +1,379 @@
+//! The C2SP tlog-tiles read path: the latest co-signed checkpoint and the
+//! Merkle tree's hash tiles over HTTP(S), on a port of their own
+//! (`[tiles] listen_addr`), so that tools of the transparency ecosystem (Go's
+//! `sumdb/tlog`, Tessera's and Sunlight's clients) can check the log
+//! without Veritrail's gRPC API.
+//!
+//! - `GET /checkpoint`: the latest quorum-signed checkpoint, a signed note
+//!   (docs/FORMAT.md sections 5 and 6), never cached.
+//! - `GET /tile/<L>/<N>[.p/<W>]`: `W` (256 for a full tile) hashes of height
+//!   `8 * L`, from node `N * 256` on, 32 bytes each; `N` in the spec's
+//!   path form (`x001/x234/067`). A tile whose nodes the log does not hold yet
+//!   is `404`. Tiles never change once they exist, and say so to caches.
+//!
+//! Entry bundles (`tile/entries/...`) are not served yet: the spec's bundle
+//! prefixes each entry with a 16-bit length, and an entry may be larger; the
+//! entries are read through the gRPC API (docs/FORMAT.md section 10).
+//!
+//! With TLS, connections are TLS as on the gRPC port (HTTP/1.1 or HTTP/2 by
+//! ALPN) and the handshake is timed the same way. Unless `[tiles] anonymous`,
+//! a caller authenticates as on the gRPC port (client certificate or bearer
+//! token) and needs the policy's `proofs` grant.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::error::NodeError;
+use crate::listener::{ConnInfo, CurrentTls};
+use crate::node::Node;
+use crate::policy::Action;
+
+/// A tile's hashes per full tile (C2SP tlog-tiles: tiles of height 8).
+const TILE_WIDTH: u16 = 256;
+
+/// A tile coordinate, as its path names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileId {
+    pub level: u8,
+    pub index: u64,
+    /// 1 to 256; 256 is a full tile.
+    pub width: u16,
+}
+
+impl TileId {
+    /// Parses `<L>/<N>[.p/<W>]` (what follows `tile/`), refusing every
+    /// spelling but the spec's one: no leading zeros, three digits per
+    /// element of `N`, `x` before all but the last, and no `x000` first.
+    pub fn parse(path: &str) -> Result<TileId, String> {
+        let bad = |why: &str| format!("tile path {path:?}: {why}");
+        let mut parts = path.split('/');
+        let level = parts.next().unwrap_or_default();
+        let level: u8 = decimal(level)
+            .and_then(|l| u8::try_from(l).ok())
+            .filter(|l| *l <= 63)
+            .ok_or_else(|| bad("the level must be a decimal from 0 to 63"))?;
+        let mut index: u64 = 0;
+        let mut width = TILE_WIDTH;
+        let mut first = true;
+        loop {
+            let element = parts
+                .next()
+                .ok_or_else(|| bad("the tile index ends early"))?;
+            let (digits, last) = match element.strip_prefix('x') {
+                Some(digits) => (digits, false),
+                None => (element, true),
+            };
+            let (digits, partial) = match digits.strip_suffix(".p") {
+                Some(digits) if last => (digits, true),
+                _ => (digits, false),
+            };
+            if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("each element of the index is three digits"));
+            }
+            if first && !last && digits == "000" {
+                return Err(bad("the index has a leading x000"));
+            }
+            first = false;
+            let value: u64 = digits.parse().map_err(|_| bad("not a number"))?;
+            index = index
+                .checked_mul(1000)
+                .and_then(|i| i.checked_add(value))
+                .ok_or_else(|| bad("the index is too large"))?;
+            if last {
+                if partial {
+                    let w = parts.next().ok_or_else(|| bad("`.p` without a width"))?;
+                    width = decimal(w)
+                        .and_then(|w| u16::try_from(w).ok())
+                        .filter(|w| (1..TILE_WIDTH).contains(w))
+                        .ok_or_else(|| bad("a partial width is a decimal from 1 to 255"))?;
+                }
+                break;
+            }
+        }
+        if parts.next().is_some() {
+            return Err(bad("elements after the tile index"));
+        }
+        Ok(TileId {
+            level,
+            index,
+            width,
+        })
+    }
+}
+
+/// A canonical decimal: digits, no leading zero (but `0` itself).
+fn decimal(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+#[derive(Clone)]
+struct Tiles {
+    node: Arc<Node>,
+    anonymous: bool,
+}
+
+impl Tiles {
+    /// Unless anonymous: the caller, as the gRPC port would know it, with
+    /// the policy's `proofs` grant.
+    fn admit(&self, conn: &ConnInfo, headers: &HeaderMap) -> Result<(), NodeError> {
+        if self.anonymous {
+            return Ok(());
+        }
+        let mut request = tonic::Request::new(());
+        request.extensions_mut().insert(conn.clone());
+        if let Some(value) = headers.get(header::AUTHORIZATION)
+            && let Ok(value) = tonic::metadata::MetadataValue::try_from(value.as_bytes())
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        self.node.require(&request, Action::Proofs).map(|_| ())
+    }
+
+    fn refuse(&self, error: &NodeError) -> Response {
+        let status = match error {
+            NodeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            NodeError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            NodeError::NotFound(_) | NodeError::OutOfRange(_) => StatusCode::NOT_FOUND,
+            NodeError::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
+            NodeError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        self.counted(status);
+        (status, format!("{error}\n")).into_response()
+    }
+
+    fn counted(&self, status: StatusCode) {
+        self.node
+            .metrics
+            .tiles_requests
+            .get_or_create(&vec![("status".to_owned(), status.as_u16().to_string())])
+            .inc();
+    }
+
+    /// Cache-Control for what never changes: public only when anyone may
+    /// read it.
+    fn immutable(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.anonymous {
+            "public, max-age=31536000, immutable"
+        } else {
+            "private, max-age=31536000, immutable"
+        })
+    }
+}
+
+async fn checkpoint(
+    State(tiles): State<Tiles>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = tiles.admit(&conn, &headers) {
+        return tiles.refuse(&refused);
+    }
+    match tiles.node.reader.latest_signed_checkpoint().await {
+        Ok(Some((_, note))) => {
+            tiles.counted(StatusCode::OK);
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                note,
+            )
+                .into_response()
+        }
+        Ok(None) => tiles.refuse(&NodeError::NotFound(
+            "no co-signed checkpoint yet; checkpoints are cut every checkpoint.interval_ms".into(),
+        )),
+        Err(e) => tiles.refuse(&NodeError::from(e)),
+    }
+}
+
+async fn tile(
+    State(tiles): State<Tiles>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = tiles.admit(&conn, &headers) {
+        return tiles.refuse(&refused);
+    }
+    if path == "entries" || path.starts_with("entries/") {
+        return tiles.refuse(&NodeError::NotFound(
+            "entry bundles are not served: read entries through the gRPC API".into(),
+        ));
+    }
+    let id = match TileId::parse(&path) {
+        Ok(id) => id,
+        Err(why) => {
+            tiles.counted(StatusCode::BAD_REQUEST);
+            return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
+        }
+    };
+    match tiles
+        .node
+        .reader
+        .tile_hashes(id.level, id.index, id.width)
+        .await
+    {
+        Ok(hashes) => {
+            tiles.counted(StatusCode::OK);
+            let body: Vec<u8> = hashes.iter().flat_map(|h| *h.as_bytes()).collect();
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    ),
+                    (header::CACHE_CONTROL, tiles.immutable()),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => tiles.refuse(&NodeError::from(e)),
+    }
+}
+
+/// Serves tiles on `listener` for as long as the node runs. `tls` is the
+/// gRPC port's (reloaded with it), offered with HTTP/1.1 as well as HTTP/2.
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    tls: Option<CurrentTls>,
+    anonymous: bool,
+    handshake: Duration,
+) {
+    let app = Router::new()
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+        .with_state(Tiles { node, anonymous });
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a tiles connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tls.as_ref().map(CurrentTls::http_acceptor);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // A client that never finishes its request headers is dropped.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(handshake);
+            let result = match acceptor {
+                None => {
+                    let info = ConnInfo {
+                        remote,
+                        peer_certs: None,
+                    };
+                    let service = TowerToHyperService::new(app.layer(Extension(info)));
+                    builder.serve_connection(TokioIo::new(tcp), service).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "tiles: TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "tiles: no TLS handshake within its time");
+                            return;
+                        }
+                    };
+                    let peer_certs =
+                        stream.get_ref().1.peer_certificates().map(|chain| {
+                            Arc::new(chain.iter().map(|c| c.as_ref().to_vec()).collect())
+                        });
+                    let info = ConnInfo { remote, peer_certs };
+                    let service = TowerToHyperService::new(app.layer(Extension(info)));
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "tiles connection ended");
+            }
+        });
+    }
+}
+
+/// Binds `addr` and serves tiles there in the background.
+pub async fn spawn(
+    node: Arc<Node>,
+    addr: SocketAddr,
+    tls: Option<CurrentTls>,
+    anonymous: bool,
+    handshake: Duration,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("tiles: listening on {addr}: {e}"))?;
+    tracing::info!(%addr, anonymous, "serving tlog-tiles");
+    tokio::spawn(serve(node, listener, tls, anonymous, handshake));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_parse_in_the_specs_one_spelling_only() {
+        let t = |level, index, width| TileId {
+            level,
+            index,
+            width,
+        };
+        assert_eq!(TileId::parse("0/000"), Ok(t(0, 0, 256)));
+        assert_eq!(TileId::parse("0/x001/x234/067"), Ok(t(0, 1_234_067, 256)));
+        assert_eq!(TileId::parse("2/005.p/17"), Ok(t(2, 5, 17)));
+        assert_eq!(TileId::parse("1/x001/000.p/255"), Ok(t(1, 1000, 255)));
+        for bad in [
+            "",
+            "0",
+            "0/",
+            "00/000",
+            "64/000",
+            "0/5",
+            "0/0005",
+            "0/x000/005",
+            "0/x001",
+            "0/001.p",
+            "0/001.p/0",
+            "0/001.p/256",
+            "0/001.p/017",
+            "0/001/002",
+            "0/x01a/000",
+            "0/001.p/5/6",
+            "-1/000",
+            "0/x999/x999/x999/x999/x999/x999/x999",
+        ] {
+            assert!(TileId::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}

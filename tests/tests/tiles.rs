@@ -1,0 +1,186 @@
+//! The tlog-tiles read path, checked by an outside implementation: Go's
+//! `golang.org/x/mod/sumdb/tlog` and `sumdb/note` (`tests/tiles/verify_tiles.go`,
+//! built here with Debian's Go and `golang-golang-x-mod-dev`) fetch the
+//! checkpoint and hash tiles from a running node over TLS, open the
+//! checkpoint with the nodes' keys, recompute the root, and check inclusion
+//! and consistency proofs built from the tiles alone (issue #19).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, sdk_event, wait_for};
+
+/// Debian's Go path, where `golang-golang-x-mod-dev` puts `golang.org/x/mod`.
+const GOPATH: &str = "/usr/share/gocode";
+
+/// Builds the Go verifier into `dir`; `None` (said loudly) where there is no
+/// Go toolchain with `golang.org/x/mod` (`.ci/install-deps` installs both).
+fn build_go_verifier(dir: &Path) -> Option<PathBuf> {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tiles/verify_tiles.go");
+    let binary = dir.join("verify_tiles");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .env("GOCACHE", dir.join("gocache"))
+        .output();
+    match built {
+        Ok(out) if out.status.success() => Some(binary),
+        Ok(out) => panic!(
+            "the Go verifier does not build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: no Go toolchain ({e}); `.ci/install-deps` installs golang-go and \
+                 golang-golang-x-mod-dev"
+            );
+            None
+        }
+    }
+}
+
+/// Runs the verifier; its output, or a panic with it when it failed.
+fn run(binary: &Path, args: &[String]) -> String {
+    let out = Command::new(binary).args(args).output().expect("run");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "verify_tiles {args:?}:\n{said}");
+    said
+}
+
+/// Appends `n` events, in batches, and waits for a checkpoint covering
+/// them all; returns that checkpoint's size and root (base64).
+async fn grow(cluster: &Cluster, from: usize, n: usize) -> (u64, String) {
+    let client = cluster.sdk();
+    for chunk in (from..from + n).collect::<Vec<_>>().chunks(100) {
+        let events = chunk
+            .iter()
+            .map(|i| sdk_event("tiles", &format!("e-{i}")))
+            .collect();
+        client.append_batch(events).await.expect("append");
+    }
+    let size = (from + n) as u64;
+    wait_for(
+        Duration::from_secs(30),
+        "a checkpoint over the log",
+        || async {
+            let checkpoint = client.checkpoint(None).await.ok()?;
+            (checkpoint.tree_size == size).then(|| (size, checkpoint.root.to_base64()))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let Some(verifier) = build_go_verifier(dir.path()) else {
+        return;
+    };
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            tiles: Some(false),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    // 300 entries, then 700 more: full and partial tiles at level 0, a
+    // partial one at level 1, and a proof between two checkpoints.
+    let (old_size, old_root) = grow(&cluster, 0, 300).await;
+    let (size, _) = grow(&cluster, 300, 700).await;
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.client("auditor");
+    let status = cluster.status(0).await.expect("status");
+    let keys: Vec<String> = status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.public_key.clone())
+        .collect();
+    assert_eq!(keys.len(), 3, "{status:?}");
+    let keys_file = dir.path().join("keys.txt");
+    std::fs::write(&keys_file, keys.join("\n")).expect("keys");
+    let client = cluster.sdk();
+    let mut entries = Vec::new();
+    for seq in [0, 255, 256, 511, 999] {
+        let entry = client.get(seq).await.expect("entry");
+        let hex: String = entry.canonical.iter().map(|b| format!("{b:02x}")).collect();
+        entries.push(format!("{seq}:{hex}"));
+    }
+    let url = format!(
+        "https://{}",
+        cluster.nodes[1].tiles_addr.as_ref().expect("tiles")
+    );
+    let path = |p: &Path| p.display().to_string();
+    let credentials = vec![
+        format!("-url={url}"),
+        format!("-ca={}", path(&pki.ca())),
+        format!("-cert={}", path(&cert)),
+        format!("-key={}", path(&key)),
+    ];
+    let said = run(
+        &verifier,
+        &[
+            credentials.clone(),
+            vec![
+                format!("-keys={}", path(&keys_file)),
+                "-quorum=2".into(),
+                format!("-origin={ORIGIN}"),
+                format!("-entries={}", entries.join(",")),
+                format!("-old={old_size}:{old_root}"),
+            ],
+        ]
+        .concat(),
+    );
+    for line in [
+        &format!("checkpoint: size {size} signed by 3 keys") as &str,
+        "root: recomputed from tiles",
+        "inclusion: entry 999",
+        &format!("consistency: {old_size} -> {size}"),
+        "OK",
+    ] {
+        assert!(said.contains(line), "{line:?} missing:\n{said}");
+    }
+
+    // What is not there, or not spelt the spec's way, or not asked by a
+    // known caller, is refused with the status that says so.
+    run(
+        &verifier,
+        &[
+            credentials,
+            vec![format!(
+                "-probes={}",
+                [
+                    "tile/0/002=200",
+                    "tile/0/003=404", // entries 768 to 1023: 1000 are held
+                    "tile/0/003.p/232=200",
+                    "tile/0/003.p/233=404",
+                    "tile/0/004=404",
+                    "tile/1/000.p/3=200",
+                    "tile/1/000=404",
+                    "tile/0/3=400",
+                    "tile/0/x000/003=400",
+                    "tile/entries/000=404",
+                ]
+                .join(",")
+            )],
+        ]
+        .concat(),
+    );
+    run(
+        &verifier,
+        &[
+            format!("-url={url}"),
+            format!("-ca={}", path(&pki.ca())),
+            "-probes=checkpoint=401,tile/0/000=401".into(),
+        ],
+    );
+}
