@@ -144,25 +144,34 @@ impl<'a> Batch<'a> {
 
     /// Applies a proposal's requests in order, each all or nothing.
     pub(crate) fn apply_proposal(&mut self, proposal: &Proposal) -> Result<Vec<RequestOutcome>> {
-        // One timestamp for the whole proposal, never behind the previous entry.
-        let timestamp_ns = proposal.proposed_at_ns.max(self.tail.last_timestamp_ns);
-        proposal
-            .requests
-            .iter()
-            .map(|r| self.apply_request(&r.principal, &r.events, timestamp_ns))
-            .collect()
+        let requests = proposal.requests.iter();
+        self.apply_requests(
+            proposal.proposed_at_ns,
+            requests.map(|r| (&*r.principal, &r.events[..])),
+        )
     }
 
-    /// Applies a proposal that carries signed events, as [`Batch::apply_proposal`].
+    /// Applies a proposal whose events may carry their services' signatures.
     pub(crate) fn apply_signed_proposal(
         &mut self,
         proposal: &SignedProposal,
     ) -> Result<Vec<RequestOutcome>> {
-        let timestamp_ns = proposal.proposed_at_ns.max(self.tail.last_timestamp_ns);
-        proposal
-            .requests
-            .iter()
-            .map(|r| self.apply_request(&r.principal, &r.events, timestamp_ns))
+        let requests = proposal.requests.iter();
+        self.apply_requests(
+            proposal.proposed_at_ns,
+            requests.map(|r| (&*r.principal, &r.events[..])),
+        )
+    }
+
+    fn apply_requests<'r, S: Submission + 'r>(
+        &mut self,
+        proposed_at_ns: u64,
+        requests: impl Iterator<Item = (&'r str, &'r [S])>,
+    ) -> Result<Vec<RequestOutcome>> {
+        // One timestamp for the whole proposal, never behind the previous entry.
+        let timestamp_ns = proposed_at_ns.max(self.tail.last_timestamp_ns);
+        requests
+            .map(|(principal, events)| self.apply_request(principal, events, timestamp_ns))
             .collect()
     }
 
@@ -599,5 +608,64 @@ mod tests {
             "{refused}"
         );
         write(entry(1, 10, first_hash)).expect("the same timestamp is fine");
+    }
+
+    /// A signed event is stored as format 2 and its retry is a duplicate; a
+    /// signature that does not verify, or a second event under its id that
+    /// differs only by its signature, is refused and nothing is written.
+    #[test]
+    fn signed_events_are_held_to_their_signatures() {
+        use crate::types::SignedRequest;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let shared = Shared::open(dir.path(), &StoreConfig::new("apply.test/log")).expect("open");
+        let signer = veritrail_core::note::NoteSigner::from_seed("t", &[4; 32]).expect("key");
+        let signed =
+            SubmittedEvent::signed(&signer, "apply.test/log", entry(0, 0, Hash::ZERO).event);
+        let mut altered = signed.clone();
+        altered.event.outcome = "denied".into();
+        let unsigned = SubmittedEvent::unsigned(signed.event.clone());
+        let mut batch = Batch::new(&shared.db, &shared.origin, shared.state().tail.clone());
+        let proposal = |events: Vec<SubmittedEvent>| SignedProposal {
+            proposed_at_ns: 5,
+            requests: vec![SignedRequest {
+                principal: "spiffe://apply.test/service/t".into(),
+                events,
+            }],
+        };
+        let outcomes = batch
+            .apply_signed_proposal(&proposal(vec![signed.clone(), signed.clone()]))
+            .expect("apply");
+        let RequestOutcome::Accepted(receipts) = &outcomes[0] else {
+            panic!("{outcomes:?}");
+        };
+        assert!(
+            !receipts[0].duplicate && receipts[1].duplicate,
+            "{receipts:?}"
+        );
+        let (stored, _) = batch
+            .lookup(&signed.event.source, &signed.event.event_id)
+            .expect("lookup")
+            .expect("stored");
+        assert_eq!((stored.version(), stored.signature), (2, signed.signature));
+        for (events, kind, why) in [
+            (vec![altered], RejectionKind::Invalid, "does not verify"),
+            (
+                vec![unsigned],
+                RejectionKind::Conflict,
+                "already names a different event",
+            ),
+        ] {
+            let outcomes = batch
+                .apply_signed_proposal(&proposal(events))
+                .expect("apply");
+            match &outcomes[0] {
+                RequestOutcome::Rejected(r) => {
+                    assert_eq!(r.kind, kind, "{r:?}");
+                    assert!(r.message.contains(why), "{r:?}");
+                }
+                other => panic!("accepted: {other:?}"),
+            }
+        }
+        assert_eq!(batch.tail.size, 1, "only the signed event was written");
     }
 }

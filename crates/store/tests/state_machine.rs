@@ -441,3 +441,43 @@ async fn lookups_and_filtered_scans() {
         Err(StoreError::InvalidArgument(_))
     ));
 }
+
+/// Hash tiles (C2SP tlog-tiles, height 8) are the stored perfect nodes, and
+/// only the ones whose leaves the log holds: a full tile at level 0 is 256
+/// leaf hashes, a partial one stops at the log's end, and level 1 holds the
+/// roots of each 256 leaves.
+#[tokio::test]
+async fn tiles_are_the_stored_perfect_nodes_the_log_holds() {
+    let mut h = Harness::new();
+    h.fill("svc", 600, 100).await;
+    let reader = &h.store().reader;
+    let leaves: Vec<_> = (0..600)
+        .map(|seq| reader.entry(seq).expect("read").expect("present").hash)
+        .collect();
+    assert_eq!(reader.tile_hashes(0, 0, 256).expect("full"), leaves[..256]);
+    assert_eq!(
+        reader.tile_hashes(0, 2, 88).expect("partial"),
+        leaves[512..]
+    );
+    let roots = reader.tile_hashes(1, 0, 2).expect("level 1");
+    for (i, root) in roots.iter().enumerate() {
+        let tree = MemoryTree::from_leaves(leaves[i * 256..(i + 1) * 256].iter().copied());
+        assert_eq!(*root, tree.root(), "level-1 hash {i}");
+    }
+    for (level, index, width) in [
+        (0, 2, 89),
+        (0, 2, 256),
+        (0, 3, 1),
+        (1, 0, 3),
+        (8, 0, 1),
+        (0, 0, 0),
+    ] {
+        assert!(
+            matches!(
+                reader.tile_hashes(level, index, width),
+                Err(StoreError::OutOfRange(_))
+            ),
+            "tile {level}/{index}.p/{width} of a log of 600"
+        );
+    }
+}
