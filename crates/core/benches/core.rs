@@ -12,7 +12,7 @@ use veritrail_core::merkle::{
     verify_consistency, verify_inclusion,
 };
 use veritrail_core::note::NoteSigner;
-use veritrail_core::{Checkpoint, Entry, Event, Hash, entry_hash};
+use veritrail_core::{Checkpoint, Entry, Event, EventSignature, Hash, entry_hash};
 
 const LEAVES: u64 = 1 << 20;
 
@@ -63,6 +63,18 @@ fn entries(c: &mut Criterion) {
         })
     });
     group.bench_function("decode", |b| b.iter(|| Entry::decode(black_box(&bytes))));
+    // What a signing service pays per event (the SDK), and what each node
+    // pays again at the door and at apply (docs/SECURITY.md, "Client-signed
+    // events").
+    let signer = NoteSigner::from_seed("billing", &[9; 32]).expect("signer");
+    let origin = "bench.example/log";
+    group.bench_function("event_sign", |b| {
+        b.iter(|| EventSignature::sign(&signer, origin, black_box(&entry.event)))
+    });
+    let signature = EventSignature::sign(&signer, origin, &entry.event);
+    group.bench_function("event_verify", |b| {
+        b.iter(|| black_box(&signature).verify(origin, black_box(&entry.event)))
+    });
     group.finish();
 }
 
