@@ -809,6 +809,22 @@ mod tests {
         c.validate().expect("TLS");
     }
 
+    /// The systemd example's configuration is one a node reads: every key
+    /// it names exists (unknown keys are errors).
+    #[test]
+    fn the_systemd_example_configuration_loads() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/veritrail.toml");
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&path))
+            .extract()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            config.tiles.listen_addr,
+            Some("0.0.0.0:7080".parse().expect("addr"))
+        );
+    }
+
     /// Environment variables reach a section only when it is listed:
     /// `VERITRAIL_REPAIR__AUTO` was silently ignored while `repair` was not.
     #[test]
