@@ -979,21 +979,20 @@ async fn a_removed_member_cannot_lead_the_members_that_remain() {
         .expect("appends go on");
 }
 
-/// A client that completes the TLS handshake (as a token client may, without
-/// a certificate) and then never sends the HTTP/2 preface holds its
-/// connection no longer than `grpc.preface_timeout_ms`. 300 such connections
-/// used to stay open, one file descriptor and about 33 KB each, for as long
-/// as their clients liked (issue #17).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_that_never_speaks_http2_is_closed() {
+/// A TLS client of node `i` that speaks HTTP/2 (ALPN) without a certificate,
+/// for tests that write the bytes themselves, and the node's server name.
+fn raw_tls(
+    cluster: &Cluster,
+    i: usize,
+) -> (
+    tokio_rustls::TlsConnector,
+    rustls::pki_types::ServerName<'static>,
+) {
     use std::sync::Arc;
 
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
-    use tokio::io::AsyncReadExt;
 
-    // The default grpc.preface_timeout_ms, 5 s.
-    let cluster = Cluster::start(3, ClusterOptions::default()).await;
     let pki = cluster.pki.as_ref().expect("TLS");
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(pki.ca()).expect("CA file") {
@@ -1007,9 +1006,25 @@ async fn a_connection_that_never_speaks_http2_is_closed() {
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let (host, _) = cluster.nodes[0].addr.rsplit_once(':').expect("host:port");
-    let name = ServerName::try_from(host.to_owned()).expect("server name");
+    let (host, _) = cluster.nodes[i].addr.rsplit_once(':').expect("host:port");
+    (
+        tokio_rustls::TlsConnector::from(Arc::new(config)),
+        ServerName::try_from(host.to_owned()).expect("server name"),
+    )
+}
+
+/// A client that completes the TLS handshake (as a token client may, without
+/// a certificate) and then never sends the HTTP/2 preface holds its
+/// connection no longer than `grpc.preface_timeout_ms`. 300 such connections
+/// used to stay open, one file descriptor and about 33 KB each, for as long
+/// as their clients liked (issue #17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_http2_is_closed() {
+    use tokio::io::AsyncReadExt;
+
+    // The default grpc.preface_timeout_ms, 5 s.
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let (connector, name) = raw_tls(&cluster, 0);
 
     let mut silent = Vec::new();
     for _ in 0..20 {
@@ -1822,10 +1837,6 @@ async fn a_member_writing_in_a_signing_services_name_is_caught_by_the_auditor() 
 /// the preface were timed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_is_closed_and_an_open_stream_keeps_its_own() {
-    use std::sync::Arc;
-
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use veritrail_proto::v1::TailRequest;
     use veritrail_proto::v1::audit_log_client::AuditLogClient;
@@ -1847,22 +1858,7 @@ async fn an_idle_connection_is_closed_and_an_open_stream_keeps_its_own() {
         .expect("a tail")
         .into_inner();
 
-    let pki = cluster.pki.as_ref().expect("TLS");
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(pki.ca()).expect("CA file") {
-        roots.add(ca.expect("CA")).expect("a CA rustls takes");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let (host, _) = cluster.nodes[0].addr.rsplit_once(':').expect("host:port");
-    let name = ServerName::try_from(host.to_owned()).expect("server name");
+    let (connector, name) = raw_tls(&cluster, 0);
     let tcp = tokio::net::TcpStream::connect(&cluster.nodes[0].addr)
         .await
         .expect("connect");
