@@ -35,7 +35,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::error::NodeError;
-use crate::idle::Activity;
 use crate::listener::{ConnInfo, CurrentTls};
 use crate::node::Node;
 use crate::policy::Action;
@@ -289,7 +288,6 @@ pub async fn serve(
                     let info = ConnInfo {
                         remote,
                         peer_certs: None,
-                        activity: Activity::new(),
                     };
                     let service = TowerToHyperService::new(app.layer(Extension(info)));
                     builder.serve_connection(TokioIo::new(tcp), service).await
@@ -310,11 +308,7 @@ pub async fn serve(
                         stream.get_ref().1.peer_certificates().map(|chain| {
                             Arc::new(chain.iter().map(|c| c.as_ref().to_vec()).collect())
                         });
-                    let info = ConnInfo {
-                        remote,
-                        peer_certs,
-                        activity: Activity::new(),
-                    };
+                    let info = ConnInfo { remote, peer_certs };
                     let service = TowerToHyperService::new(app.layer(Extension(info)));
                     builder
                         .serve_connection(TokioIo::new(stream), service)
