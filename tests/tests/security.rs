@@ -1830,3 +1830,92 @@ async fn a_member_writing_in_a_signing_services_name_is_caught_by_the_auditor() 
         "{said}"
     );
 }
+
+/// A connection that spoke HTTP/2 and then holds no call is closed after
+/// `grpc.idle_timeout_ms`, HTTP/2 pings or not; one whose stream is open
+/// keeps it as long as the stream runs (issue #17: only the handshake and
+/// the preface were timed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_and_an_open_stream_keeps_its_own() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use veritrail_proto::v1::TailRequest;
+    use veritrail_proto::v1::audit_log_client::AuditLogClient;
+
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_toml: "[grpc]\nidle_timeout_ms = 1000\n".into(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    // A stream opened first, on a channel of its own, with nothing to send
+    // for the whole test until the end.
+    let mut tailing = AuditLogClient::new(cluster.channel(0).await);
+    let mut tail = tailing
+        .tail(TailRequest::default())
+        .await
+        .expect("a tail")
+        .into_inner();
+
+    let (connector, name) = raw_tls(&cluster, 0);
+    let tcp = tokio::net::TcpStream::connect(&cluster.nodes[0].addr)
+        .await
+        .expect("connect");
+    let mut idle = connector.connect(name, tcp).await.expect("TLS");
+    // The HTTP/2 preface and an empty SETTINGS frame: a client that spoke,
+    // then sends nothing but what HTTP/2 itself asks of it.
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    let opened = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // Answer SETTINGS and PINGs as a live client would, so
+                    // that only the absence of calls can close it.
+                    if buf[..n].windows(2).any(|w| w == [0x04, 0x00]) {
+                        let _ = idle.write_all(b"\0\0\0\x04\x01\0\0\0\0").await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "an idle connection was still open 20 s after a 1 s idle timeout"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "closed before its idle timeout: {:?}",
+        opened.elapsed()
+    );
+
+    // The stream opened before it outlived the idle timeout: it still
+    // delivers what is appended now.
+    let receipt = cluster
+        .sdk()
+        .append(sdk_event("tests", "after-idle"))
+        .await
+        .expect("append");
+    let entry = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let message = tail
+                .message()
+                .await
+                .expect("the stream is still open")
+                .expect("an entry");
+            let entry = message.entry.expect("entry");
+            if entry.seq == receipt.seq {
+                break entry;
+            }
+        }
+    })
+    .await
+    .expect("the appended entry reaches the tail");
+    assert_eq!(entry.seq, receipt.seq);
+}

@@ -284,6 +284,9 @@ pub struct GrpcConfig {
     /// Longest wait, after the handshake, for the client's HTTP/2 preface
     /// before the connection is dropped.
     pub preface_timeout_ms: u64,
+    /// Longest time an admitted connection may have no call open before the
+    /// node closes it (pings do not count; an open stream does).
+    pub idle_timeout_ms: u64,
     /// After SIGTERM or SIGINT, how long open calls may take to finish once
     /// streams have been sent elsewhere; then the rest are closed. 0 closes
     /// them at once.
@@ -387,6 +390,7 @@ impl Default for GrpcConfig {
             principal_max_reads: 64,
             tls_handshake_timeout_ms: 5_000,
             preface_timeout_ms: 5_000,
+            idle_timeout_ms: 300_000,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -639,12 +643,13 @@ impl Config {
         if self.grpc.connection_max_streams == 0
             || self.grpc.tls_handshake_timeout_ms == 0
             || self.grpc.preface_timeout_ms == 0
+            || self.grpc.idle_timeout_ms == 0
             || self.grpc.principal_max_streams == 0
             || self.grpc.principal_max_reads == 0
         {
             return Err(invalid(
                 "grpc",
-                "connection_max_streams, tls_handshake_timeout_ms, preface_timeout_ms, \
+                "connection_max_streams, tls_handshake_timeout_ms, preface_timeout_ms, idle_timeout_ms, \
                  principal_max_streams and principal_max_reads must be at least 1",
             ));
         }

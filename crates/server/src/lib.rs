@@ -26,6 +26,7 @@ pub mod drain;
 pub mod error;
 pub mod freshness;
 pub mod gate;
+pub mod idle;
 pub mod key_sets;
 pub mod keys;
 pub mod linearize;

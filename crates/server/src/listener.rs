@@ -13,6 +13,8 @@
 //!
 //! The preface bytes read are given back in front of the stream
 //! ([`Conn`]), so the HTTP/2 server sees the connection as the client sent it.
+//! Once admitted, a connection with no call open for `grpc.idle_timeout_ms`
+//! is ended (`idle.rs`).
 //! The verified client certificate chain travels with the connection
 //! ([`ConnInfo`]), where `auth.rs` reads the caller's identity.
 
@@ -29,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::idle::Activity;
 use crate::metrics::Metrics;
 
 /// What every HTTP/2 client sends first (RFC 9113, section 3.4).
@@ -73,6 +76,8 @@ impl std::fmt::Debug for CurrentTls {
 pub struct Deadlines {
     pub handshake: Duration,
     pub preface: Duration,
+    /// How long an admitted connection may have no call open.
+    pub idle: Duration,
 }
 
 /// Who is at the other end of a connection, as the request extensions carry
@@ -83,6 +88,8 @@ pub struct ConnInfo {
     /// The client's certificate chain (DER, leaf first) that rustls verified
     /// against the cluster's CA; `None` without TLS or without a certificate.
     pub peer_certs: Option<Arc<Vec<Vec<u8>>>>,
+    /// The calls open on the connection (`idle.rs`).
+    pub activity: Arc<Activity>,
 }
 
 /// An admitted connection: the preface bytes already read, then the stream.
@@ -91,6 +98,9 @@ pub struct Conn {
     replay: Vec<u8>,
     replayed: usize,
     io: Box<dyn Io>,
+    idle: Duration,
+    /// When to look again whether the connection has been idle for `idle`.
+    idle_check: Pin<Box<tokio::time::Sleep>>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -220,11 +230,34 @@ async fn admit(
         return Err(Refusal::NotHttp2);
     }
     Ok(Conn {
-        info: ConnInfo { remote, peer_certs },
+        info: ConnInfo {
+            remote,
+            peer_certs,
+            activity: Activity::new(),
+        },
         replay: preface,
         replayed: 0,
         io,
+        idle: deadlines.idle,
+        idle_check: Box::pin(tokio::time::sleep(deadlines.idle)),
     })
+}
+
+impl Conn {
+    /// Whether the connection has had no call open for its idle timeout;
+    /// otherwise the timer is set for the earliest time it could have.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.idle_check.as_mut().poll(cx).is_ready() {
+            let wait = match self.info.activity.idle_for() {
+                Some(idle) if idle >= self.idle => return true,
+                Some(idle) => self.idle - idle,
+                None => self.idle,
+            };
+            let at = tokio::time::Instant::now() + wait;
+            self.idle_check.as_mut().reset(at);
+        }
+        false
+    }
 }
 
 impl tonic::transport::server::Connected for Conn {
@@ -249,7 +282,14 @@ impl AsyncRead for Conn {
             this.replayed += n;
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending if this.idle_expired(cx) => {
+                // End of stream: the HTTP/2 server closes the connection.
+                tracing::debug!(remote = %this.info.remote, "closing an idle connection");
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
     }
 }
 

@@ -294,6 +294,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         crate::listener::Deadlines {
             handshake: Duration::from_millis(config.grpc.tls_handshake_timeout_ms),
             preface: Duration::from_millis(config.grpc.preface_timeout_ms),
+            idle: Duration::from_millis(config.grpc.idle_timeout_ms),
         },
         Arc::clone(&metrics),
     );
@@ -323,6 +324,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     };
     let serve = server
+        .layer(crate::idle::ActivityLayer)
         .max_concurrent_streams(Some(config.grpc.connection_max_streams))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .add_service(health_service)

@@ -35,6 +35,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::error::NodeError;
+use crate::idle::Activity;
 use crate::listener::{ConnInfo, CurrentTls};
 use crate::node::Node;
 use crate::policy::Action;
@@ -288,6 +289,7 @@ pub async fn serve(
                     let info = ConnInfo {
                         remote,
                         peer_certs: None,
+                        activity: Activity::new(),
                     };
                     let service = TowerToHyperService::new(app.layer(Extension(info)));
                     builder.serve_connection(TokioIo::new(tcp), service).await
@@ -308,7 +310,11 @@ pub async fn serve(
                         stream.get_ref().1.peer_certificates().map(|chain| {
                             Arc::new(chain.iter().map(|c| c.as_ref().to_vec()).collect())
                         });
-                    let info = ConnInfo { remote, peer_certs };
+                    let info = ConnInfo {
+                        remote,
+                        peer_certs,
+                        activity: Activity::new(),
+                    };
                     let service = TowerToHyperService::new(app.layer(Extension(info)));
                     builder
                         .serve_connection(TokioIo::new(stream), service)
