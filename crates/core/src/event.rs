@@ -182,21 +182,25 @@ fn check_characters(
     }
 }
 
+/// A plain valid event, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn test_event() -> Event {
+    Event {
+        source: "billing".into(),
+        event_id: "evt-1".into(),
+        actor: "alice@example.com".into(),
+        action: "invoice.refund".into(),
+        resource: "invoice/42".into(),
+        outcome: "success".into(),
+        ..Event::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event() -> Event {
-        Event {
-            source: "billing".into(),
-            event_id: "evt-1".into(),
-            actor: "alice@example.com".into(),
-            action: "invoice.refund".into(),
-            resource: "invoice/42".into(),
-            outcome: "success".into(),
-            ..Event::default()
-        }
-    }
+    use super::test_event as event;
 
     #[test]
     fn accepts_a_plain_event() {

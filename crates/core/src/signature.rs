@@ -186,17 +186,7 @@ impl<'de> serde::Deserialize<'de> for EventSignature {
 mod tests {
     use super::*;
 
-    fn event() -> Event {
-        Event {
-            source: "billing".into(),
-            event_id: "evt-1".into(),
-            actor: "alice".into(),
-            action: "invoice.refund".into(),
-            resource: "invoice/42".into(),
-            outcome: "success".into(),
-            ..Event::default()
-        }
-    }
+    use crate::event::test_event as event;
 
     fn signer() -> NoteSigner {
         NoteSigner::from_seed("billing", &[7; 32]).expect("key")

@@ -113,20 +113,10 @@ impl SignerList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SubmittedEvent;
     use crate::note::NoteSigner;
-    use crate::{Event, SubmittedEvent};
 
-    fn event() -> Event {
-        Event {
-            source: "billing".into(),
-            event_id: "e".into(),
-            actor: "a".into(),
-            action: "x".into(),
-            resource: "r".into(),
-            outcome: "ok".into(),
-            ..Event::default()
-        }
-    }
+    use crate::event::test_event as event;
 
     #[test]
     fn a_registered_principal_signs_with_its_own_keys_and_no_one_else_signs() {
