@@ -387,3 +387,67 @@ async fn a_failed_table_read_is_an_error_never_a_wrong_answer() {
         .expect("append after");
     every_node_back_and_in_step(&cluster, "read errors over").await;
 }
+
+/// One follower's disk turns slow (every sync takes 1.5 s, longer than the
+/// election timeout plus the leader's lease) under load. The follower falls
+/// far behind, but the cluster does not notice beyond that: the leader keeps
+/// its term (the follower stands for no election: its syncs run beside
+/// openraft's core, which keeps taking heartbeats, and its log lacks entries
+/// the leader announced committed), appends go on with the other follower, and
+/// once the disk is fast again the slow one catches up with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_slow_disk_deposes_no_leader() {
+    const SLOW: Duration = Duration::from_millis(1500);
+    const WATCHED: Duration = Duration::from_secs(20);
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            fault_disks: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let client = cluster.sdk();
+    let acked: Acked = Arc::default();
+    let load = Load::start(&client, &acked, "slow disk").await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let term = cluster.status(leader).await.expect("status").term;
+
+    cluster.fault_disk(follower).faults(|f| f.sync_delay = SLOW);
+    let started = std::time::Instant::now();
+    let mut terms_seen = vec![term];
+    while started.elapsed() < WATCHED {
+        for i in 0..3 {
+            if let Some(s) = cluster.status(i).await
+                && !terms_seen.contains(&s.term)
+            {
+                terms_seen.push(s.term);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let behind = cluster.status(follower).await.expect("status").tree_size;
+    let ahead = cluster.status(leader).await.expect("status").tree_size;
+    eprintln!(
+        "slow disk: in {WATCHED:?} the follower held {behind} of the leader's {ahead} entries; \
+         terms seen {terms_seen:?}"
+    );
+    assert!(
+        behind < ahead,
+        "the slow follower kept up ({behind} of {ahead}): the test did not slow it"
+    );
+    assert_eq!(
+        terms_seen,
+        vec![term],
+        "a follower with a slow disk raised the term: elections deposed the leader"
+    );
+    appends_go_on(&cluster, &acked, 20, "slow disk").await;
+
+    cluster
+        .fault_disk(follower)
+        .faults(|f| f.sync_delay = Duration::ZERO);
+    load.stop().await;
+    every_node_back_and_in_step(&cluster, "disk fast again").await;
+    nothing_acknowledged_is_lost(&client, &acked, "slow disk").await;
+}

@@ -467,3 +467,89 @@ async fn largest_events_in_largest_batches_reach_every_node() {
         "the nodes hold {size} < {before} + {events} acknowledged"
     );
 }
+
+/// A voter whose log lacks entries the leader told it are committed stands
+/// for no election until it has caught up: it could not win one (a majority
+/// holds those entries and refuses a candidate less up to date), and standing
+/// would only raise the term and depose the leader that learns it. A voter
+/// catching up under load misses heartbeats; before, each time its timer ran
+/// out it stood, and a voter restarted empty could keep the cluster electing
+/// for longer than it took to catch up (docs/FAULTS.md, "Flakes"). The same
+/// rule answers an operator who hands leadership to such a voter:
+/// `FAILED_PRECONDITION`, "still catching up", and no term is spent; once it
+/// has caught up the transfer goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_still_catching_up_stands_for_no_election() {
+    let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let leader = cluster.leader().await;
+    let leader_id = cluster.nodes[leader].id;
+    let follower = (leader + 1) % 3;
+    let follower_id = cluster.nodes[follower].id;
+    let load = Load::start(&cluster, 6, 8, LARGE_PAYLOAD_BYTES);
+    wait_for(
+        Duration::from_secs(30),
+        "the first acknowledgments",
+        || async { (load.events() > 100).then_some(()) },
+    )
+    .await;
+    cluster.kill(follower);
+    let away_from = load.events();
+    wait_for(Duration::from_secs(60), "the writers to go on", || async {
+        (load.events() > away_from + 1000).then_some(())
+    })
+    .await;
+    let term = cluster.status(leader).await.expect("status").term;
+    cluster.restart(follower);
+    // Back and led: two looks in a row at the follower knowing its leader
+    // while its log is still far short of the leader's.
+    let seen = AtomicU64::new(0);
+    wait_for(
+        Duration::from_secs(30),
+        "the follower back, led and behind",
+        || async {
+            let f = cluster.status(follower).await?;
+            let l = cluster.status(leader).await?;
+            let led_and_behind = f.leader_id == Some(leader_id)
+                && f.last_log_index.unwrap_or(0) + 50 < l.last_log_index.unwrap_or(0);
+            if !led_and_behind {
+                seen.store(0, Ordering::Relaxed);
+                return None;
+            }
+            (seen.fetch_add(1, Ordering::Relaxed) >= 1).then_some(())
+        },
+    )
+    .await;
+    let admin = cluster.sdk();
+    let refused = admin
+        .transfer_leader(follower_id)
+        .await
+        .expect_err("leadership handed to a voter still catching up");
+    let terms: Vec<u64> = {
+        let mut t = Vec::new();
+        for i in 0..3 {
+            t.push(cluster.status(i).await.map_or(0, |s| s.term));
+        }
+        t
+    };
+    load.stop().await;
+    eprintln!("replication: transfer to a voter catching up: {refused}; terms {terms:?}");
+    assert!(
+        refused.to_string().contains("catching up"),
+        "the transfer was not refused for the voter catching up: {refused}"
+    );
+    assert!(
+        terms.iter().all(|t| *t == term),
+        "asking a voter still catching up to lead spent a term: {terms:?}, was {term}"
+    );
+    wait_caught_up(&cluster, follower, Instant::now()).await;
+    let to = wait_for(
+        Duration::from_secs(30),
+        "a transfer to the caught-up voter",
+        || {
+            let admin = admin.clone();
+            async move { admin.transfer_leader(follower_id).await.ok() }
+        },
+    )
+    .await;
+    assert_eq!(to, follower_id);
+}

@@ -173,10 +173,14 @@ impl Admin for AdminService {
                 ))
                 .await
                 .map_err(|s| {
-                    NodeError::unavailable(
-                        format!("node {to} does not answer: {}", s.message()),
-                        None,
-                    )
+                    if s.code() == tonic::Code::FailedPrecondition {
+                        NodeError::FailedPrecondition(format!("node {to}: {}", s.message()))
+                    } else {
+                        NodeError::unavailable(
+                            format!("node {to} does not answer: {}", s.message()),
+                            None,
+                        )
+                    }
                 })?;
             self.node
                 .raft

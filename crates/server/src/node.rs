@@ -71,8 +71,9 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Lets openraft stand this node for election unless it repairs
-    /// (repair.rs) or its disk is below the reserve (disk.rs): either way it
-    /// could not hold the log a leader needs. (A follower that refuses the
+    /// (repair.rs), its disk is below the reserve (disk.rs), or its log lacks
+    /// entries it was told are committed (`note_log_held`): any way it could
+    /// not hold the log a leader needs. (A follower that refuses the
     /// leader's entries for want of disk misses heartbeats while the leader
     /// backs off; standing, it would raise its term for nothing and depose
     /// the leader once it took entries again.)
@@ -87,10 +88,28 @@ impl Node {
             .elect(self.may_stand_for_election());
     }
 
-    /// Whether this node could lead: not repairing, and its disk above the
-    /// reserve.
+    /// Whether this node could lead: not repairing, its disk above the
+    /// reserve, and its log holding every entry a leader told it was
+    /// committed (`note_log_held`).
     pub(crate) fn may_stand_for_election(&self) -> bool {
-        !self.repair.active() && self.disk.short().is_none()
+        self.why_not_stand().is_none()
+    }
+
+    /// Why this node stands for no election now, in words; `None` when it
+    /// may.
+    pub(crate) fn why_not_stand(&self) -> Option<&'static str> {
+        if self.repair.active() {
+            Some("it is repairing and holds too little of the log to lead")
+        } else if self.disk.short().is_some() {
+            Some("its disk is below its reserve, so it could not take the log a leader writes")
+        } else if self.senders.behind() {
+            Some(
+                "it is still catching up: its log ends before the commit index its leader \
+                 announced, so no majority would elect it",
+            )
+        } else {
+            None
+        }
     }
 
     pub fn timeout(&self) -> Duration {

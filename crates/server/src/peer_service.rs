@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
@@ -179,7 +181,23 @@ impl RaftPeer for PeerService {
         if !rpc.entries.is_empty() {
             self.node.disk_room()?;
         }
-        encode(&self.node.raft.append_entries(rpc).await)
+        let leader_commit = rpc.leader_commit.map(|l| l.index);
+        let sent_up_to = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(rpc.prev_log_id.map(|l| l.index));
+        let answer = self.node.raft.append_entries(rpc).await;
+        if let Ok(response) = &answer {
+            let matched = match response {
+                AppendEntriesResponse::Success => sent_up_to,
+                AppendEntriesResponse::PartialSuccess(m) => m.map(|l| l.index),
+                _ => None,
+            };
+            let held = matched.max(self.node.raft_metrics().last_log_index);
+            self.node.note_log_held(held, leader_commit);
+        }
+        encode(&answer)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -307,13 +325,10 @@ impl RaftPeer for PeerService {
         request: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
         self.admit_member(&request)?;
-        if !self.node.may_stand_for_election() {
-            return Err(NodeError::FailedPrecondition(
-                "this node takes no leadership now: it is repairing (it holds too little of the \
-                 log to lead), or its disk is below its reserve (it could not take the log a \
-                 leader writes)"
-                    .into(),
-            )
+        if let Some(why) = self.node.why_not_stand() {
+            return Err(NodeError::FailedPrecondition(format!(
+                "this node takes no leadership now: {why}"
+            ))
             .into());
         }
         self.node

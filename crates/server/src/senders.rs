@@ -65,6 +65,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -91,6 +92,9 @@ pub struct Senders {
     /// A commit index a leader announced that this node had not applied yet,
     /// and when it was first announced (`freshness` reads it).
     pub(crate) target: Mutex<Option<(Instant, u64)>>,
+    /// Whether this node's log, after the last AppendEntries it took, ended
+    /// before the commit index that message announced (`Node::note_log_held`).
+    behind: AtomicBool,
     pub(crate) started: Instant,
 }
 
@@ -100,6 +104,7 @@ impl Default for Senders {
             answers: Mutex::default(),
             led_at: Mutex::default(),
             target: Mutex::default(),
+            behind: AtomicBool::new(false),
             started: Instant::now(),
         }
     }
@@ -127,6 +132,11 @@ impl Senders {
                 .unwrap_or_else(|p| p.into_inner())
                 .get_or_insert((now, commit));
         }
+    }
+
+    /// Whether this node's log lacks entries a leader announced committed.
+    pub fn behind(&self) -> bool {
+        self.behind.load(Ordering::Relaxed)
     }
 
     /// How long since a leader's message was last admitted (`None`: never,
@@ -166,6 +176,42 @@ impl Senders {
 }
 
 impl Node {
+    /// Notes how far this node's log reaches after taking a leader's
+    /// AppendEntries (`held`, the last index it holds) and the commit index
+    /// that message announced; stops or resumes standing for election when
+    /// that changes whether the log lacks committed entries.
+    ///
+    /// A voter whose log lacks a committed entry cannot win an election:
+    /// every majority holds a voter with that entry, which refuses a
+    /// candidate whose log is less up to date (Raft's election restriction).
+    /// Standing anyway only raises its term, and the leader that learns the
+    /// higher term from its next answer steps down. A voter catching up
+    /// under load misses heartbeats (its AppendEntries take longer than the
+    /// leader waits for them), so it used to stand again and again, deposing
+    /// every leader before it caught up (docs/FAULTS.md, "Flakes"). Holding
+    /// it back until its log reaches the announced commit index costs no
+    /// election it could have won.
+    pub(crate) fn note_log_held(&self, held: Option<u64>, leader_commit: Option<u64>) {
+        let behind = match leader_commit {
+            Some(commit) => held.is_none_or(|h| h < commit),
+            None => false,
+        };
+        if self.senders.behind.swap(behind, Ordering::Relaxed) != behind {
+            tracing::debug!(
+                held,
+                leader_commit,
+                "this node's log {} the leader's commit index: it {} for election",
+                if behind { "ends before" } else { "reaches" },
+                if behind {
+                    "stands no more"
+                } else {
+                    "may stand again"
+                },
+            );
+            self.refresh_elections();
+        }
+    }
+
     /// Whether this node takes a vote request from `sender` to Raft: the
     /// sender is a voter of its membership, or it holds none yet (the first
     /// members of a new cluster elect their first leader before any of them
