@@ -500,8 +500,17 @@ async fn a_voter_still_catching_up_stands_for_no_election() {
     .await;
     let term = cluster.status(leader).await.expect("status").term;
     cluster.restart(follower);
-    // Back and led: two looks in a row at the follower knowing its leader
-    // while its log is still far short of the leader's.
+    // Back and led: the follower names its leader as soon as it starts (its
+    // vote is on disk), so what shows the leader has reached it is its log
+    // growing; two looks in a row at that while its log is still far short
+    // of the leader's.
+    let restarted_with = wait_for(Duration::from_secs(30), "the follower back", || async {
+        cluster
+            .status(follower)
+            .await
+            .map(|f| f.last_log_index.unwrap_or(0))
+    })
+    .await;
     let seen = AtomicU64::new(0);
     wait_for(
         Duration::from_secs(30),
@@ -509,8 +518,10 @@ async fn a_voter_still_catching_up_stands_for_no_election() {
         || async {
             let f = cluster.status(follower).await?;
             let l = cluster.status(leader).await?;
+            let held = f.last_log_index.unwrap_or(0);
             let led_and_behind = f.leader_id == Some(leader_id)
-                && f.last_log_index.unwrap_or(0) + 50 < l.last_log_index.unwrap_or(0);
+                && held > restarted_with
+                && held + 50 < l.last_log_index.unwrap_or(0);
             if !led_and_behind {
                 seen.store(0, Ordering::Relaxed);
                 return None;

@@ -71,9 +71,10 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Lets openraft stand this node for election unless it repairs
-    /// (repair.rs), its disk is below the reserve (disk.rs), or its log lacks
-    /// entries it was told are committed (`note_log_held`): any way it could
-    /// not hold the log a leader needs. (A follower that refuses the
+    /// (repair.rs), its disk is below the reserve (disk.rs), its log lacks
+    /// entries it was told are committed (`note_log_held`), or it has just
+    /// started and a leader may still reach it (`start_quiet`): any way it
+    /// could not hold the log a leader needs, or would stand for nothing. (A follower that refuses the
     /// leader's entries for want of disk misses heartbeats while the leader
     /// backs off; standing, it would raise its term for nothing and depose
     /// the leader once it took entries again.)
@@ -107,9 +108,41 @@ impl Node {
                 "it is still catching up: its log ends before the commit index its leader \
                  announced, so no majority would elect it",
             )
+        } else if self.senders.unheard()
+            && self.senders.started.elapsed() < self.start_quiet()
+            && self.has_other_voters()
+        {
+            Some("it has just started and no leader has reached it yet")
         } else {
             None
         }
+    }
+
+    /// How long a node that has just started, and that shares its membership
+    /// with other voters, waits for a leader before it may stand.
+    ///
+    /// A restarted voter is most often behind, and a leader reaches it only
+    /// after its next retry (openraft retries an unreachable peer every
+    /// 500 ms) and a first message. openraft's own timer may run out before
+    /// that, most of all in a busy process; the voter then stands without
+    /// a chance of winning, and the higher term it sends back to the leader's
+    /// next AppendEntries deposes that leader: one needless election per
+    /// restart, in every rolling restart. Two maximum election timeouts
+    /// leave a leader time to reach it; when none does (the whole cluster
+    /// restarted, or no leader is left), it stands when they have passed.
+    pub(crate) fn start_quiet(&self) -> Duration {
+        Duration::from_millis(2 * self.config.raft.election_timeout_max_ms)
+    }
+
+    /// Whether this node's membership holds a voter other than itself: a
+    /// single voter has no leader to wait for.
+    fn has_other_voters(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v != self.id)
     }
 
     pub fn timeout(&self) -> Duration {

@@ -182,6 +182,7 @@ impl RaftPeer for PeerService {
             self.node.disk_room()?;
         }
         let leader_commit = rpc.leader_commit.map(|l| l.index);
+        self.node.note_leader_reached(leader_commit);
         let sent_up_to = rpc
             .entries
             .last()

@@ -65,7 +65,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -83,6 +83,13 @@ const REFUSED_FOR: Duration = Duration::from_secs(2);
 /// How long one voter has to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// No leader's AppendEntries has been taken since this process started.
+const UNHEARD: u8 = 0;
+/// The log ended before the commit index the last AppendEntries announced.
+const BEHIND: u8 = 1;
+/// The log reached the commit index the last AppendEntries announced.
+const CAUGHT_UP: u8 = 2;
+
 /// What this node recently learnt about senders it does not know as voters,
 /// and when a leader last reached it.
 #[derive(Debug)]
@@ -92,9 +99,10 @@ pub struct Senders {
     /// A commit index a leader announced that this node had not applied yet,
     /// and when it was first announced (`freshness` reads it).
     pub(crate) target: Mutex<Option<(Instant, u64)>>,
-    /// Whether this node's log, after the last AppendEntries it took, ended
-    /// before the commit index that message announced (`Node::note_log_held`).
-    behind: AtomicBool,
+    /// How this node's log, after the last AppendEntries it took, compared
+    /// with the commit index that message announced (`Node::note_log_held`):
+    /// one of `UNHEARD`, `BEHIND`, `CAUGHT_UP`.
+    log_held: AtomicU8,
     pub(crate) started: Instant,
 }
 
@@ -104,7 +112,7 @@ impl Default for Senders {
             answers: Mutex::default(),
             led_at: Mutex::default(),
             target: Mutex::default(),
-            behind: AtomicBool::new(false),
+            log_held: AtomicU8::new(UNHEARD),
             started: Instant::now(),
         }
     }
@@ -136,7 +144,13 @@ impl Senders {
 
     /// Whether this node's log lacks entries a leader announced committed.
     pub fn behind(&self) -> bool {
-        self.behind.load(Ordering::Relaxed)
+        self.log_held.load(Ordering::Relaxed) == BEHIND
+    }
+
+    /// Whether no leader's AppendEntries has reached this node since it
+    /// started.
+    pub fn unheard(&self) -> bool {
+        self.log_held.load(Ordering::Relaxed) == UNHEARD
     }
 
     /// How long since a leader's message was last admitted (`None`: never,
@@ -191,12 +205,17 @@ impl Node {
     /// every leader before it caught up (docs/FAULTS.md, "Flakes"). Holding
     /// it back until its log reaches the announced commit index costs no
     /// election it could have won.
+    ///
+    /// The first AppendEntries after a start ends the quiet of a node that
+    /// has just started (`Node::start_quiet`) as soon as it arrives:
+    /// `note_leader_reached`.
     pub(crate) fn note_log_held(&self, held: Option<u64>, leader_commit: Option<u64>) {
         let behind = match leader_commit {
             Some(commit) => held.is_none_or(|h| h < commit),
             None => false,
         };
-        if self.senders.behind.swap(behind, Ordering::Relaxed) != behind {
+        let now = if behind { BEHIND } else { CAUGHT_UP };
+        if self.senders.log_held.swap(now, Ordering::Relaxed) != now {
             tracing::debug!(
                 held,
                 leader_commit,
@@ -209,6 +228,17 @@ impl Node {
                 },
             );
             self.refresh_elections();
+        }
+    }
+
+    /// Notes that a leader's AppendEntries has reached this node, before
+    /// Raft takes it. The first one since this node started ends its quiet
+    /// (`Node::start_quiet`) at once, judged by the log held before it: a
+    /// restarted voter far behind may take seconds over its first message,
+    /// and is behind all that time.
+    pub(crate) fn note_leader_reached(&self, leader_commit: Option<u64>) {
+        if self.senders.unheard() {
+            self.note_log_held(self.raft_metrics().last_log_index, leader_commit);
         }
     }
 

@@ -148,9 +148,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     );
     let replication_health = ReplicationHealth::default();
     let mut raft_settings = raft_config(&config)?;
-    // A node that repairs stands for no election until it holds its
-    // leader's log (repair.rs); the repair watch turns elections back on.
-    raft_settings.enable_elect = !repair.active();
+    // No election before `Node::refresh_elections` has looked at this
+    // node: it may repair (repair.rs), or have just started with a leader
+    // about to reach it (`Node::start_quiet`).
+    raft_settings.enable_elect = false;
     let raft = openraft::Raft::new(
         config.node_id,
         Arc::new(raft_settings),
@@ -208,6 +209,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         tokio::spawn(warn_insecure());
     }
 
+    node.refresh_elections();
+    let quiet = Arc::clone(&node);
+    tokio::spawn(async move {
+        tokio::time::sleep(quiet.start_quiet()).await;
+        quiet.refresh_elections();
+    });
     tokio::spawn(run_checkpoints(Arc::clone(&node)));
     tokio::spawn(run_gauges(Arc::clone(&node)));
     tokio::spawn(crate::background::run_disk_gauges(Arc::clone(&node)));
