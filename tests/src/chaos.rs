@@ -647,6 +647,32 @@ async fn check(cluster: &Cluster, client: &Client, history: &History) -> Summary
     let mut summary = Summary::default();
     let mut violations = Vec::new();
 
+    // What the clients saw, counted first so that a run whose nodes never
+    // converge still reports it.
+    let ops = history
+        .ops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut invoked = BTreeSet::new();
+    let mut acks = BTreeMap::new();
+    for op in &ops {
+        match op {
+            Op::Invoke { id, .. } => {
+                invoked.insert(id.clone());
+            }
+            Op::Ack { id, seq, hash, .. } => {
+                acks.insert(id.clone(), (*seq, hash.clone()));
+            }
+            Op::Fail { .. } => summary.failed_attempts += 1,
+            Op::Violation { what, .. } => violations.push(what.clone()),
+            _ => {}
+        }
+    }
+    summary.invoked = invoked.len() as u64;
+    summary.acknowledged = acks.len() as u64;
+    summary.unknown = summary.invoked - summary.acknowledged;
+
     // Settle: every node at the same size, root and head.
     let settled = crate::wait_for_opt(Duration::from_secs(90), || async {
         let mut states = BTreeSet::new();
@@ -658,7 +684,20 @@ async fn check(cluster: &Cluster, client: &Client, history: &History) -> Summary
     })
     .await;
     let Some((final_size, final_root, final_head)) = settled else {
-        violations.push("the nodes did not converge on one size, root and head within 90 s".into());
+        let mut last = Vec::new();
+        for i in 0..cluster.nodes.len() {
+            last.push(match cluster.status(i).await {
+                Some(s) => format!(
+                    "node {}: size {}, leader {:?}, term {}",
+                    cluster.nodes[i].id, s.tree_size, s.leader_id, s.term
+                ),
+                None => format!("node {}: no answer", cluster.nodes[i].id),
+            });
+        }
+        violations.push(format!(
+            "the nodes did not converge on one size, root and head within 90 s ({})",
+            last.join("; ")
+        ));
         summary.violations = violations;
         return summary;
     };
@@ -723,29 +762,6 @@ async fn check(cluster: &Cluster, client: &Client, history: &History) -> Summary
 
     // Every acknowledged event exactly once, where its receipt said; every
     // unacknowledged one at most once.
-    let ops = history
-        .ops
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let mut invoked = BTreeSet::new();
-    let mut acks = BTreeMap::new();
-    for op in &ops {
-        match op {
-            Op::Invoke { id, .. } => {
-                invoked.insert(id.clone());
-            }
-            Op::Ack { id, seq, hash, .. } => {
-                acks.insert(id.clone(), (*seq, hash.clone()));
-            }
-            Op::Fail { .. } => summary.failed_attempts += 1,
-            Op::Violation { what, .. } => violations.push(what.clone()),
-            _ => {}
-        }
-    }
-    summary.invoked = invoked.len() as u64;
-    summary.acknowledged = acks.len() as u64;
-    summary.unknown = summary.invoked - summary.acknowledged;
     for (id, (seq, hash)) in &acks {
         match by_id.get(id).map(Vec::as_slice) {
             None | Some([]) => {
