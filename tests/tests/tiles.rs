@@ -1,15 +1,16 @@
 //! The tlog-tiles read path, checked by an outside implementation: Go's
 //! `golang.org/x/mod/sumdb/tlog` and `sumdb/note` (`tests/tiles/verify_tiles.go`,
 //! built here with Debian's Go and `golang-golang-x-mod-dev`) fetch the
-//! checkpoint and hash tiles from a running node over TLS, open the
-//! checkpoint with the nodes' keys, recompute the root, and check inclusion
-//! and consistency proofs built from the tiles alone (issue #19).
+//! checkpoint, hash tiles and entry bundles from a running node over TLS,
+//! open the checkpoint with the nodes' keys, recompute the root, check every
+//! bundled entry against its leaf, and check inclusion and consistency proofs
+//! built from the tiles alone (issue #19).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, sdk_event, wait_for};
+use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, sdk_event, veritrail, wait_for};
 
 /// Debian's Go path, where `golang-golang-x-mod-dev` puts `golang.org/x/mod`.
 const GOPATH: &str = "/usr/share/gocode";
@@ -95,9 +96,6 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
     // 300 entries, then 700 more: full and partial tiles at level 0, a
     // partial one at level 1, and a proof between two checkpoints.
     let (old_size, old_root) = grow(&cluster, 0, 300).await;
-    let (size, _) = grow(&cluster, 300, 700).await;
-    let pki = cluster.pki.as_ref().expect("TLS");
-    let (cert, key) = pki.client("auditor");
     let status = cluster.status(0).await.expect("status");
     let keys: Vec<String> = status
         .members
@@ -108,6 +106,14 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
     assert_eq!(keys.len(), 3, "{status:?}");
     let keys_file = dir.path().join("keys.txt");
     std::fs::write(&keys_file, keys.join("\n")).expect("keys");
+    // `veritrail export-tiles` writes the same tree to a directory: first at
+    // 300 entries, then brought up to 1000 below.
+    let exported = dir.path().join("export");
+    let said = export_tiles(&cluster, &exported, &keys_file).await;
+    assert!(said.contains("exported 300 entries"), "{said}");
+    let (size, root) = grow(&cluster, 300, 700).await;
+    let pki = cluster.pki.as_ref().expect("TLS");
+    let (cert, key) = pki.client("auditor");
     let client = cluster.sdk();
     let mut entries = Vec::new();
     for seq in [0, 255, 256, 511, 999] {
@@ -135,6 +141,7 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
                 "-quorum=2".into(),
                 format!("-origin={ORIGIN}"),
                 format!("-entries={}", entries.join(",")),
+                "-bundles=0,300,999".into(),
                 format!("-old={old_size}:{old_root}"),
             ],
         ]
@@ -144,6 +151,9 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
         &format!("checkpoint: size {size} signed by 3 keys") as &str,
         "root: recomputed from tiles",
         "inclusion: entry 999",
+        "bundle: tile/entries/000, 256 entries on their leaves; entry 0 proved",
+        "bundle: tile/entries/001, 256 entries on their leaves; entry 300 proved",
+        "bundle: tile/entries/003.p/232, 232 entries on their leaves; entry 999 proved",
         &format!("consistency: {old_size} -> {size}"),
         "OK",
     ] {
@@ -155,7 +165,7 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
     run(
         &verifier,
         &[
-            credentials,
+            credentials.clone(),
             vec![format!(
                 "-probes={}",
                 [
@@ -168,7 +178,10 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
                     "tile/1/000=404",
                     "tile/0/3=400",
                     "tile/0/x000/003=400",
-                    "tile/entries/000=404",
+                    "tile/entries/003=404",
+                    "tile/entries/003.p/233=404",
+                    "tile/entries/3=400",
+                    "tile/entries/003.p/0=400",
                 ]
                 .join(",")
             )],
@@ -180,7 +193,137 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
         &[
             format!("-url={url}"),
             format!("-ca={}", path(&pki.ca())),
-            "-probes=checkpoint=401,tile/0/000=401".into(),
+            "-probes=checkpoint=401,tile/0/000=401,tile/entries/000=401".into(),
         ],
     );
+
+    // The directory, brought up to date, read by the same Go client as a
+    // static web server would serve it.
+    let said = export_tiles(&cluster, &exported, &keys_file).await;
+    assert!(
+        said.contains(&format!("exported {size} entries")) && said.contains("(300 before;"),
+        "{said}"
+    );
+    let from_dir = [
+        format!("-url=file://{}", path(&exported)),
+        format!("-keys={}", path(&keys_file)),
+        "-quorum=2".into(),
+        format!("-origin={ORIGIN}"),
+        format!("-entries={}", entries.join(",")),
+        "-bundles=0,300,999".into(),
+        format!("-old={old_size}:{old_root}"),
+    ];
+    let said = run(&verifier, &from_dir);
+    for line in [
+        &format!("checkpoint: size {size} signed by 3 keys") as &str,
+        "root: recomputed from tiles",
+        "bundle: tile/entries/003.p/232, 232 entries on their leaves; entry 999 proved",
+        &format!("consistency: {old_size} -> {size}"),
+        "OK",
+    ] {
+        assert!(said.contains(line), "export: {line:?} missing:\n{said}");
+    }
+    // A directory whose checkpoint the trusted keys did not sign (here, one
+    // with its root altered) is refused, and left as it was.
+    let forged = dir.path().join("forged");
+    std::fs::create_dir_all(&forged).expect("dir");
+    let note = std::fs::read_to_string(exported.join("checkpoint")).expect("checkpoint");
+    let mut lines: Vec<&str> = note.lines().collect();
+    let other_root = veritrail_core::Hash::default().to_base64();
+    lines[2] = &other_root;
+    let forged_note = lines.join("\n") + "\n";
+    std::fs::write(forged.join("checkpoint"), &forged_note).expect("write");
+    let refused = export_tiles_output(&cluster, &forged, &keys_file).await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("does not verify"), "{why}");
+    assert_eq!(
+        std::fs::read_to_string(forged.join("checkpoint")).expect("read"),
+        forged_note
+    );
+    assert!(
+        !forged.join("tile").exists(),
+        "tiles written into a refused directory"
+    );
+
+    // An entry too long for the bundle's 16-bit length prefix: its bundle is
+    // refused by name rather than cut short (a cut entry would not hash to
+    // its leaf); the bundle before it is still served.
+    let mut long = sdk_event("tiles", "long");
+    long.payload = vec![b'x'; 65_536];
+    let seq = client.append(long).await.expect("append a long entry").seq;
+    assert_eq!(seq, 1000);
+    run(
+        &verifier,
+        &[
+            credentials,
+            vec![format!(
+                "-probes={}",
+                [
+                    "tile/entries/003.p/233=501",
+                    "tile/entries/003.p/232=200",
+                    "tile/0/003.p/233=200",
+                ]
+                .join(",")
+            )],
+        ]
+        .concat(),
+    );
+    // The export leaves that bundle out and says so; the rest still checks.
+    wait_for(
+        Duration::from_secs(30),
+        "a checkpoint over the long entry",
+        || async { (client.checkpoint(None).await.ok()?.tree_size == 1001).then_some(()) },
+    )
+    .await;
+    let said = export_tiles(&cluster, &exported, &keys_file).await;
+    assert!(
+        said.contains("entry bundle 3 not written: entry 1000 is"),
+        "{said}"
+    );
+    assert!(exported.join("tile/0/003.p/233").exists());
+    assert!(!exported.join("tile/entries/003.p/233").exists());
+    let said = run(
+        &verifier,
+        &[
+            from_dir[..4].to_vec(),
+            vec!["-bundles=0,300".into(), format!("-old={size}:{root}")],
+        ]
+        .concat(),
+    );
+    assert!(
+        said.contains("checkpoint: size 1001 signed by 3 keys"),
+        "{said}"
+    );
+}
+
+/// Runs `veritrail export-tiles DIR --keys @KEYS` against the cluster.
+async fn export_tiles_output(cluster: &Cluster, dir: &Path, keys: &Path) -> std::process::Output {
+    let child = tokio::process::Command::new(veritrail())
+        .arg("export-tiles")
+        .arg(dir)
+        .arg(format!("--keys=@{}", keys.display()))
+        .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
+        .envs(cluster.cli_env().0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn veritrail");
+    tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("export-tiles finishes")
+        .expect("output")
+}
+
+/// As [`export_tiles_output`], which must succeed: its stdout and stderr.
+async fn export_tiles(cluster: &Cluster, dir: &Path, keys: &Path) -> String {
+    let output = export_tiles_output(cluster, dir, keys).await;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "export-tiles failed: {said}");
+    said
 }

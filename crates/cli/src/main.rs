@@ -16,6 +16,7 @@ mod context;
 mod keygen;
 mod output;
 mod read;
+mod tiles;
 mod trust;
 mod verify;
 
@@ -99,6 +100,10 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write an evidence bundle of a range, checked as it is written.
     Export(verify::ExportArgs),
+    /// Write the log as a C2SP tlog-tiles tree (checkpoint, hash tiles, entry
+    /// bundles) into a directory that any static web server can serve;
+    /// checked as it is written, and brought up to date when run again.
+    ExportTiles(tiles::ExportTilesArgs),
     /// Check an evidence bundle offline, without any network.
     VerifyBundle(verify::VerifyBundleArgs),
     /// Read an evidence bundle offline: `bundle show FILE` prints its entries.
@@ -338,6 +343,7 @@ async fn run(cli: Cli) -> output::CmdResult {
         Command::Proof(command) => read::proof(&client, format, command).await,
         Command::Verify(args) => verify::verify(&client, format, args).await,
         Command::Export(args) => verify::export(&client, format, args).await,
+        Command::ExportTiles(args) => tiles::export_tiles(&client, format, args).await,
         Command::VerifyBundle(_)
         | Command::Bundle(_)
         | Command::Keygen(_)

@@ -11,9 +11,10 @@
 //!   path form (`x001/x234/067`). A tile whose nodes the log does not hold yet
 //!   is `404`. Tiles never change once they exist, and say so to caches.
 //!
-//! Entry bundles (`tile/entries/...`) are not served yet: the spec's bundle
-//! prefixes each entry with a 16-bit length, and an entry may be larger; the
-//! entries are read through the gRPC API (docs/FORMAT.md section 10).
+//! - `GET /tile/entries/<N>[.p/<W>]`: the entry bundle beside level-0 tile
+//!   `N`: each entry's canonical bytes after a big-endian `uint16` length.
+//!   An entry longer than 65,535 bytes cannot be written so: its bundle is
+//!   `501`, naming it (docs/FORMAT.md section 10).
 //!
 //! With TLS, connections are TLS as on the gRPC port (HTTP/1.1 or HTTP/2 by
 //! ALPN) and the handshake is timed the same way. Unless `[tiles] anonymous`,
@@ -58,59 +59,75 @@ impl TileId {
     /// element of `N`, `x` before all but the last, and no `x000` first.
     pub fn parse(path: &str) -> Result<TileId, String> {
         let bad = |why: &str| format!("tile path {path:?}: {why}");
-        let mut parts = path.split('/');
-        let level = parts.next().unwrap_or_default();
+        let (level, rest) = path.split_once('/').unwrap_or((path, ""));
         let level: u8 = decimal(level)
             .and_then(|l| u8::try_from(l).ok())
             .filter(|l| *l <= 63)
             .ok_or_else(|| bad("the level must be a decimal from 0 to 63"))?;
-        let mut index: u64 = 0;
-        let mut width = TILE_WIDTH;
-        let mut first = true;
-        loop {
-            let element = parts
-                .next()
-                .ok_or_else(|| bad("the tile index ends early"))?;
-            let (digits, last) = match element.strip_prefix('x') {
-                Some(digits) => (digits, false),
-                None => (element, true),
-            };
-            let (digits, partial) = match digits.strip_suffix(".p") {
-                Some(digits) if last => (digits, true),
-                _ => (digits, false),
-            };
-            if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad("each element of the index is three digits"));
-            }
-            if first && !last && digits == "000" {
-                return Err(bad("the index has a leading x000"));
-            }
-            first = false;
-            let value: u64 = digits.parse().map_err(|_| bad("not a number"))?;
-            index = index
-                .checked_mul(1000)
-                .and_then(|i| i.checked_add(value))
-                .ok_or_else(|| bad("the index is too large"))?;
-            if last {
-                if partial {
-                    let w = parts.next().ok_or_else(|| bad("`.p` without a width"))?;
-                    width = decimal(w)
-                        .and_then(|w| u16::try_from(w).ok())
-                        .filter(|w| (1..TILE_WIDTH).contains(w))
-                        .ok_or_else(|| bad("a partial width is a decimal from 1 to 255"))?;
-                }
-                break;
-            }
-        }
-        if parts.next().is_some() {
-            return Err(bad("elements after the tile index"));
-        }
+        let (index, width) = index_and_width(rest).map_err(|why| bad(&why))?;
         Ok(TileId {
             level,
             index,
             width,
         })
     }
+
+    /// Parses `<N>[.p/<W>]` (what follows `tile/entries/`), spelt as in
+    /// [`TileId::parse`]: the entry bundle beside level-0 tile `N`.
+    pub fn parse_bundle(path: &str) -> Result<TileId, String> {
+        let (index, width) =
+            index_and_width(path).map_err(|why| format!("entry bundle path {path:?}: {why}"))?;
+        Ok(TileId {
+            level: 0,
+            index,
+            width,
+        })
+    }
+}
+
+/// `<N>[.p/<W>]`: the index and the width (256 unless partial).
+fn index_and_width(path: &str) -> Result<(u64, u16), String> {
+    let mut parts = path.split('/');
+    let mut index: u64 = 0;
+    let mut width = TILE_WIDTH;
+    let mut first = true;
+    loop {
+        let element = parts.next().ok_or("the tile index ends early")?;
+        let (digits, last) = match element.strip_prefix('x') {
+            Some(digits) => (digits, false),
+            None => (element, true),
+        };
+        let (digits, partial) = match digits.strip_suffix(".p") {
+            Some(digits) if last => (digits, true),
+            _ => (digits, false),
+        };
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("each element of the index is three digits".into());
+        }
+        if first && !last && digits == "000" {
+            return Err("the index has a leading x000".into());
+        }
+        first = false;
+        let value: u64 = digits.parse().map_err(|_| "not a number")?;
+        index = index
+            .checked_mul(1000)
+            .and_then(|i| i.checked_add(value))
+            .ok_or("the index is too large")?;
+        if last {
+            if partial {
+                let w = parts.next().ok_or("`.p` without a width")?;
+                width = decimal(w)
+                    .and_then(|w| u16::try_from(w).ok())
+                    .filter(|w| (1..TILE_WIDTH).contains(w))
+                    .ok_or("a partial width is a decimal from 1 to 255")?;
+            }
+            break;
+        }
+    }
+    if parts.next().is_some() {
+        return Err("elements after the tile index".into());
+    }
+    Ok((index, width))
 }
 
 /// A canonical decimal: digits, no leading zero (but `0` itself).
@@ -215,10 +232,8 @@ async fn tile(
     if let Err(refused) = tiles.admit(&conn, &headers) {
         return tiles.refuse(&refused);
     }
-    if path == "entries" || path.starts_with("entries/") {
-        return tiles.refuse(&NodeError::NotFound(
-            "entry bundles are not served: read entries through the gRPC API".into(),
-        ));
+    if let Some(bundle) = path.strip_prefix("entries/") {
+        return entry_bundle(&tiles, bundle).await;
     }
     let id = match TileId::parse(&path) {
         Ok(id) => id,
@@ -250,6 +265,67 @@ async fn tile(
         }
         Err(e) => tiles.refuse(&NodeError::from(e)),
     }
+}
+
+/// The largest entry a tlog-tiles entry bundle can carry: its length
+/// prefix is a big-endian `uint16`.
+const BUNDLE_ENTRY_MAX_BYTES: usize = u16::MAX as usize;
+
+/// `tile/entries/<N>[.p/<W>]`: the canonical bytes of entries `256N` to
+/// `256N + W - 1`, each after its length as a big-endian `uint16` (C2SP
+/// tlog-tiles), so that a client recomputes each leaf hash and checks it
+/// against the level-0 tile. A bundle holding an entry longer than the
+/// prefix can say is `501`, naming the entry: it cannot be written in the
+/// spec's format, and a shortened entry would not hash to its leaf.
+async fn entry_bundle(tiles: &Tiles, path: &str) -> Response {
+    let id = match TileId::parse_bundle(path) {
+        Ok(id) => id,
+        Err(why) => {
+            tiles.counted(StatusCode::BAD_REQUEST);
+            return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
+        }
+    };
+    let entries = match tiles.node.reader.entry_bundle(id.index, id.width).await {
+        Ok(entries) => entries,
+        Err(e) => return tiles.refuse(&NodeError::from(e)),
+    };
+    if let Some(long) = entries
+        .iter()
+        .find(|e| e.canonical.len() > BUNDLE_ENTRY_MAX_BYTES)
+    {
+        tiles.counted(StatusCode::NOT_IMPLEMENTED);
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "entry {} is {} bytes, longer than the {BUNDLE_ENTRY_MAX_BYTES} a tlog-tiles \
+                 entry bundle can carry: read it through the gRPC API (Get), and check its \
+                 leaf hash against tile/0/{}\n",
+                long.seq(),
+                long.canonical.len(),
+                path
+            ),
+        )
+            .into_response();
+    }
+    let mut body = Vec::with_capacity(entries.iter().map(|e| 2 + e.canonical.len()).sum());
+    for entry in &entries {
+        // Checked above: every length fits.
+        let length = u16::try_from(entry.canonical.len()).unwrap_or(u16::MAX);
+        body.extend_from_slice(&length.to_be_bytes());
+        body.extend_from_slice(&entry.canonical);
+    }
+    tiles.counted(StatusCode::OK);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CACHE_CONTROL, tiles.immutable()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Serves tiles on `listener` for as long as the node runs. `tls` is the
@@ -380,6 +456,11 @@ mod tests {
             "0/x999/x999/x999/x999/x999/x999/x999",
         ] {
             assert!(TileId::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(TileId::parse_bundle("000"), Ok(t(0, 0, 256)));
+        assert_eq!(TileId::parse_bundle("x001/002.p/9"), Ok(t(0, 1002, 9)));
+        for bad in ["", "0", "0/000", "000/", "003.p/0", "x000/001", "000.p"] {
+            assert!(TileId::parse_bundle(bad).is_err(), "bundle {bad:?} parsed");
         }
     }
 }

@@ -132,6 +132,11 @@ impl AsyncReader {
         self.read(move |r| r.tile_hashes(level, index, width)).await
     }
 
+    /// See [`AuditReader::entry_bundle`].
+    pub async fn entry_bundle(&self, index: u64, width: u16) -> Result<Vec<StoredEntry>> {
+        self.read(move |r| r.entry_bundle(index, width)).await
+    }
+
     /// See [`AuditReader::inclusion_proof`].
     pub async fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.read(move |r| r.inclusion_proof(seq, size)).await

@@ -449,6 +449,40 @@ impl AuditReader {
         DbNodes::new(&self.shared.db).nodes(&ids)
     }
 
+    /// The entries of a C2SP tlog-tiles entry bundle: `width` of them from
+    /// seq `index * 256` on, each as its canonical bytes (whose leaf hash is
+    /// the level-0 tile's hash at the same place), all of them held by this
+    /// node (`OutOfRange` otherwise). Like tiles, bundles never change.
+    pub fn entry_bundle(&self, index: u64, width: u16) -> Result<Vec<StoredEntry>> {
+        let out_of_range = || {
+            StoreError::OutOfRange(format!(
+                "entry bundle {index} of width {width} is beyond the log, which holds {} entries",
+                self.tail().size
+            ))
+        };
+        if width == 0 || width > 256 {
+            return Err(out_of_range());
+        }
+        let first = index.checked_mul(256).ok_or_else(out_of_range)?;
+        let end = first
+            .checked_add(u64::from(width))
+            .ok_or_else(out_of_range)?;
+        if end > self.tail().size {
+            return Err(out_of_range());
+        }
+        let cf = self.shared.db.cf(CF_ENTRIES);
+        let keys: Vec<_> = (first..end).map(|s| (cf, u64_key(s))).collect();
+        (first..end)
+            .zip(self.shared.db.raw().multi_get_cf(keys))
+            .map(|(seq, value)| {
+                let bytes = value?.ok_or_else(|| {
+                    StoreError::corrupt(format!("entries/{seq}"), "a held entry is missing")
+                })?;
+                stored_entry(seq, bytes)
+            })
+            .collect()
+    }
+
     /// The inclusion proof of entry `seq` in the tree of `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.check_size(size)?;

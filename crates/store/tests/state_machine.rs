@@ -480,4 +480,24 @@ async fn tiles_are_the_stored_perfect_nodes_the_log_holds() {
             "tile {level}/{index}.p/{width} of a log of 600"
         );
     }
+    // Entry bundles: the entries whose leaf hashes the level-0 tiles hold.
+    let bundle_hashes = |index: u64, width: u16| -> Vec<_> {
+        reader
+            .entry_bundle(index, width)
+            .expect("bundle")
+            .iter()
+            .map(|e| veritrail_core::entry_hash(&e.canonical))
+            .collect()
+    };
+    assert_eq!(bundle_hashes(0, 256), leaves[..256]);
+    assert_eq!(bundle_hashes(2, 88), leaves[512..]);
+    for (index, width) in [(2, 89), (2, 256), (3, 1), (0, 0), (0, 257)] {
+        assert!(
+            matches!(
+                reader.entry_bundle(index, width),
+                Err(StoreError::OutOfRange(_))
+            ),
+            "entry bundle {index}.p/{width} of a log of 600"
+        );
+    }
 }
