@@ -236,6 +236,27 @@ impl Pki {
         self.dir.join("ca.pem")
     }
 
+    /// A raw TLS client trusting this CA, presenting no certificate and
+    /// offering `alpn`: for tests that speak below gRPC's client.
+    pub fn raw_tls_connector(&self, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(self.ca()).expect("CA file") {
+            roots.add(ca.expect("CA")).expect("a CA rustls takes");
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    }
+
     /// Node `id`'s certificate and key, valid for `host`; issued once.
     pub fn node(&self, id: u64, host: &str) -> (PathBuf, PathBuf) {
         self.node_of(ORIGIN, id, host)

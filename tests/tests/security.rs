@@ -988,28 +988,11 @@ fn raw_tls(
     tokio_rustls::TlsConnector,
     rustls::pki_types::ServerName<'static>,
 ) {
-    use std::sync::Arc;
-
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-
     let pki = cluster.pki.as_ref().expect("TLS");
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(pki.ca()).expect("CA file") {
-        roots.add(ca.expect("CA")).expect("a CA rustls takes");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
     let (host, _) = cluster.nodes[i].addr.rsplit_once(':').expect("host:port");
     (
-        tokio_rustls::TlsConnector::from(Arc::new(config)),
-        ServerName::try_from(host.to_owned()).expect("server name"),
+        pki.raw_tls_connector(b"h2"),
+        rustls::pki_types::ServerName::try_from(host.to_owned()).expect("server name"),
     )
 }
 

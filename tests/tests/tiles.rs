@@ -4,7 +4,9 @@
 //! checkpoint, hash tiles and entry bundles from a running node over TLS,
 //! open the checkpoint with the nodes' keys, recompute the root, check every
 //! bundled entry against its leaf, and check inclusion and consistency proofs
-//! built from the tiles alone (issue #19).
+//! built from the tiles alone; the same client reads a directory written by
+//! `veritrail export-tiles` and checks a C2SP tlog-proof file offline
+//! (issue #19).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,15 +46,28 @@ fn build_go_verifier(dir: &Path) -> Option<PathBuf> {
     }
 }
 
-/// Runs the verifier; its output, or a panic with it when it failed.
-fn run(binary: &Path, args: &[String]) -> String {
+/// Runs the verifier: whether it passed, and what it said.
+fn run_verifier(binary: &Path, args: &[String]) -> (bool, String) {
     let out = Command::new(binary).args(args).output().expect("run");
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "verify_tiles {args:?}:\n{said}");
+    (out.status.success(), said)
+}
+
+/// Runs the verifier; its output, or a panic with it when it failed.
+fn run(binary: &Path, args: &[String]) -> String {
+    let (passed, said) = run_verifier(binary, args);
+    assert!(passed, "verify_tiles {args:?}:\n{said}");
+    said
+}
+
+/// Runs the verifier, which must fail; its output.
+fn run_expecting_failure(binary: &Path, args: &[String]) -> String {
+    let (passed, said) = run_verifier(binary, args);
+    assert!(!passed, "verify_tiles {args:?} passed:\n{said}");
     said
 }
 
@@ -246,6 +261,92 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
         "tiles written into a refused directory"
     );
 
+    // One entry's proof as a C2SP tlog-proof file: checked offline by Go's
+    // sumdb code (from the specification's layout) and by `verify-proof`;
+    // with its entry altered, refused by both.
+    let proof_file = dir.path().join("entry-256.tlog-proof");
+    let keys_arg = format!("--keys=@{}", path(&keys_file));
+    let wrote = cli(
+        &cluster,
+        &[
+            "proof".into(),
+            "inclusion".into(),
+            "--seq=256".into(),
+            keys_arg.clone(),
+            format!("--tlog-proof={}", path(&proof_file)),
+        ],
+    )
+    .await;
+    assert!(wrote.status.success(), "{wrote:?}");
+    let text = std::fs::read_to_string(&proof_file).expect("the proof file");
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+    let offline = [
+        format!("-keys={}", path(&keys_file)),
+        "-quorum=2".into(),
+        format!("-origin={ORIGIN}"),
+    ];
+    let said = run(
+        &verifier,
+        &[
+            offline.to_vec(),
+            vec![format!("-tlog-proof={}", path(&proof_file))],
+        ]
+        .concat(),
+    );
+    assert!(
+        said.contains(&format!(
+            "tlog-proof: entry 256 in the tree of size {size}, signed by 3 keys"
+        )),
+        "{said}"
+    );
+    let checked = cli(
+        &cluster,
+        &["verify-proof".into(), path(&proof_file), keys_arg.clone()],
+    )
+    .await;
+    assert!(checked.status.success(), "{checked:?}");
+    // The entry altered: its event id e-256 becomes e-257, base64 and all.
+    let altered_file = dir.path().join("altered.tlog-proof");
+    let (head, rest) = text.split_once("\nindex").expect("layout");
+    let extra = head
+        .strip_prefix("c2sp.org/tlog-proof@v1\nextra ")
+        .expect("extra");
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut canonical = engine.decode(extra).expect("base64");
+    let at = canonical
+        .windows(5)
+        .position(|w| w == b"e-256")
+        .expect("the event id in the entry");
+    canonical[at + 4] = b'7';
+    std::fs::write(
+        &altered_file,
+        format!(
+            "c2sp.org/tlog-proof@v1\nextra {}\nindex{rest}",
+            engine.encode(&canonical)
+        ),
+    )
+    .expect("write");
+    let refused = run_expecting_failure(
+        &verifier,
+        &[
+            offline.to_vec(),
+            vec![format!("-tlog-proof={}", path(&altered_file))],
+        ]
+        .concat(),
+    );
+    assert!(refused.contains("not in the tree"), "{refused}");
+    let refused = cli(
+        &cluster,
+        &["verify-proof".into(), path(&altered_file), keys_arg],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not in the signed tree"),
+        "{refused:?}"
+    );
+
     // An entry too long for the bundle's 16-bit length prefix: its bundle is
     // refused by name rather than cut short (a cut entry would not hash to
     // its leaf); the bundle before it is still served.
@@ -299,10 +400,21 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
 
 /// Runs `veritrail export-tiles DIR --keys @KEYS` against the cluster.
 async fn export_tiles_output(cluster: &Cluster, dir: &Path, keys: &Path) -> std::process::Output {
+    cli(
+        cluster,
+        &[
+            "export-tiles".into(),
+            dir.display().to_string(),
+            format!("--keys=@{}", keys.display()),
+        ],
+    )
+    .await
+}
+
+/// Runs the `veritrail` CLI with `args` against the cluster.
+async fn cli(cluster: &Cluster, args: &[String]) -> std::process::Output {
     let child = tokio::process::Command::new(veritrail())
-        .arg("export-tiles")
-        .arg(dir)
-        .arg(format!("--keys=@{}", keys.display()))
+        .args(args)
         .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
         .envs(cluster.cli_env().0)
         .stdout(std::process::Stdio::piped())
@@ -312,7 +424,7 @@ async fn export_tiles_output(cluster: &Cluster, dir: &Path, keys: &Path) -> std:
         .expect("spawn veritrail");
     tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
-        .expect("export-tiles finishes")
+        .expect("the CLI finishes")
         .expect("output")
 }
 
@@ -326,4 +438,115 @@ async fn export_tiles(cluster: &Cluster, dir: &Path, keys: &Path) -> String {
     );
     assert!(output.status.success(), "export-tiles failed: {said}");
     said
+}
+
+/// A TLS connection to node `i`'s tiles port speaking HTTP/1.1, without a
+/// client certificate (the port is anonymous here).
+async fn tiles_connection(
+    cluster: &Cluster,
+    i: usize,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let connector = cluster
+        .pki
+        .as_ref()
+        .expect("TLS")
+        .raw_tls_connector(b"http/1.1");
+    let addr = cluster.nodes[i].tiles_addr.as_ref().expect("tiles");
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    connector.connect(name, tcp).await
+}
+
+/// Reads from `conn` until the peer ends it; `false` when it is still open
+/// after `within`.
+async fn closed_within(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    within: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        // End of stream, or an error for a close without close_notify.
+        while let Ok(n) = conn.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The tiles port holds at most `tiles.max_connections` connections: one
+/// more is closed at once, before its TLS handshake. A connection with no
+/// request open for `grpc.idle_timeout_ms` is closed, so that idle
+/// keep-alive connections give their places back (the tiles port had
+/// neither: issue #19's notes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tiles_port_caps_its_connections_and_closes_idle_ones() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = Cluster::start(
+        1,
+        ClusterOptions {
+            tiles: Some(true),
+            // The first line lands in the `[tiles]` table the harness writes
+            // last.
+            extra_toml: "max_connections = 4\n[grpc]\nidle_timeout_ms = 1500\n".into(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    grow(&cluster, 0, 1).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = tiles_connection(&cluster, 0).await.expect("a connection");
+        conn.write_all(b"GET /checkpoint HTTP/1.1\r\nHost: tiles\r\n\r\n")
+            .await
+            .expect("request");
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await.expect("an answer");
+        assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+        held.push(conn);
+    }
+    // A fifth is not served while the four are open.
+    let fifth = tiles_connection(&cluster, 0).await;
+    assert!(
+        fifth.is_err(),
+        "a fifth connection was taken beyond tiles.max_connections = 4"
+    );
+    // Idle, the four are closed within the idle timeout (and a little).
+    let started = std::time::Instant::now();
+    for (i, conn) in held.iter_mut().enumerate() {
+        assert!(
+            closed_within(conn, Duration::from_secs(4)).await,
+            "idle connection {i} still open {:?} after a 1.5 s idle timeout",
+            started.elapsed()
+        );
+    }
+    // Their places are free again.
+    let mut conn = wait_for(
+        Duration::from_secs(10),
+        "a connection once the idle ones went",
+        || async { tiles_connection(&cluster, 0).await.ok() },
+    )
+    .await;
+    conn.write_all(b"GET /checkpoint HTTP/1.1\r\nHost: tiles\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Entry bundles hold the events themselves: an anonymous port does not
+    // open them to anyone.
+    let mut conn = tiles_connection(&cluster, 0).await.expect("a connection");
+    conn.write_all(
+        b"GET /tile/entries/000.p/1 HTTP/1.1\r\nHost: tiles\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("request");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }

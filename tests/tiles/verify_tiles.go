@@ -90,6 +90,7 @@ func main() {
 	old := flag.String("old", "", "size:root-base64 of an older checkpoint")
 	probes := flag.String("probes", "", "path=status,... paths to probe")
 	bundles := flag.String("bundles", "", "index,... entries to read from entry bundles and prove")
+	proofFile := flag.String("tlog-proof", "", "a c2sp.org/tlog-proof@v1 file to check offline")
 	flag.Parse()
 
 	config := &tls.Config{}
@@ -143,32 +144,16 @@ func main() {
 		}
 		verifiers = append(verifiers, v)
 	}
+	if *proofFile != "" {
+		checkTlogProof(*proofFile, verifiers, *quorum, *origin)
+		return
+	}
 	msg, resp, err := get(client, *base+"/checkpoint")
 	if err != nil || resp.StatusCode != 200 {
 		fail("checkpoint: %v %v %s", err, resp, msg)
 	}
-	n, err := note.Open(msg, note.VerifierList(verifiers...))
-	if err != nil {
-		fail("checkpoint signatures: %v", err)
-	}
-	if len(n.Sigs) < *quorum {
-		fail("checkpoint signed by %d known keys, quorum %d", len(n.Sigs), *quorum)
-	}
-	lines := strings.Split(n.Text, "\n")
-	if len(lines) < 4 || lines[0] != *origin {
-		fail("checkpoint text %q", n.Text)
-	}
-	size, err := strconv.ParseInt(lines[1], 10, 64)
-	if err != nil {
-		fail("checkpoint size %q", lines[1])
-	}
-	rootBytes, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(rootBytes) != 32 {
-		fail("checkpoint root %q", lines[2])
-	}
-	var root tlog.Hash
-	copy(root[:], rootBytes)
-	fmt.Printf("checkpoint: size %d signed by %d keys\n", size, len(n.Sigs))
+	size, root, signers := openCheckpoint(msg, verifiers, *quorum, *origin)
+	fmt.Printf("checkpoint: size %d signed by %d keys\n", size, signers)
 
 	tree := tlog.Tree{N: size, Hash: root}
 	hashes := tlog.TileHashReader(tree, &tileReader{client: client, base: *base, static: static})
@@ -293,4 +278,83 @@ func splitLines(s string) []string {
 		}
 	}
 	return out
+}
+
+// checkTlogProof checks a tlog-proof as its specification (c2sp.org/tlog-proof)
+// lays it out, offline: the checkpoint opened with the given keys, and the
+// inclusion of the record hash of the extra data (Veritrail puts the entry's
+// canonical bytes there) at the index.
+func checkTlogProof(path string, verifiers []note.Verifier, quorum int, origin string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fail("%v", err)
+	}
+	head, checkpoint, ok := strings.Cut(string(data), "\n\n")
+	if !ok {
+		fail("tlog-proof: no empty line before the checkpoint")
+	}
+	lines := strings.Split(head, "\n")
+	if lines[0] != "c2sp.org/tlog-proof@v1" {
+		fail("tlog-proof: first line %q", lines[0])
+	}
+	lines = lines[1:]
+	var extra []byte
+	if len(lines) > 0 && strings.HasPrefix(lines[0], "extra ") {
+		extra, err = base64.StdEncoding.DecodeString(strings.TrimPrefix(lines[0], "extra "))
+		if err != nil {
+			fail("tlog-proof: extra: %v", err)
+		}
+		lines = lines[1:]
+	}
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "index ") {
+		fail("tlog-proof: no index line")
+	}
+	index, err := strconv.ParseInt(strings.TrimPrefix(lines[0], "index "), 10, 64)
+	if err != nil {
+		fail("tlog-proof: index: %v", err)
+	}
+	var proof tlog.RecordProof
+	for _, line := range lines[1:] {
+		raw, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || len(raw) != 32 {
+			fail("tlog-proof: proof line %q", line)
+		}
+		var h tlog.Hash
+		copy(h[:], raw)
+		proof = append(proof, h)
+	}
+	size, root, signers := openCheckpoint([]byte(checkpoint), verifiers, quorum, origin)
+	if err := tlog.CheckRecord(proof, size, root, index, tlog.RecordHash(extra)); err != nil {
+		fail("tlog-proof: entry %d not in the tree of size %d: %v", index, size, err)
+	}
+	fmt.Printf("tlog-proof: entry %d in the tree of size %d, signed by %d keys\n", index, size, signers)
+	fmt.Println("OK")
+}
+
+// openCheckpoint opens a signed checkpoint with the given keys, demands a
+// quorum of them and the origin, and returns its size, its root and how
+// many known keys signed it.
+func openCheckpoint(msg []byte, verifiers []note.Verifier, quorum int, origin string) (int64, tlog.Hash, int) {
+	n, err := note.Open(msg, note.VerifierList(verifiers...))
+	if err != nil {
+		fail("checkpoint signatures: %v", err)
+	}
+	if len(n.Sigs) < quorum {
+		fail("checkpoint signed by %d known keys, quorum %d", len(n.Sigs), quorum)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) < 4 || lines[0] != origin {
+		fail("checkpoint text %q", n.Text)
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		fail("checkpoint size %q", lines[1])
+	}
+	rootBytes, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(rootBytes) != 32 {
+		fail("checkpoint root %q", lines[2])
+	}
+	var root tlog.Hash
+	copy(root[:], rootBytes)
+	return size, root, len(n.Sigs)
 }

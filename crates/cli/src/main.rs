@@ -17,6 +17,7 @@ mod keygen;
 mod output;
 mod read;
 mod tiles;
+mod tlog_proof;
 mod trust;
 mod verify;
 
@@ -106,6 +107,10 @@ enum Command {
     ExportTiles(tiles::ExportTilesArgs),
     /// Check an evidence bundle offline, without any network.
     VerifyBundle(verify::VerifyBundleArgs),
+    /// Check a C2SP tlog-proof file (`proof inclusion --tlog-proof`) offline,
+    /// without any network: the entry it carries, its inclusion proof and
+    /// the co-signed checkpoint, against the keys given.
+    VerifyProof(tlog_proof::VerifyProofArgs),
     /// Read an evidence bundle offline: `bundle show FILE` prints its entries.
     #[command(subcommand)]
     Bundle(verify::BundleCommand),
@@ -319,6 +324,7 @@ async fn run(cli: Cli) -> output::CmdResult {
     // The offline commands must not even build a client.
     match &cli.command {
         Command::VerifyBundle(args) => return verify::verify_bundle(format, args),
+        Command::VerifyProof(args) => return tlog_proof::verify_proof(format, args),
         Command::Bundle(command) => return verify::bundle(format, command),
         Command::Keygen(args) => return keygen::run(format, args),
         Command::Completions { shell } => {
@@ -345,6 +351,7 @@ async fn run(cli: Cli) -> output::CmdResult {
         Command::Export(args) => verify::export(&client, format, args).await,
         Command::ExportTiles(args) => tiles::export_tiles(&client, format, args).await,
         Command::VerifyBundle(_)
+        | Command::VerifyProof(_)
         | Command::Bundle(_)
         | Command::Keygen(_)
         | Command::Completions { .. }

@@ -116,6 +116,13 @@ pub enum ProofCommand {
         size: Option<u64>,
         #[command(flatten)]
         keys: KeyArgs,
+        /// Also write the checked proof to FILE as a C2SP tlog-proof
+        /// (`c2sp.org/tlog-proof@v1`, conventionally `.tlog-proof`): the
+        /// entry's canonical bytes as its `extra`, the inclusion proof and the
+        /// co-signed checkpoint. `veritrail verify-proof` and any tlog-proof
+        /// verifier check it offline.
+        #[arg(long, value_name = "FILE")]
+        tlog_proof: Option<std::path::PathBuf>,
     },
     /// The consistency proof between two tree sizes, checked against the
     /// co-signed checkpoints of those sizes.
@@ -233,7 +240,12 @@ pub async fn checkpoint(client: &Client, format: Format, args: &CheckpointArgs) 
 
 pub async fn proof(client: &Client, format: Format, command: &ProofCommand) -> CmdResult {
     match command {
-        ProofCommand::Inclusion { entry, size, keys } => {
+        ProofCommand::Inclusion {
+            entry,
+            size,
+            keys,
+            tlog_proof,
+        } => {
             let entry = entry.fetch(client).await?;
             let seq = &entry.seq();
             let trust = trust::from_cluster(client, format, keys).await?;
@@ -272,6 +284,25 @@ pub async fn proof(client: &Client, format: Format, command: &ProofCommand) -> C
                     first_bad_seq: Some(*seq),
                     details: None,
                 })?;
+            if let Some(path) = tlog_proof {
+                let text = crate::tlog_proof::TlogProof {
+                    extra: Some(entry.canonical.clone()),
+                    index: *seq,
+                    proof: proof.proof.clone(),
+                    checkpoint: checkpoint.note.clone(),
+                }
+                .encode();
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, text)
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                if format == Format::Text {
+                    eprintln!(
+                        "wrote the proof to {} (c2sp.org/tlog-proof@v1)",
+                        path.display()
+                    );
+                }
+            }
             match format {
                 Format::Json => output::print_json(&json!({
                     "ok": true,

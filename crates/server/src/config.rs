@@ -49,7 +49,7 @@ pub struct Config {
 }
 
 /// The C2SP tlog-tiles read path (`tiles.rs`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TilesConfig {
     /// Where `checkpoint` and `tile/...` are served over HTTP(S), TLS as on
@@ -59,6 +59,20 @@ pub struct TilesConfig {
     /// hashes and the checkpoint only; off, a caller needs the policy's
     /// `proofs` grant.
     pub anonymous: bool,
+    /// Connections held open at once; one more is closed as soon as it is
+    /// accepted, before its TLS handshake. A connection with no request
+    /// open for `grpc.idle_timeout_ms` is closed and gives its place back.
+    pub max_connections: usize,
+}
+
+impl Default for TilesConfig {
+    fn default() -> Self {
+        TilesConfig {
+            listen_addr: None,
+            anonymous: false,
+            max_connections: 1024,
+        }
+    }
 }
 
 /// What a node does with data that fails its checks on open (`repair.rs`).
@@ -652,6 +666,9 @@ impl Config {
                 "connection_max_streams, tls_handshake_timeout_ms, preface_timeout_ms, idle_timeout_ms, \
                  principal_max_streams and principal_max_reads must be at least 1",
             ));
+        }
+        if self.tiles.max_connections == 0 {
+            return Err(invalid("tiles", "max_connections must be at least 1"));
         }
         let rate = &self.rate_limit;
         if (rate.events_per_s > 0 && rate.events_burst < self.grpc.request_max_events as u32)

@@ -139,7 +139,8 @@ impl Metrics {
         );
         registry.register(
             "tiles_requests",
-            "Requests to the tlog-tiles port (tiles.listen_addr), by HTTP status: 200, 400, 401, 403, 404, ...",
+            "Requests to the tlog-tiles port (tiles.listen_addr), by HTTP status: 200, 400, 401, 403, 404, ...; \
+             connection_refused: connections closed because tiles.max_connections were open",
             m.tiles_requests.clone(),
         );
         registry.register(

@@ -286,14 +286,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         current_tls.clone(),
     ));
     if let Some(addr) = config.tiles.listen_addr {
-        crate::tiles::spawn(
-            Arc::clone(&node),
-            addr,
-            current_tls.clone(),
-            config.tiles.anonymous,
-            Duration::from_millis(config.grpc.tls_handshake_timeout_ms),
-        )
-        .await?;
+        crate::tiles::spawn(Arc::clone(&node), addr, current_tls.clone()).await?;
     }
     let incoming = crate::listener::incoming(
         listener,

@@ -14,12 +14,16 @@
 //! - `GET /tile/entries/<N>[.p/<W>]`: the entry bundle beside level-0 tile
 //!   `N`: each entry's canonical bytes after a big-endian `uint16` length.
 //!   An entry longer than 65,535 bytes cannot be written so: its bundle is
-//!   `501`, naming it (docs/FORMAT.md section 10).
+//!   `501`, naming it (docs/FORMAT.md section 10). Bundles hold the events
+//!   themselves, so they need the policy's `read` grant even on an
+//!   anonymous port.
 //!
 //! With TLS, connections are TLS as on the gRPC port (HTTP/1.1 or HTTP/2 by
 //! ALPN) and the handshake is timed the same way. Unless `[tiles] anonymous`,
 //! a caller authenticates as on the gRPC port (client certificate or bearer
-//! token) and needs the policy's `proofs` grant.
+//! token) and needs the policy's `proofs` grant for the checkpoint and hash
+//! tiles. At most `tiles.max_connections` connections are held, and an idle
+//! one is closed after `grpc.idle_timeout_ms` ([`serve`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,9 +38,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::error::NodeError;
-use crate::idle::Activity;
+use crate::idle::{Activity, ActivityLayer};
 use crate::listener::{ConnInfo, CurrentTls};
 use crate::node::Node;
 use crate::policy::Action;
@@ -151,6 +156,17 @@ impl Tiles {
         if self.anonymous {
             return Ok(());
         }
+        self.admit_to(conn, headers, Action::Proofs)
+    }
+
+    /// The caller, as the gRPC port would know it, with `action`'s grant,
+    /// whatever `tiles.anonymous` says.
+    fn admit_to(
+        &self,
+        conn: &ConnInfo,
+        headers: &HeaderMap,
+        action: Action<'_>,
+    ) -> Result<(), NodeError> {
         let mut request = tonic::Request::new(());
         request.extensions_mut().insert(conn.clone());
         if let Some(value) = headers.get(header::AUTHORIZATION)
@@ -158,7 +174,7 @@ impl Tiles {
         {
             request.metadata_mut().insert("authorization", value);
         }
-        self.node.require(&request, Action::Proofs).map(|_| ())
+        self.node.require(&request, action).map(|_| ())
     }
 
     fn refuse(&self, error: &NodeError) -> Response {
@@ -229,11 +245,16 @@ async fn tile(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(bundle) = path.strip_prefix("entries/") {
+        // Entries are what the gRPC port's `read` grant guards: never
+        // anonymous, whatever `tiles.anonymous` opens.
+        if let Err(refused) = tiles.admit_to(&conn, &headers, Action::Read) {
+            return tiles.refuse(&refused);
+        }
+        return entry_bundle(&tiles, bundle).await;
+    }
     if let Err(refused) = tiles.admit(&conn, &headers) {
         return tiles.refuse(&refused);
-    }
-    if let Some(bundle) = path.strip_prefix("entries/") {
-        return entry_bundle(&tiles, bundle).await;
     }
     let id = match TileId::parse(&path) {
         Ok(id) => id,
@@ -321,7 +342,10 @@ async fn entry_bundle(tiles: &Tiles, path: &str) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             ),
-            (header::CACHE_CONTROL, tiles.immutable()),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=31536000, immutable"),
+            ),
         ],
         body,
     )
@@ -330,17 +354,26 @@ async fn entry_bundle(tiles: &Tiles, path: &str) -> Response {
 
 /// Serves tiles on `listener` for as long as the node runs. `tls` is the
 /// gRPC port's (reloaded with it), offered with HTTP/1.1 as well as HTTP/2.
-pub async fn serve(
-    node: Arc<Node>,
-    listener: TcpListener,
-    tls: Option<CurrentTls>,
-    anonymous: bool,
-    handshake: Duration,
-) {
+///
+/// At most `tiles.max_connections` connections are held: one more is closed
+/// as soon as it is accepted. The TLS handshake and a request's headers are
+/// timed as on the gRPC port (`grpc.tls_handshake_timeout_ms`), and a
+/// connection with no request open for `grpc.idle_timeout_ms` is closed
+/// (HTTP/1.1 keep-alive and HTTP/2 alike), so that idle clients give their
+/// places back.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, tls: Option<CurrentTls>) {
+    let anonymous = node.config.tiles.anonymous;
+    let handshake = Duration::from_millis(node.config.grpc.tls_handshake_timeout_ms);
+    let idle = Duration::from_millis(node.config.grpc.idle_timeout_ms);
+    let places = Arc::new(Semaphore::new(node.config.tiles.max_connections));
     let app = Router::new()
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
-        .with_state(Tiles { node, anonymous });
+        .layer(ActivityLayer)
+        .with_state(Tiles {
+            node: Arc::clone(&node),
+            anonymous,
+        });
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -350,25 +383,39 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
+            tracing::debug!(%remote, "tiles: every connection place is taken; closed");
+            node.metrics
+                .tiles_requests
+                .get_or_create(&vec![(
+                    "status".to_owned(),
+                    "connection_refused".to_owned(),
+                )])
+                .inc();
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = tls.as_ref().map(CurrentTls::http_acceptor);
         let app = app.clone();
         tokio::spawn(async move {
+            let _place = place;
             let mut builder = auto::Builder::new(TokioExecutor::new());
             // A client that never finishes its request headers is dropped.
             builder
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(handshake);
+            let activity = Activity::new();
             let result = match acceptor {
                 None => {
                     let info = ConnInfo {
                         remote,
                         peer_certs: None,
-                        activity: Activity::new(),
+                        activity: Arc::clone(&activity),
                     };
                     let service = TowerToHyperService::new(app.layer(Extension(info)));
-                    builder.serve_connection(TokioIo::new(tcp), service).await
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    until_idle(conn, &activity, idle).await
                 }
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
@@ -389,12 +436,11 @@ pub async fn serve(
                     let info = ConnInfo {
                         remote,
                         peer_certs,
-                        activity: Activity::new(),
+                        activity: Arc::clone(&activity),
                     };
                     let service = TowerToHyperService::new(app.layer(Extension(info)));
-                    builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    until_idle(conn, &activity, idle).await
                 }
             };
             if let Err(e) = result {
@@ -404,19 +450,52 @@ pub async fn serve(
     }
 }
 
+/// Drives `conn` to its end, shutting it down gracefully once no request has
+/// been open on it for `idle` (a request under way finishes first).
+async fn until_idle<I>(
+    conn: auto::Connection<'_, I, TowerToHyperService<Router>, TokioExecutor>,
+    activity: &Activity,
+    idle: Duration,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::pin!(conn);
+    let mut wait = idle;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => return ended,
+            () = tokio::time::sleep(wait), if !closing => {
+                match activity.idle_for() {
+                    Some(quiet) if quiet >= idle => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    Some(quiet) => wait = idle - quiet,
+                    None => wait = idle,
+                }
+            }
+        }
+    }
+}
+
 /// Binds `addr` and serves tiles there in the background.
 pub async fn spawn(
     node: Arc<Node>,
     addr: SocketAddr,
     tls: Option<CurrentTls>,
-    anonymous: bool,
-    handshake: Duration,
 ) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("tiles: listening on {addr}: {e}"))?;
-    tracing::info!(%addr, anonymous, "serving tlog-tiles");
-    tokio::spawn(serve(node, listener, tls, anonymous, handshake));
+    tracing::info!(
+        %addr,
+        anonymous = node.config.tiles.anonymous,
+        max_connections = node.config.tiles.max_connections,
+        "serving tlog-tiles"
+    );
+    tokio::spawn(serve(node, listener, tls));
     Ok(())
 }
 
