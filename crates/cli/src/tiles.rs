@@ -15,6 +15,10 @@
 //!   export would write;
 //! - the checkpoint is written last, after every tile is on disk (`syncfs`),
 //!   so that a reader never finds a checkpoint whose tiles are missing.
+//!
+//! Level-0 tiles and bundles are written as the entries stream in, before
+//! the root is known to match: entries that do not fold to the signed root
+//! leave the checkpoint alone but those files behind, and the error says so.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -319,9 +323,10 @@ pub async fn export_tiles(client: &Client, format: Format, args: &ExportTilesArg
         return Err(Failure::Verification {
             reason: format!(
                 "the root recomputed from entries {start} to {size} is not the one the \
-                 checkpoint signs: nothing more was written, and the checkpoint in {} was left \
-                 as it was",
-                args.dir.display()
+                 checkpoint signs: the checkpoint in {dir} was left as it was, but the level-0 \
+                 tiles and bundles from entry {start} on written by this run do not belong to \
+                 it; remove them (or export into an empty directory) before exporting again",
+                dir = args.dir.display()
             ),
             first_bad_seq: None,
             details: None,
