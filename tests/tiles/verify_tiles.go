@@ -205,6 +205,11 @@ func main() {
 		if tile.W == 256 && !static && !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
 			fail("%s: a full bundle not marked immutable", path)
 		}
+		// Go's transport asks for gzip and undoes it; the spec asks logs to
+		// compress bundles.
+		if !static && !resp.Uncompressed {
+			fail("%s: the bundle was not sent compressed", path)
+		}
 		var records [][]byte
 		for len(body) > 0 {
 			if len(body) < 2 {
