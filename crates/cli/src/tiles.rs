@@ -221,14 +221,7 @@ fn earlier_export(dir: &Path, trust: &CheckpointVerifier) -> Result<Option<(u64,
 
 pub async fn export_tiles(client: &Client, format: Format, args: &ExportTilesArgs) -> CmdResult {
     let trust = trust::from_cluster(client, format, &args.keys).await?;
-    let latest = client.checkpoint(None).await?;
-    let verified = trust
-        .verify(&latest.note)
-        .map_err(|e| Failure::Verification {
-            reason: format!("the latest checkpoint does not verify: {e}"),
-            first_bad_seq: None,
-            details: None,
-        })?;
+    let (note, verified) = trust::latest_checkpoint(client, &trust).await?;
     let (size, root) = (verified.checkpoint.size, verified.checkpoint.root);
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
@@ -353,7 +346,7 @@ pub async fn export_tiles(client: &Client, format: Format, args: &ExportTilesArg
     rustix::fs::syncfs(&dir).context("syncing the export's file system")?;
     let checkpoint = args.dir.join("checkpoint");
     let tmp = args.dir.join("checkpoint.tmp");
-    std::fs::write(&tmp, latest.note.as_bytes())?;
+    std::fs::write(&tmp, note.as_bytes())?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &checkpoint)?;
     dir.sync_all()?;

@@ -2,11 +2,11 @@
 
 use anyhow::{Context as _, bail};
 use veritrail_client::Client;
-use veritrail_core::checkpoint::CheckpointVerifier;
+use veritrail_core::checkpoint::{CheckpointVerifier, VerifiedCheckpoint};
 use veritrail_core::note::NoteKey;
 
 use crate::KeyArgs;
-use crate::output::Format;
+use crate::output::{Failure, Format};
 
 /// Keys given with `--keys`: verifier-key strings, or `@FILE` naming a file
 /// with one per line (blank lines and `#` comments skipped).
@@ -72,4 +72,21 @@ pub async fn from_cluster(
         }
     }
     verifier(&status.origin, keys, args.quorum)
+}
+
+/// The cluster's latest co-signed checkpoint, as signed text and verified
+/// against `trust`; a verification failure when it does not verify.
+pub async fn latest_checkpoint(
+    client: &Client,
+    trust: &CheckpointVerifier,
+) -> Result<(String, VerifiedCheckpoint), Failure> {
+    let latest = client.checkpoint(None).await?;
+    let verified = trust
+        .verify(&latest.note)
+        .map_err(|e| Failure::Verification {
+            reason: format!("the latest checkpoint does not verify: {e}"),
+            first_bad_seq: None,
+            details: None,
+        })?;
+    Ok((latest.note, verified))
 }

@@ -377,14 +377,7 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
 
 pub async fn export(client: &Client, format: Format, args: &ExportArgs) -> CmdResult {
     let trust = trust::from_cluster(client, format, &args.keys).await?;
-    let latest = client.checkpoint(None).await?;
-    let verified = trust
-        .verify(&latest.note)
-        .map_err(|e| Failure::Verification {
-            reason: format!("the latest checkpoint does not verify: {e}"),
-            first_bad_seq: None,
-            details: None,
-        })?;
+    let (note, verified) = trust::latest_checkpoint(client, &trust).await?;
     let size = verified.checkpoint.size;
     let to = args.to.unwrap_or(size);
     if to > size {
@@ -408,7 +401,7 @@ pub async fn export(client: &Client, format: Format, args: &ExportArgs) -> CmdRe
         origin: trust.origin().to_owned(),
         start: args.from,
         count: to - args.from,
-        checkpoint: latest.note.clone(),
+        checkpoint: note.clone(),
         keys: trust.keys().iter().map(|k| k.to_string()).collect(),
         quorum: trust.quorum(),
         left_frontier,
