@@ -1109,6 +1109,112 @@ async fn one_reader_cannot_hold_more_streams_than_its_cap() {
     .await;
 }
 
+/// Ten readers, each within its caps, tail the whole log from the leader at
+/// once: 600 streams reading every entry, as fast as the readers take them,
+/// while a service appends. Raft runs apart from client calls (its own
+/// runtime, client threads at a lower priority: ARCHITECTURE.md, "Raft apart
+/// from clients"), so the leader keeps its term and every append is taken
+/// (issue #17: one client cannot starve Raft; the caps alone let ten of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_within_their_caps_do_not_cost_the_leader_its_term() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use veritrail_proto::v1::TailRequest;
+    use veritrail_proto::v1::audit_log_client::AuditLogClient;
+
+    const READERS: usize = 10;
+    const STREAMS_EACH: usize = 60;
+    const LOAD: Duration = Duration::from_secs(12);
+
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+    let sdk = cluster.sdk();
+    for batch in 0..8 {
+        let events = (0..500)
+            .map(|i| sdk_event("tests", &format!("seed-{batch}-{i}")))
+            .collect();
+        sdk.append_batch(events).await.expect("seed the log");
+    }
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status");
+    let pki = cluster.pki.as_ref().expect("TLS");
+    // The leader's clients wait behind Raft by design, status calls too: the
+    // followers, which the readers leave alone, say who leads in which term.
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let views = || async {
+        let mut views = Vec::new();
+        for &i in &followers {
+            let status = cluster.status(i).await.expect("a follower's status");
+            views.push((status.leader_id, status.term));
+        }
+        views
+    };
+    let expected = vec![(Some(cluster.nodes[leader].id), before.term); 2];
+    assert_eq!(views().await, expected, "before the readers came");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let streamed = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for r in 0..READERS {
+        let (cert, key) = pki.client(&format!("reader-{r}"));
+        let channel = cluster.channel_as(leader, Some((&cert, &key))).await;
+        for _ in 0..STREAMS_EACH {
+            let (channel, stop, streamed) = (channel.clone(), stop.clone(), streamed.clone());
+            readers.push(tokio::spawn(async move {
+                let mut client = AuditLogClient::new(channel);
+                let Ok(stream) = client.tail(TailRequest::default()).await else {
+                    return;
+                };
+                let mut stream = stream.into_inner();
+                while !stop.load(Ordering::Relaxed) {
+                    match stream.message().await {
+                        Ok(Some(_)) => streamed.fetch_add(1, Ordering::Relaxed),
+                        _ => return,
+                    };
+                }
+            }));
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    let mut appended = 0;
+    let mut seen = Vec::new();
+    while started.elapsed() < LOAD {
+        seen.push(views().await);
+        let id = format!("under-load-{appended}");
+        match tokio::time::timeout(Duration::from_secs(5), sdk.append(sdk_event("tests", &id)))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failed.push(format!("{id}: {e}")),
+            Err(_) => failed.push(format!("{id}: no answer within 5 s")),
+        }
+        appended += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen.push(views().await);
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.abort();
+    }
+    let streamed = streamed.load(Ordering::Relaxed);
+    eprintln!("{appended} appends under load, {streamed} entries streamed to the readers");
+    assert!(
+        streamed > 10_000,
+        "the readers were not loading the leader: {streamed} entries streamed"
+    );
+    let changed: Vec<_> = seen.iter().filter(|v| **v != expected).collect();
+    assert!(
+        changed.is_empty(),
+        "the readers cost the leader its term: the followers saw (leader, term) {changed:?}, \
+         where {expected:?} was before; appends that failed: {failed:?}"
+    );
+    assert!(
+        failed.is_empty(),
+        "appends failed under the readers' load: {failed:?}"
+    );
+}
+
 /// The policy, the tokens and a node's certificate are replaced while the
 /// cluster takes appends, without a restart and without a failed append: a
 /// changed policy file is in force within seconds, a broken one is refused

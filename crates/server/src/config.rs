@@ -259,6 +259,9 @@ pub struct RaftConfig {
     pub snapshot_chunk_bytes: u64,
     /// Deadline of one snapshot chunk, including the final install.
     pub install_snapshot_timeout_ms: u64,
+    /// Worker threads of Raft's own runtime, apart from client calls
+    /// (`runtimes.rs`).
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +308,12 @@ pub struct GrpcConfig {
     /// streams have been sent elsewhere; then the rest are closed. 0 closes
     /// them at once.
     pub shutdown_grace_ms: u64,
+    /// How much less favoured by the scheduler the threads serving clients
+    /// are than Raft's (a Unix nice increment, 0 to 19; `runtimes.rs`).
+    pub client_thread_nice: u8,
+    /// Threads that run client reads (tokio's blocking pool of the clients'
+    /// runtime), at most; further reads wait for one.
+    pub client_blocking_threads: usize,
 }
 
 /// The event limits this node accepts from clients (docs/FORMAT.md section 1).
@@ -379,6 +388,7 @@ impl Default for RaftConfig {
             replication_stuck_after_ms: 30_000,
             snapshot_chunk_bytes: 1 << 20,
             install_snapshot_timeout_ms: 10_000,
+            threads: 2,
         }
     }
 }
@@ -406,6 +416,8 @@ impl Default for GrpcConfig {
             preface_timeout_ms: 5_000,
             idle_timeout_ms: 300_000,
             shutdown_grace_ms: 5_000,
+            client_thread_nice: 5,
+            client_blocking_threads: 64,
         }
     }
 }
@@ -590,6 +602,21 @@ impl Config {
             return Err(invalid(
                 "raft.election_timeout_max_ms",
                 "must exceed raft.election_timeout_min_ms",
+            ));
+        }
+        if r.threads == 0 {
+            return Err(invalid("raft.threads", "must be at least 1"));
+        }
+        if self.grpc.client_thread_nice > 19 {
+            return Err(invalid(
+                "grpc.client_thread_nice",
+                "is a nice increment: 0 (the node's own priority) to 19",
+            ));
+        }
+        if self.grpc.client_blocking_threads == 0 {
+            return Err(invalid(
+                "grpc.client_blocking_threads",
+                "must be at least 1",
             ));
         }
         if r.append_entries_max_entries == 0 || r.snapshot_chunk_bytes == 0 {

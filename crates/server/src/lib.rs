@@ -43,6 +43,7 @@ pub mod reload;
 pub mod repair;
 pub mod replication;
 pub mod routing;
+pub mod runtimes;
 pub mod senders;
 pub mod server;
 pub mod tiles;

@@ -17,6 +17,12 @@
 //! is ended (`idle.rs`).
 //! The verified client certificate chain travels with the connection
 //! ([`ConnInfo`]), where `auth.rs` reads the caller's identity.
+//!
+//! A connection whose certificate is a node certificate of this cluster goes
+//! to the [`PeerLane`]: a server of its own on Raft's runtime, so that peers'
+//! calls never wait behind clients' (`runtimes.rs`). Which calls it may make
+//! is still the services' business (`gate.rs`, `senders.rs`): the lane only
+//! decides where the work runs.
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,6 +39,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::idle::Activity;
 use crate::metrics::Metrics;
+use crate::tls::{CertIdentity, ClusterName};
 
 /// What every HTTP/2 client sends first (RFC 9113, section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -114,13 +121,40 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// Where connections of this cluster's nodes go.
+#[derive(Debug, Clone)]
+pub struct PeerLane {
+    pub cluster: ClusterName,
+    pub to: mpsc::Sender<io::Result<Conn>>,
+}
+
+impl PeerLane {
+    /// The lane and the connections it receives.
+    pub fn new(cluster: ClusterName) -> (PeerLane, ReceiverStream<io::Result<Conn>>) {
+        let (to, rx) = mpsc::channel(64);
+        (PeerLane { cluster, to }, ReceiverStream::new(rx))
+    }
+
+    /// Whether the connection's certificate names a node of this cluster.
+    fn takes(&self, conn: &Conn) -> bool {
+        conn.info
+            .peer_certs
+            .as_ref()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| CertIdentity::from_der(leaf).ok())
+            .is_some_and(|identity| self.cluster.node_id(&identity).is_some())
+    }
+}
+
 /// Accepts connections on `listener` until the returned stream is dropped.
-/// `tls` is `None` on a development node.
+/// `tls` is `None` on a development node. Nodes' connections go to `peers`
+/// when given, every other one to the returned stream.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<CurrentTls>,
     deadlines: Deadlines,
     metrics: Arc<Metrics>,
+    peers: Option<PeerLane>,
 ) -> ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -142,12 +176,17 @@ pub fn incoming(
             // AppendEntries reply) waited ~40 ms for the peer's delayed ACK.
             let _ = tcp.set_nodelay(true);
             let tls = tls.as_ref().map(CurrentTls::get);
-            let (tx, metrics) = (tx.clone(), Arc::clone(&metrics));
+            let (tx, metrics, peers) = (tx.clone(), Arc::clone(&metrics), peers.clone());
             tokio::spawn(async move {
                 match admit(tcp, remote, tls, deadlines).await {
-                    Ok(conn) => {
-                        let _ = tx.send(Ok(conn)).await;
-                    }
+                    Ok(conn) => match peers.filter(|lane| lane.takes(&conn)) {
+                        Some(lane) => {
+                            let _ = lane.to.send(Ok(conn)).await;
+                        }
+                        None => {
+                            let _ = tx.send(Ok(conn)).await;
+                        }
+                    },
                     Err(refusal) => {
                         metrics
                             .connections_dropped

@@ -320,17 +320,18 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     init_tracing(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtimes = match veritrail_server::runtimes::Runtimes::build(&config) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("veritraild: cannot start the async runtime: {e}");
+            eprintln!("veritraild: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(veritrail_server::run(config)) {
+    let raft = runtimes.raft.handle().clone();
+    match runtimes
+        .clients
+        .block_on(veritrail_server::run(config, raft))
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -39,7 +39,11 @@ pub struct Node {
     /// The store's reads, which run on tokio's blocking pool.
     pub reader: AsyncReader,
     pub signer: NoteSigner,
+    /// Connections to peers for forwarding, co-signing and the like.
     pub peers: Peers,
+    /// Raft's own connections to its peers, made on Raft's runtime
+    /// (`runtimes.rs`).
+    pub raft_peers: Peers,
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
     pub auth: Auth,

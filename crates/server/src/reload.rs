@@ -99,7 +99,8 @@ fn reload(node: &Node, tls: Option<&CurrentTls>) -> Result<Vec<&'static str>, St
     let mut what = Vec::new();
     if let (Some(current), Some((acceptor, client))) = (tls, material) {
         current.replace(acceptor);
-        node.peers.replace_tls(client);
+        node.peers.replace_tls(client.clone());
+        node.raft_peers.replace_tls(client);
         what.push("tls");
     }
     node.auth.replace_grants(grants);

@@ -113,8 +113,9 @@ fn open_store(config: &Config) -> Result<Store, String> {
         .map_err(|e| format!("opening {} after moving its data aside: {e}", dir.display()))
 }
 
-/// Runs a node until it is asked to stop.
-pub async fn run(config: Config) -> Result<(), String> {
+/// Runs a node until it is asked to stop, on the clients' runtime; Raft's
+/// work goes to `raft_runtime` (`runtimes.rs`).
+pub async fn run(config: Config, raft_runtime: tokio::runtime::Handle) -> Result<(), String> {
     // TLS, the policy and the tokens first: a node refused for them leaves
     // nothing behind (no key, no database).
     let tls = crate::tls::TlsMaterial::load(&config.tls, config.node_id, &config.origin)?;
@@ -140,34 +141,51 @@ pub async fn run(config: Config) -> Result<(), String> {
     // their principal again: it is checked once, here.
     veritrail_core::validate_principal(&principal, &config.limits.to_limits())
         .map_err(|e| format!("this node's identity {principal:?} cannot be a principal: {e}"))?;
-    let peers = Peers::new(
-        config.grpc.message_max_bytes,
-        tls.as_ref()
-            .map(crate::tls::TlsMaterial::peer_connector)
-            .transpose()?,
-    );
+    let connector = tls
+        .as_ref()
+        .map(crate::tls::TlsMaterial::peer_connector)
+        .transpose()?;
+    // Raft's calls to its peers have connections of their own, made on
+    // Raft's runtime; forwarding and co-signing use the others.
+    let peers = Peers::new(config.grpc.message_max_bytes, connector.clone());
+    let raft_peers = Peers::new(config.grpc.message_max_bytes, connector);
     let replication_health = ReplicationHealth::default();
     let mut raft_settings = raft_config(&config)?;
     // No election before `Node::refresh_elections` has looked at this
     // node: it may repair (repair.rs), or have just started with a leader
     // about to reach it (`Node::start_quiet`).
     raft_settings.enable_elect = false;
-    let raft = openraft::Raft::new(
+    // openraft spawns its core and replication tasks where it starts.
+    let network = Network {
+        peers: raft_peers.clone(),
+        message_max_bytes: config.grpc.message_max_bytes,
+        append_entries_max_bytes: config.raft.append_entries_max_bytes as usize,
+        append_entries_timeout: Duration::from_millis(config.raft.append_entries_timeout_ms),
+        health: replication_health.clone(),
+    };
+    let (node_id, log, state_machine) = (
         config.node_id,
-        Arc::new(raft_settings),
-        Network {
-            peers: peers.clone(),
-            message_max_bytes: config.grpc.message_max_bytes,
-            append_entries_max_bytes: config.raft.append_entries_max_bytes as usize,
-            append_entries_timeout: Duration::from_millis(config.raft.append_entries_timeout_ms),
-            health: replication_health.clone(),
-        },
         store.log.clone(),
         store.state_machine.clone(),
-    )
-    .await
-    .map_err(|e| format!("starting raft: {e}"))?;
-    let batcher = Batcher::start(raft.clone(), config.batch.clone(), Arc::clone(&metrics));
+    );
+    let raft = raft_runtime
+        .spawn(async move {
+            openraft::Raft::new(
+                node_id,
+                Arc::new(raft_settings),
+                network,
+                log,
+                state_machine,
+            )
+            .await
+        })
+        .await
+        .map_err(|e| format!("starting raft: {e}"))?
+        .map_err(|e| format!("starting raft: {e}"))?;
+    let batcher = {
+        let _raft_runtime = raft_runtime.enter();
+        Batcher::start(raft.clone(), config.batch.clone(), Arc::clone(&metrics))
+    };
     let node = Arc::new(Node {
         id: config.node_id,
         limits: config.limits.to_limits(),
@@ -176,6 +194,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         reader: AsyncReader::new(store.reader.clone()),
         signer,
         peers,
+        raft_peers,
         batcher,
         metrics: Arc::clone(&metrics),
         auth,
@@ -211,15 +230,15 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     node.refresh_elections();
     let quiet = Arc::clone(&node);
-    tokio::spawn(async move {
+    raft_runtime.spawn(async move {
         tokio::time::sleep(quiet.start_quiet()).await;
         quiet.refresh_elections();
     });
-    tokio::spawn(run_checkpoints(Arc::clone(&node)));
+    raft_runtime.spawn(run_checkpoints(Arc::clone(&node)));
     tokio::spawn(run_gauges(Arc::clone(&node)));
     tokio::spawn(crate::background::run_disk_gauges(Arc::clone(&node)));
     tokio::spawn(crate::disk::run_disk_watch(Arc::clone(&node)));
-    tokio::spawn(crate::background::run_fatal_watch(Arc::clone(&node)));
+    raft_runtime.spawn(crate::background::run_fatal_watch(Arc::clone(&node)));
     tokio::spawn(run_snapshot_trigger(Arc::clone(&node)));
     tokio::spawn(crate::repair::run_repair_watch(Arc::clone(&node)));
     let members = config.parse_initial_members().map_err(|e| e.to_string())?;
@@ -288,6 +307,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     if let Some(addr) = config.tiles.listen_addr {
         crate::tiles::spawn(Arc::clone(&node), addr, current_tls.clone()).await?;
     }
+    // Nodes' connections are served on Raft's runtime (`runtimes.rs`).
+    let (peer_lane, peer_incoming) = match &tls {
+        Some(t) => {
+            let (lane, incoming) = crate::listener::PeerLane::new(t.cluster.clone());
+            (Some(lane), Some(incoming))
+        }
+        None => (None, None),
+    };
     let incoming = crate::listener::incoming(
         listener,
         current_tls,
@@ -297,8 +324,30 @@ pub async fn run(config: Config) -> Result<(), String> {
             idle: Duration::from_millis(config.grpc.idle_timeout_ms),
         },
         Arc::clone(&metrics),
+        peer_lane,
     );
-    let server = Server::builder();
+    // Both servers carry every service: the lane decides where a
+    // connection's calls run, the gates what they may do.
+    let router = || {
+        Server::builder()
+            .layer(crate::idle::ActivityLayer)
+            .max_concurrent_streams(Some(config.grpc.connection_max_streams))
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .add_service(health_service.clone())
+            .add_service(reflection.clone())
+            .add_service(audit.clone())
+            .add_service(admin.clone())
+            .add_service(peer.clone())
+    };
+    if let Some(peer_incoming) = peer_incoming {
+        let peers_router = router();
+        // It stops with Raft's runtime, after Raft has shut down (`main`).
+        raft_runtime.spawn(async move {
+            if let Err(e) = peers_router.serve_with_incoming(peer_incoming).await {
+                tracing::error!(error = %e, "the peers' gRPC server failed");
+            }
+        });
+    }
     // The first signal starts the drain (crate::drain): streams send their
     // clients elsewhere, readiness goes down, tonic stops accepting and waits
     // for open calls; a second signal stops at once.
@@ -323,16 +372,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             });
         }
     };
-    let serve = server
-        .layer(crate::idle::ActivityLayer)
-        .max_concurrent_streams(Some(config.grpc.connection_max_streams))
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(audit)
-        .add_service(admin)
-        .add_service(peer)
-        .serve_with_incoming_shutdown(incoming, draining);
+    let serve = router().serve_with_incoming_shutdown(incoming, draining);
     let served = tokio::select! {
         served = serve => served,
         () = async {
