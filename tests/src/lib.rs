@@ -41,6 +41,11 @@ pub fn veritrail() -> PathBuf {
     binary("veritrail", "VERITRAIL_BIN")
 }
 
+/// The `veritrail-witness` binary under test.
+pub fn veritrail_witness() -> PathBuf {
+    binary("veritrail-witness", "VERITRAIL_WITNESS_BIN")
+}
+
 /// A binary of the workspace, from `env` or beside the test binary.
 fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
@@ -71,6 +76,110 @@ fn binary(name: &str, env: &str) -> PathBuf {
 /// could take it before the node binds it. Test processes picking at random
 /// from 12,000 ports collide only if two pick the same port within the moment
 /// between the check and a node's bind.
+/// The value of the first sample of metric `name` whose labels contain
+/// `labels`, in Prometheus text.
+pub fn metric_sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels)
+        })?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// An HTTP/1.1 answer as the tests read it.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// POSTs `body` to `http://addr/path` on a connection of its own, within 10 s.
+pub async fn http_post(addr: &str, path: &str, body: &str) -> HttpAnswer {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.expect("answer");
+        response
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("an answer within 10 s");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Debian's Go path, where `golang-golang-x-mod-dev` puts `golang.org/x/mod`.
+const GOPATH: &str = "/usr/share/gocode";
+
+/// Builds the Go program at `source` (relative to `tests/`) into `dir`,
+/// against Debian's `golang.org/x/mod` (`GO111MODULE=off`). `None`, said
+/// loudly, where there is no Go toolchain (`.ci/install-deps` installs
+/// golang-go and golang-golang-x-mod-dev); a program that does not build
+/// fails the test.
+pub fn build_go_program(source: &str, dir: &Path) -> Option<PathBuf> {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(source);
+    let name = source.file_stem().expect("a file name").to_owned();
+    let binary = dir.join(name);
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .env("GOCACHE", dir.join("gocache"))
+        .output();
+    match built {
+        Ok(out) if out.status.success() => Some(binary),
+        Ok(out) => panic!(
+            "{} does not build: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: no Go toolchain ({e}); `.ci/install-deps` installs golang-go and \
+                 golang-golang-x-mod-dev"
+            );
+            None
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     use rand::Rng as _;
     use std::sync::Mutex;

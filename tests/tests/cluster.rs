@@ -16,7 +16,7 @@ use veritrail_proto::v1::{
     GetCheckpointRequest, GetConsistencyProofRequest, GetEntryRequest, GetInclusionProofRequest,
     Member, ReadConsistency, ScanRequest, VerifyRangeRequest,
 };
-use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, event, wait_for};
+use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, event, metric_sample as sample, wait_for};
 
 fn hash(bytes: &[u8]) -> Hash {
     Hash::from_slice(bytes).expect("32-byte hash")
@@ -916,20 +916,6 @@ async fn a_removed_node_stops_by_itself() {
         cluster.log_tail(removed)
     );
     append(&cluster, cluster.leader().await, "after-removal").await;
-}
-
-/// The value of the first sample of `name` (with `labels`, if given) in a
-/// Prometheus text exposition.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels)
-        })?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// What an operator reaches for (#23 item 8): the release, the process, the

@@ -14,36 +14,10 @@ use std::time::Duration;
 
 use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, sdk_event, veritrail, wait_for};
 
-/// Debian's Go path, where `golang-golang-x-mod-dev` puts `golang.org/x/mod`.
-const GOPATH: &str = "/usr/share/gocode";
-
 /// Builds the Go verifier into `dir`; `None` (said loudly) where there is no
-/// Go toolchain with `golang.org/x/mod` (`.ci/install-deps` installs both).
+/// Go toolchain with `golang.org/x/mod`.
 fn build_go_verifier(dir: &Path) -> Option<PathBuf> {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tiles/verify_tiles.go");
-    let binary = dir.join("verify_tiles");
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", GOPATH)
-        .env("GOCACHE", dir.join("gocache"))
-        .output();
-    match built {
-        Ok(out) if out.status.success() => Some(binary),
-        Ok(out) => panic!(
-            "the Go verifier does not build: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: no Go toolchain ({e}); `.ci/install-deps` installs golang-go and \
-                 golang-golang-x-mod-dev"
-            );
-            None
-        }
-    }
+    veritrail_tests::build_go_program("tiles/verify_tiles.go", dir)
 }
 
 /// Runs the verifier: whether it passed, and what it said.

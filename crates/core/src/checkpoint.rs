@@ -10,6 +10,7 @@ use std::fmt;
 
 use crate::merkle::empty_root;
 use crate::note::{NoteKey, NoteSigner, SignedNote};
+use crate::policy::WitnessRule;
 use crate::{Error, Hash, genesis_hash};
 
 /// The keyword that starts Veritrail's extension line.
@@ -153,6 +154,9 @@ pub struct CheckpointVerifier {
     origin: String,
     keys: Vec<NoteKey>,
     quorum: usize,
+    /// The witnesses a checkpoint needs cosignatures from, if any (a trust
+    /// policy's: `policy.rs`).
+    witnesses: Option<WitnessRule>,
 }
 
 /// A checkpoint whose signatures verified, with who signed it.
@@ -162,6 +166,9 @@ pub struct VerifiedCheckpoint {
     pub note: SignedNote,
     /// Names of the keys whose signatures verified.
     pub signers: Vec<String>,
+    /// Policy names of the witnesses whose cosignatures verified (empty
+    /// without a witness rule).
+    pub witnesses: Vec<String>,
 }
 
 impl CheckpointVerifier {
@@ -178,7 +185,20 @@ impl CheckpointVerifier {
             origin: origin.to_owned(),
             keys,
             quorum,
+            witnesses: None,
         })
+    }
+
+    /// The same verifier, also requiring the witness cosignatures `rule`
+    /// asks for.
+    pub fn with_witnesses(mut self, rule: WitnessRule) -> Self {
+        self.witnesses = Some(rule);
+        self
+    }
+
+    /// The witness rule, when this verifier has one.
+    pub fn witness_rule(&self) -> Option<&WitnessRule> {
+        self.witnesses.as_ref()
     }
 
     /// Trust checkpoints signed by a majority of `keys`: the quorum that makes two
@@ -211,10 +231,15 @@ impl CheckpointVerifier {
                 found: checkpoint.origin,
             });
         }
+        let witnesses = match &self.witnesses {
+            Some(rule) => rule.check(&note)?,
+            None => Vec::new(),
+        };
         Ok(VerifiedCheckpoint {
             checkpoint,
             note,
             signers,
+            witnesses,
         })
     }
 }

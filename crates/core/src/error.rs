@@ -135,6 +135,18 @@ pub enum Error {
         fault: crate::chain::ChainFault,
     },
 
+    // ---- trust policies ------------------------------------------------------------
+    /// A trust policy file did not follow its format (docs/FORMAT.md section 13).
+    #[error("malformed trust policy: {0}")]
+    MalformedPolicy(String),
+
+    /// The witnesses whose cosignatures verified do not meet the policy's quorum.
+    #[error("the witness quorum {quorum:?} is not met: cosigned by {cosigned:?}")]
+    WitnessQuorumNotMet {
+        quorum: String,
+        cosigned: Vec<String>,
+    },
+
     // ---- evidence bundles -----------------------------------------------------------
     /// An evidence bundle could not be parsed.
     #[error("malformed evidence bundle: {0}")]

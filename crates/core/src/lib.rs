@@ -16,6 +16,7 @@
 pub mod bundle;
 pub mod chain;
 pub mod checkpoint;
+pub mod cosignature;
 mod encoding;
 mod entry;
 mod error;
@@ -25,6 +26,7 @@ pub mod key_set;
 mod limits;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 mod query;
 mod served;
 pub mod signature;

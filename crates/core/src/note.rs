@@ -33,9 +33,46 @@ const SIGNATURE_PREFIX: &str = "\u{2014} ";
 /// The key id of an Ed25519 key: the first four bytes, big-endian, of
 /// `SHA-256(name || "\n" || 0x01 || public key)`.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
-    let digest = Hash::digest_parts(&[name.as_bytes(), b"\n", &[ALG_ED25519], public_key]);
+    typed_key_id(name, ALG_ED25519, public_key)
+}
+
+/// The key id of a key of signature type `alg`: the first four bytes,
+/// big-endian, of `SHA-256(name || "\n" || alg || public key)`.
+pub(crate) fn typed_key_id(name: &str, alg: u8, public_key: &[u8; 32]) -> u32 {
+    let digest = Hash::digest_parts(&[name.as_bytes(), b"\n", &[alg], public_key]);
     let b = digest.as_bytes();
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Splits a key string `<name>+<8 hex key id>+<base64(alg || 32 bytes)>` (a
+/// verifier key, or a signer key after its `PRIVATE+KEY+`) into its name,
+/// id and 32 key bytes, checking that the type byte is `alg`. `what` names
+/// the string in errors.
+pub(crate) fn split_key_string(
+    text: &str,
+    alg: u8,
+    what: &str,
+) -> Result<(String, u32, [u8; 32]), Error> {
+    let bad = |why: &str| Error::MalformedKey(format!("{what}: {why}"));
+    // Split on the first two '+' only: the base64 part may itself hold '+'.
+    let (name, rest) = text
+        .split_once('+')
+        .ok_or_else(|| bad("expected name+id+key"))?;
+    let (id_hex, key_b64) = rest
+        .split_once('+')
+        .ok_or_else(|| bad("expected name+id+key"))?;
+    let id = parse_key_id(id_hex).ok_or_else(|| bad("key id must be 8 hex digits"))?;
+    let raw = BASE64
+        .decode(key_b64.trim_end())
+        .map_err(|_| bad("key is not base64"))?;
+    let (found, key) = raw.split_first().ok_or_else(|| bad("key is empty"))?;
+    if *found != alg {
+        return Err(bad(&format!(
+            "key type 0x{found:02x}, where 0x{alg:02x} is expected"
+        )));
+    }
+    let key: [u8; 32] = key.try_into().map_err(|_| bad("a key is 32 bytes"))?;
+    Ok((name.to_owned(), id, key))
 }
 
 /// Key names are non-empty and contain neither Unicode white space nor `+`.
@@ -77,28 +114,13 @@ impl NoteKey {
 
     /// Parses the verifier-key string `<name>+<8 hex key id>+<base64(0x01 || key)>`.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::MalformedKey(format!("verifier key {text:?}: {why}"));
-        // Split on the first two '+' only: the base64 part may itself hold '+'.
-        let (name, rest) = text
-            .split_once('+')
-            .ok_or_else(|| bad("expected name+id+key"))?;
-        let (id_hex, key_b64) = rest
-            .split_once('+')
-            .ok_or_else(|| bad("expected name+id+key"))?;
-        let id = parse_key_id(id_hex).ok_or_else(|| bad("key id must be 8 hex digits"))?;
-        let raw = BASE64
-            .decode(key_b64)
-            .map_err(|_| bad("key is not base64"))?;
-        let (alg, public) = raw.split_first().ok_or_else(|| bad("key is empty"))?;
-        if *alg != ALG_ED25519 {
-            return Err(bad("only Ed25519 keys (type 0x01) are supported"));
-        }
-        let public: &[u8; 32] = public
-            .try_into()
-            .map_err(|_| bad("an Ed25519 key is 32 bytes"))?;
-        let key = NoteKey::new(name, public)?;
+        let what = format!("verifier key {text:?}");
+        let (name, id, public) = split_key_string(text, ALG_ED25519, &what)?;
+        let key = NoteKey::new(&name, &public)?;
         if key.id != id {
-            return Err(bad("key id does not match the name and key"));
+            return Err(Error::MalformedKey(format!(
+                "{what}: key id does not match the name and key"
+            )));
         }
         Ok(key)
     }
@@ -172,30 +194,15 @@ impl NoteSigner {
     /// Parses the signer-key string `PRIVATE+KEY+<name>+<id>+<base64(0x01 || seed)>`,
     /// the form Go's `note` package uses.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::MalformedKey(format!("signer key: {why}"));
         let rest = text
             .strip_prefix("PRIVATE+KEY+")
-            .ok_or_else(|| bad("must start PRIVATE+KEY+"))?;
-        let (name, rest) = rest
-            .split_once('+')
-            .ok_or_else(|| bad("expected name+id+key"))?;
-        let (id_hex, key_b64) = rest
-            .split_once('+')
-            .ok_or_else(|| bad("expected name+id+key"))?;
-        let id = parse_key_id(id_hex).ok_or_else(|| bad("key id must be 8 hex digits"))?;
-        let raw = BASE64
-            .decode(key_b64.trim_end())
-            .map_err(|_| bad("key is not base64"))?;
-        let (alg, seed) = raw.split_first().ok_or_else(|| bad("key is empty"))?;
-        if *alg != ALG_ED25519 {
-            return Err(bad("only Ed25519 keys (type 0x01) are supported"));
-        }
-        let seed: &[u8; 32] = seed
-            .try_into()
-            .map_err(|_| bad("an Ed25519 seed is 32 bytes"))?;
-        let signer = NoteSigner::from_seed(name, seed)?;
+            .ok_or_else(|| Error::MalformedKey("signer key: must start PRIVATE+KEY+".into()))?;
+        let (name, id, seed) = split_key_string(rest, ALG_ED25519, "signer key")?;
+        let signer = NoteSigner::from_seed(&name, &seed)?;
         if signer.public.id != id {
-            return Err(bad("key id does not match the name and key"));
+            return Err(Error::MalformedKey(
+                "signer key: key id does not match the name and key".into(),
+            ));
         }
         Ok(signer)
     }

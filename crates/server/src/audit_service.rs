@@ -459,7 +459,7 @@ impl AuditLog for AuditService {
                 .await
                 .map_err(NodeError::from)?,
         };
-        let (tree_size, signed_note) = found.ok_or_else(|| match size {
+        let (tree_size, signed_note) = found.map(|(size, note)| (size, self.node.with_cosignatures(size, note))).ok_or_else(|| match size {
             Some(size) => NodeError::NotFound(format!("no co-signed checkpoint of size {size}; checkpoints are cut every {} ms at the size reached then", self.node.config.checkpoint.interval_ms)),
             None => NodeError::NotFound("no co-signed checkpoint yet: the log is empty or the voters have not signed one".into()),
         })?;

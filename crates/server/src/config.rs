@@ -46,6 +46,22 @@ pub struct Config {
     pub disk: DiskConfig,
     pub repair: RepairConfig,
     pub tiles: TilesConfig,
+    /// External witnesses this node submits its checkpoints to
+    /// (`witnesses.rs`), as `[[witness]]` tables.
+    #[serde(rename = "witness")]
+    pub witnesses: Vec<WitnessConfig>,
+}
+
+/// One external witness (C2SP tlog-witness).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Its submission prefix, `http://host:port[/path]`; `/add-checkpoint`
+    /// is appended.
+    pub url: String,
+    /// Its verifier key (`veritrail-witness key`): a cosignature is kept only
+    /// when it verifies with this key.
+    pub key: String,
 }
 
 /// The C2SP tlog-tiles read path (`tiles.rs`).
@@ -354,6 +370,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             disk: DiskConfig::default(),
+            witnesses: Vec::new(),
             repair: RepairConfig::default(),
             tiles: TilesConfig::default(),
         }
@@ -499,6 +516,7 @@ const SETTINGS: &[&str] = &[
     "disk",
     "repair",
     "tiles",
+    "witness",
 ];
 
 fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -603,6 +621,10 @@ impl Config {
                 "raft.election_timeout_max_ms",
                 "must exceed raft.election_timeout_min_ms",
             ));
+        }
+        for (i, witness) in self.witnesses.iter().enumerate() {
+            crate::witnesses::WitnessTarget::from_config(witness)
+                .map_err(|e| invalid("witness", format!("[[witness]] number {}: {e}", i + 1)))?;
         }
         if r.threads == 0 {
             return Err(invalid("raft.threads", "must be at least 1"));

@@ -48,6 +48,7 @@ pub mod senders;
 pub mod server;
 pub mod tiles;
 pub mod tls;
+pub mod witnesses;
 
 pub use config::Config;
 pub use server::run;

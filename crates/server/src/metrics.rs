@@ -67,6 +67,11 @@ pub struct Metrics {
     pub replication_lag_bytes: Family<Vec<(String, String)>, Gauge>,
     pub replication_lag_seconds: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     pub replication_stuck: Family<Vec<(String, String)>, Gauge>,
+    /// Per witness, labelled `witness`: entries between the latest checkpoint
+    /// and the latest this node holds its cosignature of (`witnesses.rs`).
+    pub witness_lag_entries: Family<Vec<(String, String)>, Gauge>,
+    /// Submissions to witnesses, labelled `witness` and `outcome`.
+    pub witness_submissions: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Metrics {
@@ -115,6 +120,8 @@ impl Metrics {
             replication_lag_bytes: Family::default(),
             replication_lag_seconds: Family::default(),
             replication_stuck: Family::default(),
+            witness_lag_entries: Family::default(),
+            witness_submissions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -292,6 +299,16 @@ impl Metrics {
             "replication_lag_seconds",
             "Age of the oldest Raft entry a member lacks (leader only; 0 when caught up)",
             m.replication_lag_seconds.clone(),
+        );
+        registry.register(
+            "witness_lag_entries",
+            "Entries between the latest checkpoint and the latest one a witness cosigned for this node",
+            m.witness_lag_entries.clone(),
+        );
+        registry.register(
+            "witness_submissions",
+            "Checkpoint submissions to a witness, by outcome (cosigned, unreachable, refused, conflict, error)",
+            m.witness_submissions.clone(),
         );
         registry.register(
             "replication_stuck",

@@ -62,6 +62,8 @@ pub struct Node {
     pub disk: crate::disk::DiskRoom,
     /// Whether the node is repairing, and may not vote or stand (`repair.rs`).
     pub repair: crate::repair::Repair,
+    /// The witnesses' latest cosignatures (`witnesses.rs`).
+    pub cosignatures: crate::witnesses::Cosignatures,
 }
 
 impl std::fmt::Debug for Node {

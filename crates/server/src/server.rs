@@ -208,6 +208,7 @@ pub async fn run(config: Config, raft_runtime: tokio::runtime::Handle) -> Result
         senders: Default::default(),
         disk: crate::disk::DiskRoom::new(config.disk.reserve_bytes),
         repair,
+        cosignatures: Default::default(),
         quotas: crate::quota::Quotas::new(
             config.grpc.principal_max_streams,
             config.grpc.principal_max_reads,
@@ -240,6 +241,15 @@ pub async fn run(config: Config, raft_runtime: tokio::runtime::Handle) -> Result
     tokio::spawn(crate::disk::run_disk_watch(Arc::clone(&node)));
     raft_runtime.spawn(crate::background::run_fatal_watch(Arc::clone(&node)));
     tokio::spawn(run_snapshot_trigger(Arc::clone(&node)));
+    let witnesses = config
+        .witnesses
+        .iter()
+        .map(crate::witnesses::WitnessTarget::from_config)
+        .collect::<Result<Vec<_>, _>>()?;
+    tokio::spawn(crate::witnesses::run_witnesses(
+        Arc::clone(&node),
+        witnesses,
+    ));
     tokio::spawn(crate::repair::run_repair_watch(Arc::clone(&node)));
     let members = config.parse_initial_members().map_err(|e| e.to_string())?;
     // A node that repairs belongs to a cluster already: it never starts one.

@@ -218,8 +218,9 @@ async fn checkpoint(
         return tiles.refuse(&refused);
     }
     match tiles.node.reader.latest_signed_checkpoint().await {
-        Ok(Some((_, note))) => {
+        Ok(Some((size, note))) => {
             tiles.counted(StatusCode::OK);
+            let note = tiles.node.with_cosignatures(size, note);
             (
                 [
                     (

@@ -1,0 +1,381 @@
+//! `veritrail-witness`, a C2SP tlog-witness, run as its own process against
+//! the checkpoints of a real cluster: it cosigns an advance proved
+//! consistent, refuses a rollback, a fork, a bad proof, an unknown log and a
+//! checkpoint without a quorum of the log's keys with the spec's status
+//! codes, and remembers what it cosigned across a restart. Its
+//! cosignatures are checked by Go's `sumdb/note` with a cosignature/v1
+//! verifier written from the spec (`tests/witness/verify_cosignature.go`)
+//! (issue #19).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use veritrail_core::Checkpoint;
+use veritrail_core::cosignature::CosignerKey;
+use veritrail_core::note::{NoteSigner, SignedNote};
+use veritrail_tests::{
+    Cluster, ClusterOptions, HttpAnswer, ORIGIN, build_go_program, free_port, http_post,
+    metric_sample, sdk_event, veritrail_witness, wait_for,
+};
+
+const WITNESS_NAME: &str = "witness.test/w1";
+
+/// A witness process, stopped when dropped.
+struct WitnessProcess {
+    child: Child,
+    addr: String,
+    config: PathBuf,
+}
+
+impl WitnessProcess {
+    async fn start(config: &Path, addr: &str) -> WitnessProcess {
+        let child = Command::new(veritrail_witness())
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start veritrail-witness");
+        wait_for(Duration::from_secs(20), "the witness to listen", || async {
+            tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+        })
+        .await;
+        WitnessProcess {
+            child,
+            addr: addr.to_owned(),
+            config: config.to_owned(),
+        }
+    }
+
+    async fn restart(mut self) -> WitnessProcess {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        WitnessProcess::start(&self.config.clone(), &self.addr.clone()).await
+    }
+
+    async fn add(&self, old: u64, proof: &[String], note: &str) -> HttpAnswer {
+        let mut body = format!("old {old}\n");
+        for line in proof {
+            body.push_str(line);
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(note);
+        http_post(&self.addr, "/add-checkpoint", &body).await
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Appends events up to `size` and returns the co-signed checkpoint of that
+/// size (its signed note).
+async fn checkpoint_at(cluster: &Cluster, from: u64, size: u64) -> String {
+    let client = cluster.sdk();
+    let events = (from..size)
+        .map(|i| sdk_event("witnessed", &format!("e-{i}")))
+        .collect();
+    client.append_batch(events).await.expect("append");
+    wait_for(
+        Duration::from_secs(30),
+        "a checkpoint of the size",
+        || async {
+            let checkpoint = client.checkpoint(None).await.ok()?;
+            (checkpoint.tree_size == size).then_some(checkpoint.note)
+        },
+    )
+    .await
+}
+
+fn status_and_body(answer: &HttpAnswer) -> (u16, &str) {
+    (answer.status, answer.body.as_str())
+}
+
+/// The nodes' own signing keys, to forge what a quorum of compromised
+/// voters could sign: a fork the witness must refuse.
+fn node_signers(cluster: &Cluster) -> Vec<NoteSigner> {
+    cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let text = std::fs::read_to_string(n.data_dir.join("node.key")).expect("node key");
+            NoteSigner::parse(text.trim()).expect("a signer key")
+        })
+        .collect()
+}
+
+fn signed_by(checkpoint: &Checkpoint, signers: &[NoteSigner]) -> String {
+    let mut note = SignedNote::new(&checkpoint.body()).expect("note");
+    for signer in signers {
+        note.sign(signer).expect("sign");
+    }
+    note.to_string()
+}
+
+/// A new witness key made by `veritrail-witness keygen`: the key file and
+/// its verifier key.
+fn witness_key(dir: &Path) -> (PathBuf, String) {
+    let key_file = dir.join("witness.key");
+    let made = Command::new(veritrail_witness())
+        .args(["keygen", "--name", WITNESS_NAME, "-o"])
+        .arg(&key_file)
+        .output()
+        .expect("keygen");
+    assert!(made.status.success(), "{made:?}");
+    let vkey = String::from_utf8(made.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    (key_file, vkey)
+}
+
+/// The voters' verifier keys, as the cluster reports them.
+async fn voter_keys(cluster: &Cluster) -> Vec<String> {
+    let status = cluster.status(0).await.expect("status");
+    let keys: Vec<String> = status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.public_key.clone())
+        .collect();
+    assert_eq!(keys.len(), 3, "{status:?}");
+    keys
+}
+
+/// A witness configuration following the test cluster's log.
+fn witness_config(dir: &Path, addr: &str, key_file: &Path, log_keys: &[String]) -> PathBuf {
+    let config = dir.join("witness.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{addr}\"\nkey_file = \"{}\"\nstate_file = \"{}\"\n\n[[log]]\norigin = \"{ORIGIN}\"\nkeys = {log_keys:?}\n",
+            key_file.display(),
+            dir.join("state.json").display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// Checks a cosigned checkpoint with the Go verifier: whether it passed, and
+/// what it said.
+fn go_check(go: &Path, dir: &Path, log_keys: &[String], vkey: &str, note: &str) -> (bool, String) {
+    let keys_file = dir.join("log-keys.txt");
+    std::fs::write(&keys_file, log_keys.join("\n")).expect("keys");
+    let note_file = dir.join("cosigned.txt");
+    std::fs::write(&note_file, note).expect("note");
+    let out = Command::new(go)
+        .arg(format!("-note={}", note_file.display()))
+        .arg(format!("-log-keys={}", keys_file.display()))
+        .args(["-log-quorum=2", &format!("-witness={vkey}")])
+        .output()
+        .expect("run the Go check");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("Go's check: {said}");
+    (out.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_consistent_checkpoints_and_refuses_forks_and_rollbacks() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let go = build_go_program("witness/verify_cosignature.go", dir.path());
+    let cluster = Cluster::start(3, ClusterOptions::default()).await;
+
+    let (key_file, vkey) = witness_key(dir.path());
+    let witness_key = CosignerKey::parse(&vkey).expect("a witness verifier key");
+    let log_keys = voter_keys(&cluster).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = witness_config(dir.path(), &addr, &key_file, &log_keys);
+    let witness = WitnessProcess::start(&config, &addr).await;
+
+    let a = checkpoint_at(&cluster, 0, 40).await;
+    let b = checkpoint_at(&cluster, 40, 100).await;
+    let proof: Vec<String> = cluster
+        .sdk()
+        .consistency_proof(40, 100)
+        .await
+        .expect("consistency proof")
+        .proof
+        .iter()
+        .map(|h| h.to_base64())
+        .collect();
+
+    // The first checkpoint of a log it never saw: from 0, no proof.
+    let first = witness.add(0, &[], &a).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let mut cosigned = SignedNote::parse(&a).expect("checkpoint");
+    let line = SignedNote::parse(&format!("{}\n{}", cosigned.text(), first.body))
+        .expect("the answer is signature lines")
+        .signatures()[0]
+        .clone();
+    witness_key
+        .verify(cosigned.text(), &line)
+        .expect("the cosignature verifies");
+    cosigned.add_signature(line).expect("add");
+
+    // The same again is no advance, and fine; from 0 again is not.
+    assert_eq!(witness.add(40, &[], &a).await.status, 200);
+    let stale = witness.add(0, &[], &b).await;
+    assert_eq!(status_and_body(&stale), (409, "40\n"), "{stale:?}");
+    assert_eq!(stale.header("content-type"), Some("text/x.tlog.size"));
+
+    // An advance with its consistency proof.
+    let advanced = witness.add(40, &proof, &b).await;
+    assert_eq!(advanced.status, 200, "{advanced:?}");
+
+    // A rollback: the old size beyond the checkpoint's, or a stale old size.
+    assert_eq!(witness.add(100, &[], &a).await.status, 400);
+    assert_eq!(
+        status_and_body(&witness.add(40, &[], &a).await),
+        (409, "100\n")
+    );
+
+    // A fork signed by a quorum of the log's own keys: the same size with
+    // another root, and a larger tree that does not extend the cosigned one.
+    let signers = node_signers(&cluster);
+    let mut forked = Checkpoint::parse(SignedNote::parse(&b).expect("b").text()).expect("body");
+    forked.root = veritrail_core::Hash([9; 32]);
+    let fork = witness
+        .add(100, &[], &signed_by(&forked, &signers[..2]))
+        .await;
+    assert_eq!(fork.status, 409, "{fork:?}");
+    assert!(fork.body.contains("another root"), "{fork:?}");
+    forked.size = 120;
+    let bad_proof = witness
+        .add(100, &proof, &signed_by(&forked, &signers[..2]))
+        .await;
+    assert_eq!(bad_proof.status, 422, "{bad_proof:?}");
+
+    // Not enough of the log's keys, a log it does not follow, nonsense.
+    let mut one = SignedNote::parse(&b).expect("b");
+    let only = one.signatures()[0].clone();
+    one = SignedNote::new(one.text()).expect("note");
+    one.add_signature(only).expect("one signature");
+    assert_eq!(witness.add(100, &[], &one.to_string()).await.status, 403);
+    let mut elsewhere = forked.clone();
+    elsewhere.origin = "elsewhere.test/log".into();
+    assert_eq!(
+        witness
+            .add(0, &[], &signed_by(&elsewhere, &signers))
+            .await
+            .status,
+        404
+    );
+    let nonsense = http_post(&addr, "/add-checkpoint", "old 0\nnot a proof").await;
+    assert_eq!(nonsense.status, 400, "{nonsense:?}");
+
+    // It remembers across a restart.
+    let witness = witness.restart().await;
+    assert_eq!(
+        status_and_body(&witness.add(0, &[], &a).await),
+        (409, "100\n")
+    );
+
+    // Go's note package, with a cosignature/v1 verifier written from the
+    // spec, checks the cosigned checkpoint; and refuses it altered.
+    let Some(go) = go else { return };
+    let go_check = |note: &str| go_check(&go, dir.path(), &log_keys, &vkey, note);
+    let (passed, said) = go_check(&cosigned.to_string());
+    assert!(passed, "{said}");
+    assert!(
+        said.starts_with(&format!(
+            "OK: 3 log signatures, cosigned by {WITNESS_NAME} at "
+        )),
+        "{said}"
+    );
+    let mut altered = cosigned.clone();
+    let mut line = altered.signatures()[3].clone();
+    line.signature[20] ^= 1;
+    altered.add_signature(line).expect("replace");
+    let (passed, said) = go_check(&altered.to_string());
+    assert!(!passed, "an altered cosignature passed: {said}");
+}
+
+/// Nodes submit each new checkpoint to the witnesses in their `[[witness]]`
+/// list, retrying while a witness is down, and serve the checkpoint with the
+/// witness's cosignature once they hold it (issue #19). The witness starts
+/// after the cluster: its config needs the nodes' keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_submit_checkpoints_to_a_witness_and_serve_its_cosignature() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let go = build_go_program("witness/verify_cosignature.go", dir.path());
+    let (key_file, vkey) = witness_key(dir.path());
+    let witness_key = CosignerKey::parse(&vkey).expect("a witness verifier key");
+    let addr = format!("127.0.0.1:{}", free_port());
+
+    let cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            metrics: true,
+            extra_toml: format!("\n[[witness]]\nurl = \"http://{addr}\"\nkey = \"{vkey}\"\n"),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    checkpoint_at(&cluster, 0, 50).await;
+    // The witness is not there yet: every node counts its failed attempts.
+    for i in 0..3 {
+        wait_for(
+            Duration::from_secs(20),
+            "a failed submission counted",
+            || async {
+                let text = cluster.scrape(i).await?;
+                let failed = metric_sample(
+                    &text,
+                    "veritrail_witness_submissions_total",
+                    "outcome=\"unreachable\"",
+                )?;
+                (failed >= 1.0).then_some(())
+            },
+        )
+        .await;
+    }
+
+    let log_keys = voter_keys(&cluster).await;
+    let config = witness_config(dir.path(), &addr, &key_file, &log_keys);
+    let witness = WitnessProcess::start(&config, &addr).await;
+
+    // Then 50 more entries: the nodes advance the witness by a consistency
+    // proof, and serve the checkpoint of 100 cosigned.
+    checkpoint_at(&cluster, 50, 100).await;
+    let client = cluster.sdk();
+    let cosigned = wait_for(
+        Duration::from_secs(30),
+        "the checkpoint of 100 served with the witness's cosignature",
+        || async {
+            let checkpoint = client.checkpoint(Some(100)).await.ok()?;
+            let note = SignedNote::parse(&checkpoint.note).ok()?;
+            note.signatures()
+                .iter()
+                .any(|line| witness_key.verify(note.text(), line).is_ok())
+                .then_some(checkpoint.note)
+        },
+    )
+    .await;
+    // The witness followed: it holds 100, and refuses to go back to 50.
+    let back = witness.add(0, &[], &cosigned).await;
+    assert_eq!(status_and_body(&back), (409, "100\n"), "{back:?}");
+    // Every node caught the witness up and says so.
+    for i in 0..3 {
+        wait_for(Duration::from_secs(20), "no witness lag", || async {
+            let text = cluster.scrape(i).await?;
+            let lag = metric_sample(&text, "veritrail_witness_lag_entries", WITNESS_NAME)?;
+            let cosigned = metric_sample(
+                &text,
+                "veritrail_witness_submissions_total",
+                "outcome=\"cosigned\"",
+            )?;
+            (lag == 0.0 && cosigned >= 1.0).then_some(())
+        })
+        .await;
+    }
+
+    let Some(go) = go else { return };
+    let (passed, said) = go_check(&go, dir.path(), &log_keys, &vkey, &cosigned);
+    assert!(passed, "{said}");
+}
