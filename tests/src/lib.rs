@@ -90,6 +90,36 @@ pub fn metric_sample(text: &str, name: &str, labels: &str) -> Option<f64> {
         .ok()
 }
 
+/// Runs the `veritrail` CLI with `args` (and `stdin`, if given) in `env`,
+/// without the configuration file of whoever runs the tests; within 120 s.
+pub async fn run_cli(env: &CliEnv, args: &[&str], stdin: Option<String>) -> std::process::Output {
+    let mut child = tokio::process::Command::new(veritrail())
+        .args(args)
+        // No configuration file of the person running the tests.
+        .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
+        .envs(env.0.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn veritrail");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes())
+            .await
+            .expect("write stdin");
+    }
+    drop(input);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the CLI finishes")
+    .expect("output")
+}
+
 /// An HTTP/1.1 answer as the tests read it.
 #[derive(Debug)]
 pub struct HttpAnswer {

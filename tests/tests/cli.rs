@@ -5,36 +5,11 @@
 use std::process::Output;
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt as _;
 use veritrail_client::{Advance, Client, Error, Verifier};
 use veritrail_core::note::{NoteKey, NoteSigner, SignedNote};
-use veritrail_tests::{CliEnv, Cluster, ClusterOptions, ORIGIN, veritrail, veritraild, wait_for};
-
-async fn run(env: &CliEnv, args: &[&str], stdin: Option<String>) -> Output {
-    let mut child = tokio::process::Command::new(veritrail())
-        .args(args)
-        // No configuration file of the person running the tests.
-        .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
-        .envs(env.0.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn veritrail");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.expect("write stdin");
-    }
-    drop(input);
-    tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        child.wait_with_output(),
-    )
-    .await
-    .expect("the CLI finishes")
-    .expect("output")
-}
+use veritrail_tests::{
+    CliEnv, Cluster, ClusterOptions, ORIGIN, run_cli as run, veritrail, veritraild, wait_for,
+};
 
 fn lines_of(output: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&output.stdout)

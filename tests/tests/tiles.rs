@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, sdk_event, veritrail, wait_for};
+use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, sdk_event, wait_for};
 
 /// Builds the Go verifier into `dir`; `None` (said loudly) where there is no
 /// Go toolchain with `golang.org/x/mod`.
@@ -375,19 +375,8 @@ async fn export_tiles_output(cluster: &Cluster, dir: &Path, keys: &Path) -> std:
 
 /// Runs the `veritrail` CLI with `args` against the cluster.
 async fn cli(cluster: &Cluster, args: &[String]) -> std::process::Output {
-    let child = tokio::process::Command::new(veritrail())
-        .args(args)
-        .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
-        .envs(cluster.cli_env().0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn veritrail");
-    tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("the CLI finishes")
-        .expect("output")
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    veritrail_tests::run_cli(&cluster.cli_env(), &args, None).await
 }
 
 /// As [`export_tiles_output`], which must succeed: its stdout and stderr.

@@ -12,11 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use veritrail_core::Checkpoint;
-use veritrail_core::cosignature::CosignerKey;
+use veritrail_core::cosignature::{Cosigner, CosignerKey};
 use veritrail_core::note::{NoteSigner, SignedNote};
 use veritrail_tests::{
     Cluster, ClusterOptions, HttpAnswer, ORIGIN, build_go_program, free_port, http_post,
-    metric_sample, sdk_event, veritrail_witness, wait_for,
+    metric_sample, run_cli, sdk_event, veritrail_witness, wait_for,
 };
 
 const WITNESS_NAME: &str = "witness.test/w1";
@@ -374,6 +374,61 @@ async fn nodes_submit_checkpoints_to_a_witness_and_serve_its_cosignature() {
         })
         .await;
     }
+
+    // An auditor's trust policy (C2SP tlog-policy) naming the witness: the
+    // CLI accepts the cosigned checkpoint, online and in a tlog-proof file;
+    // a policy that also asks for a witness that never cosigned refuses both,
+    // naming the quorum it missed.
+    let write_policy = |name: &str, witnesses: &str| {
+        let mut text = String::from("# the voters\n");
+        for key in &log_keys {
+            text.push_str(&format!("log {key}\n"));
+        }
+        text.push_str(witnesses);
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("policy");
+        path.display().to_string()
+    };
+    let one = write_policy("one.policy", &format!("witness W1 {vkey}\nquorum W1\n"));
+    let absent = Cosigner::from_seed("witness.test/w2", &[42; 32]).expect("w2");
+    let both = write_policy(
+        "both.policy",
+        &format!(
+            "witness W1 {vkey}\nwitness W2 {}\ngroup both all W1 W2\nquorum both\n",
+            absent.public()
+        ),
+    );
+    let env = cluster.cli_env();
+    let out = run_cli(&env, &["verify", "--policy", &one], None).await;
+    assert!(out.status.success(), "verify --policy: {out:?}");
+    let out = run_cli(&env, &["verify", "--policy", &both], None).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("witness quorum \"both\" is not met"),
+        "{said}"
+    );
+    let proof = dir.path().join("e7.tlog-proof").display().to_string();
+    let out = run_cli(
+        &env,
+        &[
+            "proof",
+            "inclusion",
+            "--seq",
+            "7",
+            "--tlog-proof",
+            &proof,
+            "--policy",
+            &one,
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "proof inclusion --policy: {out:?}");
+    let out = run_cli(&env, &["verify-proof", &proof, "--policy", &one], None).await;
+    assert!(out.status.success(), "verify-proof --policy: {out:?}");
+    let out = run_cli(&env, &["verify-proof", &proof, "--policy", &both], None).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 
     let Some(go) = go else { return };
     let (passed, said) = go_check(&go, dir.path(), &log_keys, &vkey, &cosigned);

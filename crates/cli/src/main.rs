@@ -144,6 +144,11 @@ pub struct KeyArgs {
     /// How many of the keys must have signed; a majority by default.
     #[arg(long)]
     pub quorum: Option<usize>,
+    /// A trust policy file (C2SP tlog-policy; docs/FORMAT.md section 13): the
+    /// voters' keys and quorum, and the witnesses whose cosignatures a
+    /// checkpoint needs. Instead of --keys and --quorum.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keys", "quorum"])]
+    pub policy: Option<std::path::PathBuf>,
 }
 
 /// A reader that stops early (`| head -1`) closes the pipe: end quietly with

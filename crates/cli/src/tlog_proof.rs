@@ -122,13 +122,6 @@ pub fn verify_proof(format: Format, args: &VerifyProofArgs) -> CmdResult {
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", args.file.display()))?;
     let proof =
         TlogProof::parse(&text).map_err(|why| fail(None, format!("not a tlog-proof: {why}")))?;
-    let keys = trust::keys_from_args(&args.keys)?;
-    if keys.is_empty() {
-        return Err(anyhow::anyhow!(
-            "give the log's keys with --keys: a proof is only as good as the keys it is checked against"
-        )
-        .into());
-    }
     let origin = match &args.origin {
         Some(origin) => origin.clone(),
         None => proof
@@ -138,7 +131,7 @@ pub fn verify_proof(format: Format, args: &VerifyProofArgs) -> CmdResult {
             .unwrap_or_default()
             .to_owned(),
     };
-    let trust = trust::verifier(&origin, keys, args.keys.quorum)?;
+    let trust = trust::offline_verifier(&args.keys, &origin)?;
     let verified = trust
         .verify(&proof.checkpoint)
         .map_err(|e| fail(None, format!("the checkpoint does not verify: {e}")))?;

@@ -78,6 +78,11 @@ pub struct VerifyBundleArgs {
     /// The auditor's signer list, as for `veritrail verify --signers`.
     #[arg(long, value_name = "FILE")]
     pub signers: Option<PathBuf>,
+    /// A trust policy file (docs/FORMAT.md section 13), instead of --keys and
+    /// --quorum: the bundle's checkpoint must also carry the witness
+    /// cosignatures it asks for.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle_keys", "quorum"])]
+    pub policy: Option<PathBuf>,
 }
 
 /// The `[[signer]]` tables of a TOML file: an auditor's signer list, or the
@@ -144,9 +149,7 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
                     .collect::<std::collections::BTreeSet<_>>()
                     != held.iter().cloned().collect();
             if differs
-                || args
-                    .keys
-                    .quorum
+                || trust::quorum_from_args(&args.keys)?
                     .is_some_and(|q| q != verifier.trust().quorum())
             {
                 return Err(anyhow::anyhow!(
@@ -158,7 +161,11 @@ pub async fn verify(client: &Client, format: Format, args: &VerifyArgs) -> CmdRe
                 )
                 .into());
             }
-            verifier
+            // The policy's witnesses, which the state file does not hold.
+            match trust::policy_from_args(&args.keys)? {
+                Some(policy) => verifier.with_witness_rule(policy.witness_rule().clone()),
+                None => verifier,
+            }
         }
         None => Verifier::new(trust::from_cluster(client, format, &args.keys).await?),
     };
@@ -568,10 +575,12 @@ fn check_bundle(format: Format, args: &VerifyBundleArgs, show: bool) -> CmdResul
         .ok_or_else(|| fail(None, "the bundle is empty".into()))?;
     let header = BundleHeader::parse(&header_line).map_err(|e| fail(None, e.to_string()))?;
     let origin = args.origin.clone().unwrap_or_else(|| header.origin.clone());
-    let mut keys = trust::keys_from_args(&KeyArgs {
+    let key_args = KeyArgs {
         keys: args.bundle_keys.clone(),
         quorum: args.quorum,
-    })?;
+        policy: args.policy.clone(),
+    };
+    let mut keys = trust::keys_from_args(&key_args)?;
     let keys_from_bundle = keys.is_empty();
     if keys_from_bundle {
         keys = header
@@ -589,7 +598,10 @@ fn check_bundle(format: Format, args: &VerifyBundleArgs, show: bool) -> CmdResul
     } else {
         args.quorum
     };
-    let trust = trust::verifier(&origin, keys, quorum)?;
+    let trust = match args.policy {
+        Some(_) => trust::offline_verifier(&key_args, &origin)?,
+        None => trust::verifier(&origin, keys, quorum)?,
+    };
     let count = header.count;
     let start = header.start;
     let mut check = BundleVerifier::start(header, &trust).map_err(|f| fail(f.seq, f.reason))?;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use veritrail_core::checkpoint::{CheckpointVerifier, VerifiedCheckpoint};
 use veritrail_core::merkle::verify_consistency;
 use veritrail_core::note::NoteKey;
+use veritrail_core::policy::WitnessRule;
 use veritrail_core::{Hash, KeySet, LogEntry, SignerList};
 
 use crate::client::Client;
@@ -98,6 +99,10 @@ pub enum KeySetChange {
     Deferred { epoch: u64 },
 }
 
+/// How long [`Verifier::update`] waits for the witnesses' cosignatures of the
+/// latest checkpoint, when its trust asks for them.
+const WITNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Holds a trusted checkpoint and moves it forward only along proven history.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -127,6 +132,14 @@ impl Verifier {
             key_set_news: None,
             signers: None,
         }
+    }
+
+    /// Also requires, of every checkpoint it accepts from now on, the witness
+    /// cosignatures `rule` asks for (a trust policy's, which the trusted-state
+    /// file does not hold: give it at every run).
+    pub fn with_witness_rule(mut self, rule: WitnessRule) -> Verifier {
+        self.trust = self.trust.with_witnesses(rule);
+        self
     }
 
     /// Also holds every entry checked by [`Verifier::verify_entry`] to the
@@ -313,7 +326,10 @@ impl Verifier {
         }
         let n = set.keys().len();
         let quorum = set.majority().max(self.trust.quorum().min(n));
-        let trust = CheckpointVerifier::new(self.trust.origin(), set.keys().to_vec(), quorum)?;
+        let mut trust = CheckpointVerifier::new(self.trust.origin(), set.keys().to_vec(), quorum)?;
+        if let Some(rule) = self.trust.witness_rule() {
+            trust = trust.with_witnesses(rule.clone());
+        }
         // The trusted checkpoint is stored beside the keys, and checked
         // against them when the state is loaded.
         if let Some(t) = &self.trusted
@@ -467,6 +483,22 @@ impl Verifier {
 
     async fn update_checkpoint(&mut self, client: &Client) -> Result<Advance> {
         let mut latest = client.checkpoint(None).await?;
+        // Witnesses cosign a checkpoint after it is recorded: a policy that
+        // asks for their cosignatures waits a little for the latest one's.
+        let deadline = tokio::time::Instant::now() + WITNESS_WAIT;
+        while self
+            .trust
+            .witness_rule()
+            .is_some_and(|rule| rule.requires_cosignatures())
+            && matches!(
+                self.trust.verify(&latest.note),
+                Err(veritrail_core::Error::WitnessQuorumNotMet { .. })
+            )
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            latest = client.checkpoint(None).await?;
+        }
         let trusted_size = self.trusted.as_ref().map(|t| t.checkpoint.size);
         if trusted_size.is_some_and(|t| latest.tree_size < t) {
             // The answering node may lag: take the newest any node holds.
