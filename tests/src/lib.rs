@@ -856,6 +856,20 @@ impl Cluster {
             .map(|r| r.into_inner())
     }
 
+    /// The voters' verifier keys, as node 0 reports them (a three-voter
+    /// cluster).
+    pub async fn voter_keys(&self) -> Vec<String> {
+        let status = self.status(0).await.expect("status");
+        let keys: Vec<String> = status
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.public_key.clone())
+            .collect();
+        assert_eq!(keys.len(), 3, "{status:?}");
+        keys
+    }
+
     /// The index of the leader, once the running nodes agree on one.
     /// Panics after 20 s with what each node says and the end of its log.
     pub async fn leader(&self) -> usize {

@@ -117,12 +117,17 @@ fn signed_by(checkpoint: &Checkpoint, signers: &[NoteSigner]) -> String {
     note.to_string()
 }
 
-/// A new witness key made by `veritrail-witness keygen`: the key file and
-/// its verifier key.
-fn witness_key(dir: &Path) -> (PathBuf, String) {
-    let key_file = dir.join("witness.key");
+/// The file name a witness's files take after, in a test's directory.
+fn file_stem(name: &str) -> String {
+    name.replace('/', "_")
+}
+
+/// A new key for the witness `name`, made by `veritrail-witness keygen`: the
+/// key file and its verifier key.
+fn witness_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key_file = dir.join(format!("{}.key", file_stem(name)));
     let made = Command::new(veritrail_witness())
-        .args(["keygen", "--name", WITNESS_NAME, "-o"])
+        .args(["keygen", "--name", name, "-o"])
         .arg(&key_file)
         .output()
         .expect("keygen");
@@ -134,28 +139,17 @@ fn witness_key(dir: &Path) -> (PathBuf, String) {
     (key_file, vkey)
 }
 
-/// The voters' verifier keys, as the cluster reports them.
-async fn voter_keys(cluster: &Cluster) -> Vec<String> {
-    let status = cluster.status(0).await.expect("status");
-    let keys: Vec<String> = status
-        .members
-        .iter()
-        .filter(|m| m.voter)
-        .map(|m| m.public_key.clone())
-        .collect();
-    assert_eq!(keys.len(), 3, "{status:?}");
-    keys
-}
-
-/// A witness configuration following the test cluster's log.
+/// The configuration of a witness, with its own state file, following the
+/// test cluster's log.
 fn witness_config(dir: &Path, addr: &str, key_file: &Path, log_keys: &[String]) -> PathBuf {
-    let config = dir.join("witness.toml");
+    let stem = key_file.file_stem().expect("a key file").to_string_lossy();
+    let config = dir.join(format!("{stem}.toml"));
     std::fs::write(
         &config,
         format!(
             "listen = \"{addr}\"\nkey_file = \"{}\"\nstate_file = \"{}\"\n\n[[log]]\norigin = \"{ORIGIN}\"\nkeys = {log_keys:?}\n",
             key_file.display(),
-            dir.join("state.json").display()
+            dir.join(format!("{stem}.state.json")).display()
         ),
     )
     .expect("config");
@@ -186,9 +180,9 @@ async fn a_witness_cosigns_consistent_checkpoints_and_refuses_forks_and_rollback
     let go = build_go_program("witness/verify_cosignature.go", dir.path());
     let cluster = Cluster::start(3, ClusterOptions::default()).await;
 
-    let (key_file, vkey) = witness_key(dir.path());
+    let (key_file, vkey) = witness_key(dir.path(), WITNESS_NAME);
     let witness_key = CosignerKey::parse(&vkey).expect("a witness verifier key");
-    let log_keys = voter_keys(&cluster).await;
+    let log_keys = cluster.voter_keys().await;
     let addr = format!("127.0.0.1:{}", free_port());
     let config = witness_config(dir.path(), &addr, &key_file, &log_keys);
     let witness = WitnessProcess::start(&config, &addr).await;
@@ -304,7 +298,7 @@ async fn a_witness_cosigns_consistent_checkpoints_and_refuses_forks_and_rollback
 async fn nodes_submit_checkpoints_to_a_witness_and_serve_its_cosignature() {
     let dir = tempfile::TempDir::new().expect("dir");
     let go = build_go_program("witness/verify_cosignature.go", dir.path());
-    let (key_file, vkey) = witness_key(dir.path());
+    let (key_file, vkey) = witness_key(dir.path(), WITNESS_NAME);
     let witness_key = CosignerKey::parse(&vkey).expect("a witness verifier key");
     let addr = format!("127.0.0.1:{}", free_port());
 
@@ -336,7 +330,7 @@ async fn nodes_submit_checkpoints_to_a_witness_and_serve_its_cosignature() {
         .await;
     }
 
-    let log_keys = voter_keys(&cluster).await;
+    let log_keys = cluster.voter_keys().await;
     let config = witness_config(dir.path(), &addr, &key_file, &log_keys);
     let witness = WitnessProcess::start(&config, &addr).await;
 
@@ -433,4 +427,169 @@ async fn nodes_submit_checkpoints_to_a_witness_and_serve_its_cosignature() {
     let Some(go) = go else { return };
     let (passed, said) = go_check(&go, dir.path(), &log_keys, &vkey, &cosigned);
     assert!(passed, "{said}");
+}
+
+/// The fork every voter signs: the whole cluster is wiped (keys kept) and
+/// writes another history. The voters' signatures on it are valid, so an
+/// auditor who trusts the voters alone and never saw the first history takes
+/// it. Two witnesses saw the first one: they refuse the forked checkpoint, and
+/// an auditor whose trust policy asks for both cosignatures refuses it too
+/// (issue #19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witnesses_refuse_a_history_every_voter_rewrote_and_so_does_a_policy() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let names = ["witness.test/a", "witness.test/b"];
+    let keys: Vec<(PathBuf, String)> = names.iter().map(|n| witness_key(dir.path(), n)).collect();
+    let addrs: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let listed: String = keys
+        .iter()
+        .zip(&addrs)
+        .map(|((_, vkey), addr)| {
+            format!("\n[[witness]]\nurl = \"http://{addr}\"\nkey = \"{vkey}\"\n")
+        })
+        .collect();
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            metrics: true,
+            extra_toml: listed,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let log_keys = cluster.voter_keys().await;
+    let mut witnesses = Vec::new();
+    for ((key_file, _), addr) in keys.iter().zip(&addrs) {
+        let config = witness_config(dir.path(), addr, key_file, &log_keys);
+        witnesses.push(WitnessProcess::start(&config, addr).await);
+    }
+    let mut policy = String::new();
+    for key in &log_keys {
+        policy.push_str(&format!("log {key}\n"));
+    }
+    policy.push_str(&format!(
+        "witness A {}\nwitness B {}\ngroup both all A B\nquorum both\n",
+        keys[0].1, keys[1].1
+    ));
+    let policy_file = dir.path().join("auditor.policy");
+    std::fs::write(&policy_file, policy).expect("policy");
+    let policy_arg = policy_file.display().to_string();
+    let keys_arg = format!("--keys={}", log_keys.join(","));
+
+    // The true history, cosigned by both witnesses.
+    let true_note = checkpoint_at(&cluster, 0, 20).await;
+    let witness_keys: Vec<CosignerKey> = keys
+        .iter()
+        .map(|(_, vkey)| CosignerKey::parse(vkey).expect("key"))
+        .collect();
+    let client = cluster.sdk();
+    wait_for(
+        Duration::from_secs(30),
+        "both cosignatures of 20",
+        || async {
+            let note = SignedNote::parse(&client.checkpoint(Some(20)).await.ok()?.note).ok()?;
+            witness_keys
+                .iter()
+                .all(|k| {
+                    note.signatures()
+                        .iter()
+                        .any(|l| k.verify(note.text(), l).is_ok())
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let out = run_cli(
+        &cluster.cli_env(),
+        &["verify", "--policy", &policy_arg],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "the true history under the policy: {out:?}"
+    );
+
+    // Every node wiped but its key, and another history written.
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for node in &cluster.nodes {
+        for item in std::fs::read_dir(&node.data_dir).expect("data dir") {
+            let path = item.expect("entry").path();
+            if path.file_name().is_some_and(|n| n != "node.key") {
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path).expect("wipe");
+                } else {
+                    std::fs::remove_file(&path).expect("wipe");
+                }
+            }
+        }
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_voters(3).await;
+    let client = cluster.sdk();
+    let forged = (0..30)
+        .map(|i| sdk_event("witnessed", &format!("forged-{i}")))
+        .collect();
+    client.append_batch(forged).await.expect("append");
+    let forged_note = wait_for(
+        Duration::from_secs(30),
+        "the forged checkpoint of 30",
+        || async {
+            let checkpoint = client.checkpoint(None).await.ok()?;
+            (checkpoint.tree_size == 30).then_some(checkpoint.note)
+        },
+    )
+    .await;
+
+    // The nodes submit it; each witness refuses it (its proof from 20 does
+    // not verify against the root it cosigned), and stays at 20.
+    for i in 0..3 {
+        wait_for(
+            Duration::from_secs(30),
+            "the witnesses' refusals counted",
+            || async {
+                let text = cluster.scrape(i).await?;
+                let refused = |name: &str| {
+                    metric_sample(
+                        &text,
+                        "veritrail_witness_submissions_total",
+                        &format!("witness=\"{name}\",outcome=\"refused\""),
+                    )
+                };
+                (refused(names[0])? >= 1.0 && refused(names[1])? >= 1.0).then_some(())
+            },
+        )
+        .await;
+    }
+    for witness in &witnesses {
+        let stays = witness.add(0, &[], &forged_note).await;
+        assert_eq!(status_and_body(&stays), (409, "20\n"), "{stays:?}");
+    }
+    let served =
+        SignedNote::parse(&client.checkpoint(None).await.expect("checkpoint").note).expect("note");
+    assert_eq!(
+        served.signatures().len(),
+        3,
+        "only the voters signed the fork: {served:?}"
+    );
+    assert_ne!(true_note, forged_note);
+
+    // An auditor new to the log who trusts the voters alone takes the fork;
+    // one with the policy refuses it, naming the missing cosignatures.
+    let env = cluster.cli_env();
+    let voters_only = run_cli(&env, &["verify", &keys_arg], None).await;
+    assert!(voters_only.status.success(), "{voters_only:?}");
+    let with_policy = run_cli(&env, &["verify", "--policy", &policy_arg], None).await;
+    assert_eq!(with_policy.status.code(), Some(1), "{with_policy:?}");
+    let said = String::from_utf8_lossy(&with_policy.stderr);
+    assert!(
+        said.contains("witness quorum \"both\" is not met"),
+        "{said}"
+    );
 }

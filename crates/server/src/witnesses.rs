@@ -10,6 +10,10 @@
 //! serves cosigned checkpoints too, and a witness sees each checkpoint once
 //! per node (cosigning a checkpoint again is allowed and cheap).
 //!
+//! A witness that refuses a checkpoint (a fork, a proof it cannot verify) is
+//! logged at `ERROR` once and not asked about that checkpoint again; the next
+//! checkpoint is submitted as usual.
+//!
 //! A cosignature is kept only after it verifies against the configured key
 //! over the exact body submitted; only the latest per witness is kept, in
 //! memory (a restarted node submits again). Served notes carry the lines of
@@ -131,6 +135,9 @@ pub async fn run_witnesses(node: Arc<Node>, witnesses: Vec<WitnessTarget>) {
         return;
     }
     let mut seen: HashMap<String, u64> = HashMap::new();
+    // The size each witness last refused: not submitted again (a refusal is
+    // logged once, not every round) until a newer checkpoint comes.
+    let mut refused: HashMap<String, u64> = HashMap::new();
     let mut ticker =
         tokio::time::interval(Duration::from_millis(node.config.checkpoint.interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,7 +159,7 @@ pub async fn run_witnesses(node: Arc<Node>, witnesses: Vec<WitnessTarget>) {
                 .witness_lag_entries
                 .get_or_create(&vec![("witness".to_owned(), name.clone())])
                 .set(i64::try_from(lag).unwrap_or(i64::MAX));
-            if cosigned == Some(latest.0) {
+            if cosigned == Some(latest.0) || refused.get(&name) == Some(&latest.0) {
                 continue;
             }
             let old = seen.get(&name).copied().unwrap_or(0);
@@ -168,6 +175,9 @@ pub async fn run_witnesses(node: Arc<Node>, witnesses: Vec<WitnessTarget>) {
                 }
                 other => other.record(&name),
             };
+            if outcome == "refused" {
+                refused.insert(name.clone(), latest.0);
+            }
             if outcome == "cosigned" {
                 seen.insert(name.clone(), latest.0);
                 node.metrics
