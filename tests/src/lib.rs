@@ -120,6 +120,50 @@ pub async fn run_cli(env: &CliEnv, args: &[&str], stdin: Option<String>) -> std:
     .expect("output")
 }
 
+/// The shell lines of a Markdown document's `sh` blocks, in order (only
+/// those under the heading `section` to the next `## ` heading, when given),
+/// continuation lines joined and comments dropped: what a reader would type.
+pub fn shell_lines(markdown: &str, section: Option<&str>) -> Vec<String> {
+    let (start, end) = match section {
+        Some(heading) => {
+            let start = markdown.find(heading).expect("the section");
+            let end = markdown[start..]
+                .find("\n## ")
+                .map_or(markdown.len(), |e| start + e);
+            (start, end)
+        }
+        None => (0, markdown.len()),
+    };
+    let mut lines = Vec::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in markdown[start..end].lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let code = match line.find(" #") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        let code = code.trim_end();
+        if let Some(head) = code.strip_suffix('\\') {
+            pending.push_str(head);
+            continue;
+        }
+        pending.push_str(code.trim_start_matches(' '));
+        let full = std::mem::take(&mut pending);
+        let full = full.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !full.is_empty() {
+            lines.push(full);
+        }
+    }
+    lines
+}
+
 /// An HTTP/1.1 answer as the tests read it.
 #[derive(Debug)]
 pub struct HttpAnswer {

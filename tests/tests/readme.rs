@@ -15,44 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt as _;
-use veritrail_tests::{Cluster, ClusterOptions, veritrail, wait_for};
-
-/// The shell lines of the tour's `sh` blocks, continuation lines joined and
-/// comments dropped.
-fn tour_lines(readme: &str) -> Vec<String> {
-    let start = readme.find("## Five-minute tour").expect("a tour");
-    let end = readme[start..]
-        .find("\n## ")
-        .map_or(readme.len(), |e| start + e);
-    let mut lines = Vec::new();
-    let mut in_sh = false;
-    let mut pending = String::new();
-    for line in readme[start..end].lines() {
-        if line.starts_with("```") {
-            in_sh = line == "```sh";
-            continue;
-        }
-        if !in_sh {
-            continue;
-        }
-        let code = match line.find(" #") {
-            Some(i) => &line[..i],
-            None => line,
-        };
-        let code = code.trim_end();
-        if let Some(head) = code.strip_suffix('\\') {
-            pending.push_str(head);
-            continue;
-        }
-        pending.push_str(code.trim_start_matches(' '));
-        let full = std::mem::take(&mut pending);
-        let full = full.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !full.is_empty() {
-            lines.push(full);
-        }
-    }
-    lines
-}
+use veritrail_tests::{Cluster, ClusterOptions, shell_lines, veritrail, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_of_the_readme_tour_works() {
@@ -60,7 +23,7 @@ async fn every_command_of_the_readme_tour_works() {
         .parent()
         .expect("repo root");
     let readme = std::fs::read_to_string(repo.join("README.md")).expect("README");
-    let lines = tour_lines(&readme);
+    let lines = shell_lines(&readme, Some("## Five-minute tour"));
     assert!(lines.len() >= 15, "the tour lost its commands: {lines:?}");
 
     let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
