@@ -220,19 +220,20 @@ pub async fn http_post(addr: &str, path: &str, body: &str) -> HttpAnswer {
 /// Debian's Go path, where `golang-golang-x-mod-dev` puts `golang.org/x/mod`.
 const GOPATH: &str = "/usr/share/gocode";
 
-/// Builds the Go program at `source` (relative to `tests/`) into `dir`,
-/// against Debian's `golang.org/x/mod` (`GO111MODULE=off`). `None`, said
-/// loudly, where there is no Go toolchain (`.ci/install-deps` installs
-/// golang-go and golang-golang-x-mod-dev); a program that does not build
-/// fails the test.
-pub fn build_go_program(source: &str, dir: &Path) -> Option<PathBuf> {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(source);
-    let name = source.file_stem().expect("a file name").to_owned();
+/// Builds the Go program made of `sources` (relative to `tests/`, the one
+/// with `main` first, which names the binary) into `dir`, against Debian's
+/// `golang.org/x/mod` (`GO111MODULE=off`). `None`, said loudly, where there
+/// is no Go toolchain (`.ci/install-deps` installs golang-go and
+/// golang-golang-x-mod-dev); a program that does not build fails the test.
+pub fn build_go_program(sources: &[&str], dir: &Path) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sources: Vec<PathBuf> = sources.iter().map(|s| root.join(s)).collect();
+    let name = sources[0].file_stem().expect("a file name").to_owned();
     let binary = dir.join(name);
     let built = Command::new("go")
         .args(["build", "-o"])
         .arg(&binary)
-        .arg(&source)
+        .args(&sources)
         .env("GO111MODULE", "off")
         .env("GOPATH", GOPATH)
         .env("GOCACHE", dir.join("gocache"))
@@ -241,7 +242,7 @@ pub fn build_go_program(source: &str, dir: &Path) -> Option<PathBuf> {
         Ok(out) if out.status.success() => Some(binary),
         Ok(out) => panic!(
             "{} does not build: {}",
-            source.display(),
+            sources[0].display(),
             String::from_utf8_lossy(&out.stderr)
         ),
         Err(e) => {

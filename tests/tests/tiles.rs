@@ -1,5 +1,5 @@
 //! The tlog-tiles read path, checked by an outside implementation: Go's
-//! `golang.org/x/mod/sumdb/tlog` and `sumdb/note` (`tests/tiles/verify_tiles.go`,
+//! `golang.org/x/mod/sumdb/tlog` and `sumdb/note` (`tests/go/verify_tiles.go`,
 //! built here with Debian's Go and `golang-golang-x-mod-dev`) fetch the
 //! checkpoint, hash tiles and entry bundles from a running node over TLS,
 //! open the checkpoint with the nodes' keys, recompute the root, check every
@@ -17,7 +17,7 @@ use veritrail_tests::{Cluster, ClusterOptions, ORIGIN, sdk_event, wait_for};
 /// Builds the Go verifier into `dir`; `None` (said loudly) where there is no
 /// Go toolchain with `golang.org/x/mod`.
 fn build_go_verifier(dir: &Path) -> Option<PathBuf> {
-    veritrail_tests::build_go_program("tiles/verify_tiles.go", dir)
+    veritrail_tests::build_go_program(&["go/verify_tiles.go", "go/policy.go"], dir)
 }
 
 /// Runs the verifier: whether it passed, and what it said.
@@ -309,6 +309,9 @@ async fn go_s_tlog_client_verifies_the_tiles_a_node_serves() {
     long.payload = vec![b'x'; 65_536];
     let seq = client.append(long).await.expect("append a long entry").seq;
     assert_eq!(seq, 1000);
+    // Acknowledged means a majority holds it: the node probed may still be
+    // applying it.
+    cluster.wait_for_size(1001).await;
     run(
         &verifier,
         &[

@@ -4,7 +4,7 @@
 //! checkpoint without a quorum of the log's keys with the spec's status
 //! codes, and remembers what it cosigned across a restart. Its
 //! cosignatures are checked by Go's `sumdb/note` with a cosignature/v1
-//! verifier written from the spec (`tests/witness/verify_cosignature.go`)
+//! verifier written from the spec (`tests/go/verify_cosignature.go`)
 //! (issue #19).
 
 use std::path::{Path, PathBuf};
@@ -177,7 +177,7 @@ fn go_check(go: &Path, dir: &Path, log_keys: &[String], vkey: &str, note: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_cosigns_consistent_checkpoints_and_refuses_forks_and_rollbacks() {
     let dir = tempfile::TempDir::new().expect("dir");
-    let go = build_go_program("witness/verify_cosignature.go", dir.path());
+    let go = build_go_program(&["go/verify_cosignature.go", "go/policy.go"], dir.path());
     let cluster = Cluster::start(3, ClusterOptions::default()).await;
 
     let (key_file, vkey) = witness_key(dir.path(), WITNESS_NAME);
@@ -297,7 +297,7 @@ async fn a_witness_cosigns_consistent_checkpoints_and_refuses_forks_and_rollback
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_submit_checkpoints_to_a_witness_and_serve_its_cosignature() {
     let dir = tempfile::TempDir::new().expect("dir");
-    let go = build_go_program("witness/verify_cosignature.go", dir.path());
+    let go = build_go_program(&["go/verify_cosignature.go", "go/policy.go"], dir.path());
     let (key_file, vkey) = witness_key(dir.path(), WITNESS_NAME);
     let witness_key = CosignerKey::parse(&vkey).expect("a witness verifier key");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -427,6 +427,37 @@ async fn nodes_submit_checkpoints_to_a_witness_and_serve_its_cosignature() {
     let Some(go) = go else { return };
     let (passed, said) = go_check(&go, dir.path(), &log_keys, &vkey, &cosigned);
     assert!(passed, "{said}");
+
+    // The Go tlog client reads the same policies (its own reader, written
+    // from tlog-policy) and checks the tlog-proof file with them.
+    let tiles_client = build_go_program(&["go/verify_tiles.go", "go/policy.go"], dir.path())
+        .expect("Go built the cosignature check, so it builds this");
+    let go_tlog_proof = |policy: &str| {
+        let out = Command::new(&tiles_client)
+            .arg(format!("-tlog-proof={proof}"))
+            .arg(format!("-policy={policy}"))
+            .arg(format!("-origin={ORIGIN}"))
+            .output()
+            .expect("run the Go tlog client");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("Go's tlog client: {said}");
+        (out.status.success(), said)
+    };
+    let (passed, said) = go_tlog_proof(&one);
+    assert!(
+        passed && said.contains("tlog-proof: entry 7 in the tree of size 100"),
+        "{said}"
+    );
+    let (passed, said) = go_tlog_proof(&both);
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains("the witness quorum both is not met"),
+        "{said}"
+    );
 }
 
 /// The fork every voter signs: the whole cluster is wiped (keys kept) and

@@ -91,6 +91,7 @@ func main() {
 	probes := flag.String("probes", "", "path=status,... paths to probe")
 	bundles := flag.String("bundles", "", "index,... entries to read from entry bundles and prove")
 	proofFile := flag.String("tlog-proof", "", "a c2sp.org/tlog-proof@v1 file to check offline")
+	policyFile := flag.String("policy", "", "a trust policy (tlog-policy, policy.go) instead of -keys and -quorum")
 	flag.Parse()
 
 	config := &tls.Config{}
@@ -128,21 +129,30 @@ func main() {
 		}
 		fmt.Printf("probe %s: HTTP %s\n", path, want)
 	}
-	if *keysFile == "" {
+	if *keysFile == "" && *policyFile == "" {
 		return
 	}
 
-	keyText, err := os.ReadFile(*keysFile)
-	if err != nil {
-		fail("%v", err)
-	}
 	var verifiers []note.Verifier
-	for _, line := range splitLines(string(keyText)) {
-		v, err := note.NewVerifier(line)
+	if *policyFile != "" {
+		p, err := readPolicy(*policyFile)
 		if err != nil {
-			fail("verifier key %q: %v", line, err)
+			fail("%v", err)
 		}
-		verifiers = append(verifiers, v)
+		activePolicy = p
+		verifiers = p.verifiers()
+	} else {
+		keyText, err := os.ReadFile(*keysFile)
+		if err != nil {
+			fail("%v", err)
+		}
+		for _, line := range splitLines(string(keyText)) {
+			v, err := note.NewVerifier(line)
+			if err != nil {
+				fail("verifier key %q: %v", line, err)
+			}
+			verifiers = append(verifiers, v)
+		}
 	}
 	if *proofFile != "" {
 		checkTlogProof(*proofFile, verifiers, *quorum, *origin)
@@ -344,8 +354,14 @@ func openCheckpoint(msg []byte, verifiers []note.Verifier, quorum int, origin st
 	if err != nil {
 		fail("checkpoint signatures: %v", err)
 	}
-	if len(n.Sigs) < quorum {
-		fail("checkpoint signed by %d known keys, quorum %d", len(n.Sigs), quorum)
+	signers := len(n.Sigs)
+	if activePolicy != nil {
+		signers, err = activePolicy.check(n)
+		if err != nil {
+			fail("checkpoint: %v", err)
+		}
+	} else if signers < quorum {
+		fail("checkpoint signed by %d known keys, quorum %d", signers, quorum)
 	}
 	lines := strings.Split(n.Text, "\n")
 	if len(lines) < 4 || lines[0] != origin {
@@ -361,5 +377,9 @@ func openCheckpoint(msg []byte, verifiers []note.Verifier, quorum int, origin st
 	}
 	var root tlog.Hash
 	copy(root[:], rootBytes)
-	return size, root, len(n.Sigs)
+	return size, root, signers
 }
+
+// activePolicy, when -policy is given, decides which signatures a checkpoint
+// needs.
+var activePolicy *trustPolicy
