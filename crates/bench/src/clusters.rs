@@ -68,6 +68,8 @@ where
 pub struct VeritrailNode {
     pub id: u64,
     pub addr: String,
+    /// Its tlog-tiles port (`host:port`, plain HTTP, anonymous), when served.
+    pub tiles_addr: Option<String>,
     pub config: PathBuf,
     pub log: PathBuf,
 }
@@ -104,7 +106,14 @@ impl VeritrailCluster {
     /// the test fixture's fast timers), bootstrapped from `initial_members`.
     /// With `tls`, as production runs: a CA and certificates from `veritraild
     /// certs`; without, plain HTTP/2 like the etcd and NATS clusters here.
-    pub async fn start(binary: &Path, dir: &Path, tls: bool) -> anyhow::Result<VeritrailCluster> {
+    /// With `tiles`, every node also serves tlog-tiles on a port of its own,
+    /// to anyone.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        tls: bool,
+        tiles: bool,
+    ) -> anyhow::Result<VeritrailCluster> {
         let mut nodes = Vec::new();
         for id in 1..=3u64 {
             nodes.push((id, format!("127.0.0.1:{}", free_port()?)));
@@ -151,10 +160,16 @@ impl VeritrailCluster {
                 // Plain HTTP/2, as etcd and NATS run here.
                 "[tls]\ninsecure_dev = true\n".to_owned()
             };
+            let tiles_addr = tiles
+                .then(|| free_port().map(|p| format!("127.0.0.1:{p}")))
+                .transpose()?;
+            let tiles_table = tiles_addr.as_ref().map_or(String::new(), |a| {
+                format!("[tiles]\nlisten_addr = \"{a}\"\nanonymous = true\n")
+            });
             std::fs::write(
                 &config,
                 format!(
-                    "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"bench.local/audit\"\ninitial_members = [{}]\n{transport}",
+                    "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"bench.local/audit\"\ninitial_members = [{}]\n{transport}{tiles_table}",
                     data.display(),
                     members.join(", ")
                 ),
@@ -162,6 +177,7 @@ impl VeritrailCluster {
             let node = VeritrailNode {
                 id,
                 addr,
+                tiles_addr,
                 config,
                 log: dir.join(format!("veritrail-{id}.log")),
             };

@@ -8,12 +8,15 @@
 //! - `scale`: fills a Veritrail cluster to a million entries, then measures
 //!   inclusion-proof latency, resident memory per node and a node's
 //!   restart-to-ready time.
+//! - `tiles`: what serving tlog-tiles costs: tiles per second from one node,
+//!   and the append rate while an auditor reads the whole log (`tiles.rs`).
 //!
 //! docs/BENCHMARKS.md holds the figures and how to reproduce them.
 
 mod clusters;
 mod load;
 mod targets;
+mod tiles;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -137,6 +140,17 @@ enum Cmd {
         /// Also write every result as JSON lines here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Serve tlog-tiles: tiles per second from one node, and appends while an
+    /// auditor reads every entry bundle.
+    Tiles {
+        #[arg(long, default_value_t = 256_000)]
+        entries: u64,
+        /// Concurrent tile readers for the tiles-alone runs.
+        #[arg(long, default_value_t = 8)]
+        readers: usize,
+        #[command(flatten)]
+        timing: Timing,
     },
     /// Fill a Veritrail cluster, then measure proofs, memory and restart.
     Scale {
@@ -345,6 +359,11 @@ async fn main() -> std::process::ExitCode {
             tls,
             json,
         } => scale(entries, proofs, tls, json).await,
+        Cmd::Tiles {
+            entries,
+            readers,
+            timing,
+        } => serve_tiles(entries, readers, &timing).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -454,6 +473,7 @@ async fn compare(
                     &sibling("veritraild")?,
                     dir.path(),
                     veritrail_tls,
+                    false,
                 )
                 .await?;
                 let e = cluster.endpoints();
@@ -564,39 +584,11 @@ async fn scale(
         .prefix("veritrail-scale-")
         .tempdir_in("/var/tmp")?;
     let mut cluster =
-        clusters::VeritrailCluster::start(&sibling("veritraild")?, dir.path(), tls).await?;
+        clusters::VeritrailCluster::start(&sibling("veritraild")?, dir.path(), tls, false).await?;
     let client = cluster.client()?;
     println!("== Veritrail at {entries} entries of about 256 bytes, three nodes on loopback");
 
-    // Fill: 16 workers of 1,024-event batches until the log holds `entries`.
-    let started = Instant::now();
-    let ops: Arc<dyn OpSource> = Arc::new(VeritrailOps::new(
-        client.clone(),
-        Mode::Batch(1024),
-        16,
-        256,
-    )?);
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let batches = entries.div_ceil(1024);
-    let mut tasks = Vec::new();
-    for worker in 0..16 {
-        let ops = Arc::clone(&ops);
-        let next = Arc::clone(&next);
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= batches {
-                    return Ok::<(), anyhow::Error>(());
-                }
-                ops.op(worker, n).await?;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let fill = started.elapsed();
-    let size = client.status().await?.tree_size;
+    let (size, fill) = fill(&client, entries).await?;
     println!(
         "fill: {size} entries in {:.1} s ({:.0} events/s, 16 clients x batches of 1,024)",
         fill.as_secs_f64(),
@@ -699,6 +691,140 @@ async fn scale(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+async fn serve_tiles(entries: u64, readers: usize, timing: &Timing) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("veritrail-tiles-")
+        .tempdir_in("/var/tmp")?;
+    let cluster =
+        clusters::VeritrailCluster::start(&sibling("veritraild")?, dir.path(), false, true).await?;
+    let client = cluster.client()?;
+    let (size, took) = fill(&client, entries).await?;
+    println!(
+        "== tlog-tiles from a three-node cluster of {size} entries (filled in {:.1} s), plain HTTP/1.1",
+        took.as_secs_f64()
+    );
+    let leader = client.status().await?.leader_id.context("a leader")?;
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == leader)
+        .context("the leader")?;
+    let tiles_addr = node.tiles_addr.clone().context("a tiles port")?;
+    let spec = |workers: usize, window: usize, events_per_op: u64| LoadSpec {
+        workers,
+        window,
+        events_per_op,
+        warmup: Duration::from_secs_f64(timing.warmup),
+        duration: Duration::from_secs_f64(timing.seconds),
+        rate_events: None,
+    };
+    let appends = || -> anyhow::Result<Arc<dyn OpSource>> {
+        Ok(Arc::new(VeritrailOps::new(
+            client.clone(),
+            Mode::Stream,
+            16,
+            timing.event_bytes,
+        )?))
+    };
+    let mb_per_s =
+        |f: &Figures, sizes: &tiles::TileSizes| f.events_per_s * sizes.mean_bytes() / 1e6;
+    println!(
+        "{:<44} {:>11} {:>9} {:>9} {:>9} {:>7}",
+        "run (on the leader)", "per s", "p50 ms", "p99 ms", "MB/s", "errors"
+    );
+    let row = |name: &str, f: &Figures, mb: Option<f64>| {
+        println!(
+            "{:<44} {:>11.0} {:>9.2} {:>9.2} {:>9} {:>7}",
+            name,
+            f.events_per_s,
+            f.p50_ms,
+            f.p99_ms,
+            mb.map_or("-".into(), |m| format!("{m:.1}")),
+            f.errors
+        );
+        if let Some(e) = &f.first_error {
+            println!("    first error: {e}");
+        }
+    };
+
+    let alone = load::run(appends()?, spec(16, 512, 1)).await;
+    row("appends alone, events (16 streams)", &alone, None);
+    for (name, level) in [
+        ("hash tiles alone, requests", Some(0)),
+        ("entry bundles alone, requests", None),
+    ] {
+        let ops = Arc::new(tiles::TilesOps::new(&tiles_addr, level, size, readers)?);
+        let sizes = ops.sizes();
+        let figures = load::run(ops, spec(readers, 1, 1)).await;
+        row(
+            &format!("{name} ({readers} readers)"),
+            &figures,
+            Some(mb_per_s(&figures, &sizes)),
+        );
+    }
+    // An auditor reads every bundle in order while the services append.
+    let auditor = Arc::new(tiles::TilesOps::new(&tiles_addr, None, size, 1)?);
+    let auditor_sizes = auditor.sizes();
+    let reading = tokio::spawn(load::run(auditor, spec(1, 1, 1)));
+    let with_reader = load::run(appends()?, spec(16, 512, 1)).await;
+    let read = reading.await?;
+    row(
+        "appends with an auditor reading, events",
+        &with_reader,
+        None,
+    );
+    row(
+        "bundles the auditor read meanwhile, requests",
+        &read,
+        Some(mb_per_s(&read, &auditor_sizes)),
+    );
+    // Appends alone again: the log is longer now, and the machine noisy;
+    // the auditor's cost is against the mean of the two.
+    let again = load::run(appends()?, spec(16, 512, 1)).await;
+    row("appends alone again, events", &again, None);
+    let baseline = (alone.events_per_s + again.events_per_s) / 2.0;
+    if baseline > 0.0 {
+        println!(
+            "appends with the auditor: {:.0}% of appends alone (the mean of the two runs)",
+            100.0 * with_reader.events_per_s / baseline
+        );
+    }
+    Ok(())
+}
+
+/// Fills the log with about `entries` events of 256 bytes, 16 workers of
+/// 1,024-event batches: the size reached, and how long it took.
+async fn fill(client: &veritrail_client::Client, entries: u64) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let ops: Arc<dyn OpSource> = Arc::new(VeritrailOps::new(
+        client.clone(),
+        Mode::Batch(1024),
+        16,
+        256,
+    )?);
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let batches = entries.div_ceil(1024);
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let ops = Arc::clone(&ops);
+        let next = Arc::clone(&next);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= batches {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                ops.op(worker, n).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let fill = started.elapsed();
+    Ok((client.status().await?.tree_size, fill))
 }
 
 fn quantile_ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {

@@ -30,7 +30,9 @@ use serde_json::json;
 use veritrail_client::{Client, ScanQuery};
 use veritrail_core::Hash;
 use veritrail_core::checkpoint::CheckpointVerifier;
-use veritrail_core::merkle::{Frontier, leaf_hash, verify_consistency};
+use veritrail_core::merkle::{
+    Frontier, leaf_hash, tile_index_path as index_path, verify_consistency,
+};
 
 use crate::output::{self, CmdResult, Failure, Format};
 use crate::{KeyArgs, trust};
@@ -47,33 +49,6 @@ pub struct ExportTilesArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
-}
-
-/// `<N>` as a tile path spells it: three-digit groups, `x` before all but
-/// the last (1234067 is `x001/x234/067`).
-pub fn index_path(mut n: u64) -> String {
-    let mut groups = Vec::new();
-    loop {
-        groups.push(n % 1000);
-        n /= 1000;
-        if n == 0 {
-            break;
-        }
-    }
-    let last = groups.len() - 1;
-    groups
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, g)| {
-            if i == last {
-                format!("{g:03}")
-            } else {
-                format!("x{g:03}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// The path of tile `index` of `level` (`None`: the entry bundle), `width`
@@ -387,10 +362,6 @@ mod tests {
 
     #[test]
     fn indexes_are_spelt_as_tile_paths() {
-        assert_eq!(index_path(0), "000");
-        assert_eq!(index_path(5), "005");
-        assert_eq!(index_path(1000), "x001/000");
-        assert_eq!(index_path(1_234_067), "x001/x234/067");
         let dir = Path::new("d");
         assert_eq!(
             tile_path(dir, Some(0), 3, 232),

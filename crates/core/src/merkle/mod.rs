@@ -15,12 +15,50 @@ mod proof;
 mod proptests;
 #[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod tile_paths {
+    #[test]
+    fn indexes_are_spelt_as_tile_paths() {
+        use super::tile_index_path as p;
+        assert_eq!(p(0), "000");
+        assert_eq!(p(5), "005");
+        assert_eq!(p(1000), "x001/000");
+        assert_eq!(p(1_234_067), "x001/x234/067");
+    }
+}
 mod verify;
 
 pub use frontier::Frontier;
 pub use memory::MemoryTree;
 pub use proof::{consistency_proof, inclusion_proof, range_nodes, root_at};
 pub use verify::{root_from_inclusion_proof, verify_consistency, verify_inclusion};
+
+/// `<N>` as a C2SP tlog-tiles path spells it: three-digit groups, `x` before all but
+/// the last (1234067 is `x001/x234/067`).
+pub fn tile_index_path(mut n: u64) -> String {
+    let mut groups = Vec::new();
+    loop {
+        groups.push(n % 1000);
+        n /= 1000;
+        if n == 0 {
+            break;
+        }
+    }
+    let last = groups.len() - 1;
+    groups
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, g)| {
+            if i == last {
+                format!("{g:03}")
+            } else {
+                format!("x{g:03}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 use crate::Hash;
 
