@@ -72,6 +72,7 @@ bench: deps rocksdb ## run the benchmarks (Veritrail, etcd, NATS JetStream side 
 	  --json $${CARGO_TARGET_DIR:-target}/bench/compare.jsonl
 	$${CARGO_TARGET_DIR:-target}/release/veritrail-bench scale --entries $(BENCH_ENTRIES) \
 	  --json $${CARGO_TARGET_DIR:-target}/bench/scale.jsonl
+	$${CARGO_TARGET_DIR:-target}/release/veritrail-bench tiles --seconds $(BENCH_SECONDS)
 
 run: deps-build rocksdb ## start a local three-node cluster on 127.0.0.1 (data in ./data; Ctrl-C stops it)
 	$(CARGO) build -p veritrail-server --bin veritraild -p veritrail-cli --bin veritrail

@@ -1182,12 +1182,14 @@ async fn readers_within_their_caps_do_not_cost_the_leader_its_term() {
     while started.elapsed() < LOAD {
         seen.push(views().await);
         let id = format!("under-load-{appended}");
-        match tokio::time::timeout(Duration::from_secs(5), sdk.append(sdk_event("tests", &id)))
+        // Slow is allowed (the leader's client threads are the ones the
+        // readers load, and CI machines are busy); failing or hanging is not.
+        match tokio::time::timeout(Duration::from_secs(30), sdk.append(sdk_event("tests", &id)))
             .await
         {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => failed.push(format!("{id}: {e}")),
-            Err(_) => failed.push(format!("{id}: no answer within 5 s")),
+            Err(_) => failed.push(format!("{id}: no answer within 30 s")),
         }
         appended += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;

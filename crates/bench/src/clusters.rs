@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+/// The benchmark log's origin.
+const ORIGIN: &str = "bench.local/audit";
+
 /// A free loopback port (the OS picks, we release it right away).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -129,7 +132,15 @@ impl VeritrailCluster {
                 certs(
                     binary,
                     &pki,
-                    &["node", "--id", &id.to_string(), "--hosts", "127.0.0.1"],
+                    &[
+                        "node",
+                        "--id",
+                        &id.to_string(),
+                        "--origin",
+                        ORIGIN,
+                        "--hosts",
+                        "127.0.0.1",
+                    ],
                 )?;
             }
             certs(binary, &pki, &["client", "--name", "bench"])?;
@@ -169,7 +180,7 @@ impl VeritrailCluster {
             std::fs::write(
                 &config,
                 format!(
-                    "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"bench.local/audit\"\ninitial_members = [{}]\n{transport}{tiles_table}",
+                    "node_id = {id}\nlisten_addr = \"{addr}\"\ndata_dir = \"{}\"\norigin = \"{ORIGIN}\"\ninitial_members = [{}]\n{transport}{tiles_table}",
                     data.display(),
                     members.join(", ")
                 ),
