@@ -22,6 +22,7 @@ use veritrail_proto::v1::{Event, StatusRequest, StatusResponse};
 pub mod chaos;
 pub mod load;
 pub mod netns;
+pub mod witness;
 
 pub const ORIGIN: &str = "it.veritrail.test/log";
 /// The trust domain of the test clusters' identities.
@@ -162,6 +163,47 @@ pub fn shell_lines(markdown: &str, section: Option<&str>) -> Vec<String> {
         }
     }
     lines
+}
+
+/// `line` as a reader would type it: run by `bash -euo pipefail` in `cwd`,
+/// with the workspace's binaries first on `PATH`, `env` (the cluster's
+/// endpoints and credentials) and no CLI configuration file of whoever runs
+/// the tests; output piped, the process killed when dropped.
+pub fn bash_line(line: &str, cwd: &Path, env: &CliEnv) -> tokio::process::Command {
+    let bin_dir = veritrail().parent().expect("bin dir").to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .args(["-euo", "pipefail", "-c", line])
+        .current_dir(cwd)
+        .env("PATH", path)
+        .env("VERITRAIL_CLI_CONFIG", "/nonexistent/veritrail/config.toml")
+        .envs(env.0.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits up to 120 s for a [`bash_line`] to finish; panics with its output
+/// unless it succeeded.
+pub async fn expect_success(child: tokio::process::Child, line: &str) {
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`{line}` did not finish"))
+        .expect("output");
+    assert!(
+        output.status.success(),
+        "`{line}` failed with {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// An HTTP/1.1 answer as the tests read it.
@@ -899,6 +941,32 @@ impl Cluster {
             .await
             .ok()
             .map(|r| r.into_inner())
+    }
+
+    /// Stops every node, empties its data directory but for its signing key
+    /// (`node.key`), and starts them all again: the cluster bootstraps a new
+    /// history under the same keys, as if every voter had been rewritten.
+    /// Returns once all of them are voters again.
+    pub async fn wipe_all_but_keys(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        for node in &self.nodes {
+            for item in std::fs::read_dir(&node.data_dir).expect("data dir") {
+                let path = item.expect("entry").path();
+                if path.file_name().is_some_and(|n| n != "node.key") {
+                    if path.is_dir() {
+                        std::fs::remove_dir_all(&path).expect("wipe");
+                    } else {
+                        std::fs::remove_file(&path).expect("wipe");
+                    }
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.restart(i);
+        }
+        self.wait_for_voters(self.nodes.len()).await;
     }
 
     /// The voters' verifier keys, as node 0 reports them (a three-voter

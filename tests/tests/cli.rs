@@ -744,25 +744,7 @@ async fn a_rewritten_history_is_caught_as_a_fork() {
     assert_exit(&out, 0);
 
     // Wipe every node but its key, and write another history, longer.
-    for i in 0..3 {
-        cluster.kill(i);
-    }
-    for node in &cluster.nodes {
-        for item in std::fs::read_dir(&node.data_dir).expect("data dir") {
-            let path = item.expect("entry").path();
-            if path.file_name().is_some_and(|n| n != "node.key") {
-                if path.is_dir() {
-                    std::fs::remove_dir_all(&path).expect("wipe");
-                } else {
-                    std::fs::remove_file(&path).expect("wipe");
-                }
-            }
-        }
-    }
-    for i in 0..3 {
-        cluster.restart(i);
-    }
-    cluster.wait_for_voters(3).await;
+    cluster.wipe_all_but_keys().await;
     let client = cluster.sdk();
     append(client.clone(), "forged", 30).await;
     wait_for(

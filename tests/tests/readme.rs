@@ -11,11 +11,10 @@
 //! repository script (`python3 tests/...`) run from the repository root.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt as _;
-use veritrail_tests::{Cluster, ClusterOptions, shell_lines, veritrail, wait_for};
+use veritrail_tests::{Cluster, ClusterOptions, bash_line, expect_success, shell_lines, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_of_the_readme_tour_works() {
@@ -28,12 +27,6 @@ async fn every_command_of_the_readme_tour_works() {
 
     let mut cluster = Cluster::start(3, ClusterOptions::default()).await;
     let scratch = tempfile::tempdir().expect("scratch dir");
-    let bin_dir = veritrail().parent().expect("bin dir").to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let cluster_env = cluster.cli_env();
     let node1 = cluster.nodes[0].addr.clone();
     let node1_data = cluster.nodes[0].data_dir.display().to_string();
@@ -64,18 +57,7 @@ async fn every_command_of_the_readme_tour_works() {
         } else {
             scratch.path()
         };
-        let mut child = tokio::process::Command::new("bash")
-            .arg("-euo")
-            .arg("pipefail")
-            .arg("-c")
-            .arg(&command)
-            .current_dir(cwd)
-            .env("PATH", &path)
-            .envs(cluster_env.0.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut child = bash_line(&command, cwd, &cluster_env)
             .spawn()
             .expect("bash");
         if line.contains("--follow") {
@@ -92,17 +74,7 @@ async fn every_command_of_the_readme_tour_works() {
             child.kill().await.expect("stop the tail");
             continue;
         }
-        let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("`{line}` did not finish"))
-            .expect("output");
-        assert!(
-            output.status.success(),
-            "`{command}` failed with {:?}\nstdout: {}\nstderr: {}",
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        expect_success(child, &command).await;
     }
     // The tour's files are what it says they are.
     let keys = std::fs::read_to_string(scratch.path().join("keys.txt")).expect("keys.txt");

@@ -8,70 +8,19 @@
 //! (issue #19).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use veritrail_core::Checkpoint;
 use veritrail_core::cosignature::{Cosigner, CosignerKey};
 use veritrail_core::note::{NoteSigner, SignedNote};
+use veritrail_tests::witness::{WitnessProcess, witness_config, witness_key};
 use veritrail_tests::{
     Cluster, ClusterOptions, HttpAnswer, ORIGIN, build_go_program, free_port, http_post,
-    metric_sample, run_cli, sdk_event, veritrail_witness, wait_for,
+    metric_sample, run_cli, sdk_event, wait_for,
 };
 
 const WITNESS_NAME: &str = "witness.test/w1";
-
-/// A witness process, stopped when dropped.
-struct WitnessProcess {
-    child: Child,
-    addr: String,
-    config: PathBuf,
-}
-
-impl WitnessProcess {
-    async fn start(config: &Path, addr: &str) -> WitnessProcess {
-        let child = Command::new(veritrail_witness())
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start veritrail-witness");
-        wait_for(Duration::from_secs(20), "the witness to listen", || async {
-            tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
-        })
-        .await;
-        WitnessProcess {
-            child,
-            addr: addr.to_owned(),
-            config: config.to_owned(),
-        }
-    }
-
-    async fn restart(mut self) -> WitnessProcess {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        WitnessProcess::start(&self.config.clone(), &self.addr.clone()).await
-    }
-
-    async fn add(&self, old: u64, proof: &[String], note: &str) -> HttpAnswer {
-        let mut body = format!("old {old}\n");
-        for line in proof {
-            body.push_str(line);
-            body.push('\n');
-        }
-        body.push('\n');
-        body.push_str(note);
-        http_post(&self.addr, "/add-checkpoint", &body).await
-    }
-}
-
-impl Drop for WitnessProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Appends events up to `size` and returns the co-signed checkpoint of that
 /// size (its signed note).
@@ -115,45 +64,6 @@ fn signed_by(checkpoint: &Checkpoint, signers: &[NoteSigner]) -> String {
         note.sign(signer).expect("sign");
     }
     note.to_string()
-}
-
-/// The file name a witness's files take after, in a test's directory.
-fn file_stem(name: &str) -> String {
-    name.replace('/', "_")
-}
-
-/// A new key for the witness `name`, made by `veritrail-witness keygen`: the
-/// key file and its verifier key.
-fn witness_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key_file = dir.join(format!("{}.key", file_stem(name)));
-    let made = Command::new(veritrail_witness())
-        .args(["keygen", "--name", name, "-o"])
-        .arg(&key_file)
-        .output()
-        .expect("keygen");
-    assert!(made.status.success(), "{made:?}");
-    let vkey = String::from_utf8(made.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    (key_file, vkey)
-}
-
-/// The configuration of a witness, with its own state file, following the
-/// test cluster's log.
-fn witness_config(dir: &Path, addr: &str, key_file: &Path, log_keys: &[String]) -> PathBuf {
-    let stem = key_file.file_stem().expect("a key file").to_string_lossy();
-    let config = dir.join(format!("{stem}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"{addr}\"\nkey_file = \"{}\"\nstate_file = \"{}\"\n\n[[log]]\norigin = \"{ORIGIN}\"\nkeys = {log_keys:?}\n",
-            key_file.display(),
-            dir.join(format!("{stem}.state.json")).display()
-        ),
-    )
-    .expect("config");
-    config
 }
 
 /// Checks a cosigned checkpoint with the Go verifier: whether it passed, and
@@ -544,25 +454,7 @@ async fn witnesses_refuse_a_history_every_voter_rewrote_and_so_does_a_policy() {
     );
 
     // Every node wiped but its key, and another history written.
-    for i in 0..3 {
-        cluster.kill(i);
-    }
-    for node in &cluster.nodes {
-        for item in std::fs::read_dir(&node.data_dir).expect("data dir") {
-            let path = item.expect("entry").path();
-            if path.file_name().is_some_and(|n| n != "node.key") {
-                if path.is_dir() {
-                    std::fs::remove_dir_all(&path).expect("wipe");
-                } else {
-                    std::fs::remove_file(&path).expect("wipe");
-                }
-            }
-        }
-    }
-    for i in 0..3 {
-        cluster.restart(i);
-    }
-    cluster.wait_for_voters(3).await;
+    cluster.wipe_all_but_keys().await;
     let client = cluster.sdk();
     let forged = (0..30)
         .map(|i| sdk_event("witnessed", &format!("forged-{i}")))
