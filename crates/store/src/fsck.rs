@@ -19,9 +19,9 @@ use veritrail_core::note::SignedNote;
 use veritrail_core::{ChainVerifier, Checkpoint, entry_hash};
 
 use crate::db::{
-    CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, CF_SM_META, Db, Field,
-    KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL, event_id_key, field_key, merkle_key_ending_at,
-    merkle_node_of, read_u64_key,
+    CF_BY_FIELD, CF_CHECKPOINTS, CF_ENTRIES, CF_EVENT_IDS, CF_MERKLE, CF_RAFT_LOG, CF_RAFT_META,
+    CF_SM_META, Db, Field, KEY_ORIGIN, KEY_SNAPSHOT, KEY_TAIL, event_id_key, field_key,
+    merkle_key_ending_at, merkle_node_of, read_u64_key,
 };
 use crate::error::{Result, StoreError};
 use crate::shared::{DB_DIR, SNAPSHOT_DIR};
@@ -63,6 +63,9 @@ pub enum ProblemKind {
     /// The current snapshot names entries the log does not hold, or its file
     /// (what lagging followers are sent) fails its digest.
     SnapshotCorrupt,
+    /// A Raft log entry does not decode, or is stored under another index:
+    /// the node would refuse to start on it.
+    RaftLogCorrupt,
 }
 
 /// One inconsistency.
@@ -343,6 +346,7 @@ pub fn fsck_with_progress(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
     }
 
     check_snapshot(dir, &db, expected, &mut found)?;
+    check_raft_log(&db, &mut found)?;
 
     let mut problems = found.problems;
     problems.sort_by_key(|p| (p.seq.is_none(), p.seq, p.kind));
@@ -353,6 +357,30 @@ pub fn fsck_with_progress(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
         problems,
         torn_wal: db.torn_wal.clone(),
     })
+}
+
+/// The Raft log and the records beside it, which a node reads when it opens:
+/// every entry must decode under its index, and every record of the Raft and
+/// state-machine metadata must read (RocksDB checks each block it reads, so a
+/// damaged table holding them fails here as it fails the node's start: the
+/// chaos suite found `fsck` passing a node that refused to start on such a
+/// table).
+fn check_raft_log(db: &Db, found: &mut Collector) -> Result<()> {
+    for item in db
+        .raw()
+        .iterator_cf(db.cf(CF_RAFT_LOG), IteratorMode::Start)
+    {
+        let (key, value) = item?;
+        if let Err(e) = crate::log_store::decode_entry(&key, &value) {
+            found.add(None, ProblemKind::RaftLogCorrupt, e.to_string());
+        }
+    }
+    for cf in [CF_RAFT_META, CF_SM_META] {
+        for item in db.raw().iterator_cf(db.cf(cf), IteratorMode::Start) {
+            item?;
+        }
+    }
+    Ok(())
 }
 
 /// The current snapshot is sent to followers that lag behind the purged log: it

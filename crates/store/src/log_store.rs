@@ -33,7 +33,7 @@ pub struct LogStore {
     pub(crate) shared: Arc<Shared>,
 }
 
-fn decode_entry(key: &[u8], value: &[u8]) -> Result<Entry<TypeConfig>> {
+pub(crate) fn decode_entry(key: &[u8], value: &[u8]) -> Result<Entry<TypeConfig>> {
     let index = read_u64_key(key, CF_RAFT_LOG)?;
     let entry: Entry<TypeConfig> = postcard::from_bytes(value)
         .map_err(|e| StoreError::corrupt(format!("raft_log/{index}"), e))?;

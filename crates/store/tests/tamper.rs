@@ -243,3 +243,29 @@ async fn a_consistently_recomputed_suffix_is_caught_by_the_checkpoint() {
         problem.detail
     );
 }
+
+/// The Raft log is read too: a node refuses to start on an entry that does not
+/// decode, so `fsck` must not pass it (the chaos suite found `fsck` passing a
+/// node whose damaged table held Raft log records).
+#[tokio::test]
+async fn a_raft_log_entry_that_does_not_decode_is_named() {
+    let h = log_with_checkpoint().await;
+    {
+        let db = raw(&h);
+        db.put_cf(
+            db.cf_handle("raft_log").expect("cf"),
+            7u64.to_be_bytes(),
+            b"\xff\xff not a raft entry",
+        )
+        .expect("put");
+    }
+    let report = fsck(h.dir.path()).expect("fsck");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::RaftLogCorrupt && p.detail.contains("raft_log/7")),
+        "{:?}",
+        report.problems
+    );
+}
