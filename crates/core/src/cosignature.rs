@@ -11,12 +11,10 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 
 use crate::Error;
-use crate::note::{NoteSignature, split_key_string, typed_key_id, validate_key_name};
+use crate::note::{NoteSignature, key_string, named_key, parse_named_key, parse_signer_key};
 
 /// The signature-type byte of Ed25519 cosignatures (v1) in key ids and keys.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -42,27 +40,15 @@ pub struct CosignerKey {
 
 impl CosignerKey {
     pub fn new(name: &str, public_key: &[u8; 32]) -> Result<Self, Error> {
-        validate_key_name(name)?;
-        let key = VerifyingKey::from_bytes(public_key)
-            .map_err(|e| Error::MalformedKey(format!("not an Ed25519 public key: {e}")))?;
-        Ok(CosignerKey {
-            name: name.to_owned(),
-            id: typed_key_id(name, ALG_COSIGNATURE_V1, public_key),
-            key,
-        })
+        let (name, id, key) = named_key(name, ALG_COSIGNATURE_V1, public_key)?;
+        Ok(CosignerKey { name, id, key })
     }
 
     /// Parses the verifier-key string `<name>+<8 hex key id>+<base64(0x04 || key)>`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let what = format!("witness key {text:?}");
-        let (name, id, public) = split_key_string(text, ALG_COSIGNATURE_V1, &what)?;
-        let key = CosignerKey::new(&name, &public)?;
-        if key.id != id {
-            return Err(Error::MalformedKey(format!(
-                "{what}: key id does not match the name and key"
-            )));
-        }
-        Ok(key)
+        let (name, id, key) = parse_named_key(text, ALG_COSIGNATURE_V1, &what)?;
+        Ok(CosignerKey { name, id, key })
     }
 
     pub fn name(&self) -> &str {
@@ -112,10 +98,8 @@ impl CosignerKey {
 impl fmt::Display for CosignerKey {
     /// The verifier-key string, as [`CosignerKey::parse`] reads it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_COSIGNATURE_V1);
-        raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{:08x}+{}", self.name, self.id, BASE64.encode(raw))
+        let key = key_string(&self.name, self.id, ALG_COSIGNATURE_V1, self.key.as_bytes());
+        f.write_str(&key)
     }
 }
 
@@ -143,29 +127,17 @@ impl Cosigner {
     /// Parses `PRIVATE+KEY+<name>+<id>+<base64(0x04 || seed)>`, the signer-key
     /// form of signed notes with the cosignature type byte.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let rest = text.strip_prefix("PRIVATE+KEY+").ok_or_else(|| {
-            Error::MalformedKey("witness signer key: must start PRIVATE+KEY+".into())
-        })?;
-        let (name, id, seed) = split_key_string(rest, ALG_COSIGNATURE_V1, "witness signer key")?;
-        let cosigner = Cosigner::from_seed(&name, &seed)?;
-        if cosigner.public.id != id {
-            return Err(Error::MalformedKey(
-                "witness signer key: key id does not match the name and key".into(),
-            ));
-        }
-        Ok(cosigner)
+        let (name, seed) = parse_signer_key(text, ALG_COSIGNATURE_V1, "witness signer key")?;
+        Cosigner::from_seed(&name, &seed)
     }
 
     /// The signer-key string, as [`Cosigner::parse`] reads it. Secret.
     pub fn to_signer_string(&self) -> String {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_COSIGNATURE_V1);
-        raw.extend_from_slice(&self.secret.to_bytes());
+        let (name, id) = (&self.public.name, self.public.id);
+        let seed = self.secret.to_bytes();
         format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.public.name,
-            self.public.id,
-            BASE64.encode(raw)
+            "PRIVATE+KEY+{}",
+            key_string(name, id, ALG_COSIGNATURE_V1, &seed)
         )
     }
 

@@ -75,6 +75,59 @@ pub(crate) fn split_key_string(
     Ok((name.to_owned(), id, key))
 }
 
+/// A named Ed25519 public key: its name, key id and key, for the signature
+/// type a caller names (notes' `0x01`, cosignatures' `0x04`).
+pub(crate) type NamedKey = (String, u32, VerifyingKey);
+
+/// The named key of type `alg` for `name` and a 32-byte Ed25519 public key.
+pub(crate) fn named_key(name: &str, alg: u8, public_key: &[u8; 32]) -> Result<NamedKey, Error> {
+    validate_key_name(name)?;
+    let key = VerifyingKey::from_bytes(public_key)
+        .map_err(|e| Error::MalformedKey(format!("not an Ed25519 public key: {e}")))?;
+    Ok((name.to_owned(), typed_key_id(name, alg, public_key), key))
+}
+
+/// Parses a verifier-key string of type `alg`; `what` names it in errors.
+pub(crate) fn parse_named_key(text: &str, alg: u8, what: &str) -> Result<NamedKey, Error> {
+    let (name, id, public) = split_key_string(text, alg, what)?;
+    let key = named_key(&name, alg, &public)?;
+    if key.1 != id {
+        return Err(Error::MalformedKey(format!(
+            "{what}: key id does not match the name and key"
+        )));
+    }
+    Ok(key)
+}
+
+/// `<name>+<8 hex key id>+<base64(alg || 32 bytes)>`: a verifier key string,
+/// or, after `PRIVATE+KEY+`, a signer key's with the seed as the bytes.
+pub(crate) fn key_string(name: &str, id: u32, alg: u8, bytes: &[u8; 32]) -> String {
+    let mut raw = Vec::with_capacity(33);
+    raw.push(alg);
+    raw.extend_from_slice(bytes);
+    format!("{name}+{id:08x}+{}", BASE64.encode(raw))
+}
+
+/// Parses a signer-key string `PRIVATE+KEY+<name>+<id>+<base64(alg || seed)>`:
+/// its name and seed, the id checked against the key the seed makes.
+pub(crate) fn parse_signer_key(
+    text: &str,
+    alg: u8,
+    what: &str,
+) -> Result<(String, [u8; 32]), Error> {
+    let rest = text
+        .strip_prefix("PRIVATE+KEY+")
+        .ok_or_else(|| Error::MalformedKey(format!("{what}: must start PRIVATE+KEY+")))?;
+    let (name, id, seed) = split_key_string(rest, alg, what)?;
+    let public = SigningKey::from_bytes(&seed).verifying_key();
+    if typed_key_id(&name, alg, public.as_bytes()) != id {
+        return Err(Error::MalformedKey(format!(
+            "{what}: key id does not match the name and key"
+        )));
+    }
+    Ok((name, seed))
+}
+
 /// Key names are non-empty and contain neither Unicode white space nor `+`.
 pub fn validate_key_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
@@ -102,27 +155,15 @@ pub struct NoteKey {
 impl NoteKey {
     /// A verifier key for `name` and a 32-byte Ed25519 public key.
     pub fn new(name: &str, public_key: &[u8; 32]) -> Result<Self, Error> {
-        validate_key_name(name)?;
-        let key = VerifyingKey::from_bytes(public_key)
-            .map_err(|e| Error::MalformedKey(format!("not an Ed25519 public key: {e}")))?;
-        Ok(NoteKey {
-            name: name.to_owned(),
-            id: key_id(name, public_key),
-            key,
-        })
+        let (name, id, key) = named_key(name, ALG_ED25519, public_key)?;
+        Ok(NoteKey { name, id, key })
     }
 
     /// Parses the verifier-key string `<name>+<8 hex key id>+<base64(0x01 || key)>`.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let what = format!("verifier key {text:?}");
-        let (name, id, public) = split_key_string(text, ALG_ED25519, &what)?;
-        let key = NoteKey::new(&name, &public)?;
-        if key.id != id {
-            return Err(Error::MalformedKey(format!(
-                "{what}: key id does not match the name and key"
-            )));
-        }
-        Ok(key)
+        let (name, id, key) =
+            parse_named_key(text, ALG_ED25519, &format!("verifier key {text:?}"))?;
+        Ok(NoteKey { name, id, key })
     }
 
     pub fn name(&self) -> &str {
@@ -156,10 +197,12 @@ impl NoteKey {
 impl fmt::Display for NoteKey {
     /// The verifier-key string, as `NoteKey::parse` reads it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_ED25519);
-        raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{:08x}+{}", self.name, self.id, BASE64.encode(raw))
+        f.write_str(&key_string(
+            &self.name,
+            self.id,
+            ALG_ED25519,
+            self.key.as_bytes(),
+        ))
     }
 }
 
@@ -194,30 +237,17 @@ impl NoteSigner {
     /// Parses the signer-key string `PRIVATE+KEY+<name>+<id>+<base64(0x01 || seed)>`,
     /// the form Go's `note` package uses.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let rest = text
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or_else(|| Error::MalformedKey("signer key: must start PRIVATE+KEY+".into()))?;
-        let (name, id, seed) = split_key_string(rest, ALG_ED25519, "signer key")?;
-        let signer = NoteSigner::from_seed(&name, &seed)?;
-        if signer.public.id != id {
-            return Err(Error::MalformedKey(
-                "signer key: key id does not match the name and key".into(),
-            ));
-        }
-        Ok(signer)
+        let (name, seed) = parse_signer_key(text, ALG_ED25519, "signer key")?;
+        NoteSigner::from_seed(&name, &seed)
     }
 
     /// The signer-key string, as `NoteSigner::parse` reads it. Secret: store it
     /// with owner-only permissions.
     pub fn to_signer_string(&self) -> String {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_ED25519);
-        raw.extend_from_slice(&self.secret.to_bytes());
+        let (name, id) = (&self.public.name, self.public.id);
         format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.public.name,
-            self.public.id,
-            BASE64.encode(raw)
+            "PRIVATE+KEY+{}",
+            key_string(name, id, ALG_ED25519, &self.secret.to_bytes())
         )
     }
 
